@@ -1,0 +1,43 @@
+// RAII owner of a POSIX file descriptor.
+//
+//   UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+//   if (!fd) return absl::ErrnoToStatus(errno, "open");
+//   ::read(fd.get(), buf, n);   // closed when `fd` goes out of scope
+#pragma once
+
+#include <unistd.h>
+
+#include <utility>
+
+namespace flamestream::common {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      reset(std::exchange(other.fd_, -1));
+    }
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+
+  [[nodiscard]] int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  [[nodiscard]] int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace flamestream::common
