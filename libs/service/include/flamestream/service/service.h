@@ -1,0 +1,70 @@
+// The frame of every Flamestream service: config, logs, admin listener, signals and drain.
+//
+//   int main(int argc, char** argv) {
+//     SymbolizerConfig cfg;                               // in-class defaults
+//     return service::Main(argc, argv, {
+//         .name = "symbolizer",
+//         .summary = "resolves raw frames to functions, files and lines",
+//         .declare = [&](config::Schema& s) { cfg.Declare(s); },
+//         .run = [&](service::Context& ctx) { return RunSymbolizer(cfg, ctx); },
+//     });
+//   }
+//
+// Main() declares the common keys (log.level, log.format, admin.listen, shutdown.deadline,
+// duration), loads the config (exit 2 naming the bad key), serves /metrics /healthz /readyz,
+// and calls run() on the main thread. SIGTERM or SIGINT (or `duration` elapsing) requests
+// stop through ctx.stop; run() then stops consuming, finishes in-flight work, flushes,
+// commits and returns. If it has not returned within shutdown.deadline the process exits 1.
+// A second SIGINT/SIGTERM exits at once (status 130).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "flamestream/common/status.h"
+#include "flamestream/config/config.h"
+#include "flamestream/obs/metrics.h"
+
+namespace flamestream::service {
+
+struct Context {
+  obs::Registry& metrics;
+  std::stop_token stop;                  // requested on SIGTERM/SIGINT or when duration elapses
+  std::function<void(bool)> set_ready;   // drives /readyz
+  std::function<void(const std::string&)> set_unhealthy;  // drives /healthz (503 + reason)
+  std::vector<std::string> positional;   // non-flag arguments
+  std::string config_file;               // --config path, if any
+  // Blocks until stop is requested or `timeout` passes; true when stop was requested.
+  bool WaitForStop(std::chrono::nanoseconds timeout) const;
+};
+
+struct Spec {
+  std::string name;      // "agent" -> program name flamestream-agent
+  std::string summary;   // one line for --help
+  std::string usage_extra;  // optional text for --help (subcommands, examples)
+  std::function<void(config::Schema&)> declare;
+  std::function<Status(Context&)> run;
+  std::string default_admin_listen = "127.0.0.1:0";
+};
+
+// Common settings every service has (filled by Main before run()).
+struct CommonConfig {
+  std::string log_level = "info";
+  std::string log_format = "logfmt";
+  std::string admin_listen;
+  std::chrono::nanoseconds shutdown_deadline = std::chrono::seconds(30);
+  std::chrono::nanoseconds duration{0};
+  void Declare(config::Schema& schema);
+};
+
+int Main(int argc, char** argv, const Spec& spec);
+
+// Cluster and node identity used in record keys: `<cluster>/<node>`, lower case. The node
+// comes from NODE_NAME (the Kubernetes downward API) when set, else the host name.
+std::string DefaultNodeName();
+std::string RecordKey(const std::string& cluster, const std::string& node);
+
+}  // namespace flamestream::service
