@@ -50,10 +50,25 @@ function(fs_add_test name)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock GTest::gtest_main)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   fs_set_warnings(${name})
+  # CMake 3.25's test discovery splits a multi-valued ENVIRONMENT into separate properties, so
+  # only FS_BIN_DIR travels in the environment (tests find built binaries through it, and it
+  # can be overridden when running a test binary by hand); the source and build directories
+  # are compiled in. ARG_ENVIRONMENT may hold one extra VAR=value.
+  target_compile_definitions(${name} PRIVATE FS_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
+                                             FS_BUILD_DIR="${CMAKE_BINARY_DIR}")
+  list(LENGTH ARG_ENVIRONMENT n_env)
+  if(n_env GREATER 1)
+    message(FATAL_ERROR "fs_add_test(${name}): ENVIRONMENT takes at most one VAR=value")
+  endif()
+  set(env_props ENVIRONMENT FS_BIN_DIR=${CMAKE_BINARY_DIR}/bin)
+  if(n_env EQUAL 1)
+    # Two single-valued properties instead of one list.
+    set(env_props ENVIRONMENT ${ARG_ENVIRONMENT}
+                  ENVIRONMENT_MODIFICATION "FS_BIN_DIR=set:${CMAKE_BINARY_DIR}/bin")
+  endif()
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
-    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
-               ENVIRONMENT "FS_BIN_DIR=${CMAKE_BINARY_DIR}/bin;FS_SOURCE_DIR=${CMAKE_SOURCE_DIR};${ARG_ENVIRONMENT}")
+    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT} ${env_props})
 endfunction()
 
 # fs_add_bench(<name> SOURCES ... [DEPS ...]): a Google Benchmark binary in build/bench.

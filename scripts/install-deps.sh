@@ -21,6 +21,8 @@ PACKAGES=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev googletest util-linux procps iproute2 curl
   chromium bpftrace
+  # deploy checks: scripts/check-deploy.sh validates docker-compose.yml offline (kubectl ships separately)
+  docker-compose
 )
 # Node.js (OpenTelemetry SDK test app, flame graph bundle): the machine image may ship its own.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)

@@ -1,22 +1,145 @@
 // flamestream-exporter: aggregates correlated samples into profiles and sends them to sinks.
+//
+//   flamestream-exporter --sink file --out ./out --set kafka.bootstrap.servers=127.0.0.1:9092
+//   flamestream-exporter --sink file --sink pyroscope --set exporter.pyroscope.url=http://p:4040
+//
+// Each sink runs its own pipeline (consumer group flamestream-exporter-<sink>, offsets, lag
+// metric) on its own thread, so a slow backend never holds back another.
+#include <thread>
+
+#include "exporter_stage.h"
 #include "flamestream/log/log.h"
 #include "flamestream/service/service.h"
+#include "flamestream/sinks/file_sink.h"
+#include "flamestream/sinks/otlp_sink.h"
+#include "flamestream/sinks/pyroscope_sink.h"
 
 namespace {
+
+namespace fs_sinks = flamestream::sinks;
 
 struct ExporterConfig {
   std::map<std::string, std::string> kafka;
   std::vector<std::string> sinks = {"file"};
-  std::string out_dir = "./flamestream-out";
+  std::string topic = "flamestream.samples.correlated.v1";
   std::chrono::nanoseconds window = std::chrono::seconds(10);
+  std::chrono::nanoseconds lateness = std::chrono::seconds(10);
+  std::chrono::nanoseconds idle_flush = std::chrono::seconds(15);
+  std::chrono::nanoseconds retry_initial = std::chrono::milliseconds(200);
+  std::chrono::nanoseconds retry_max = std::chrono::seconds(30);
+  int max_pending_windows = 8;
+  fs_sinks::FileSinkConfig file;
+  fs_sinks::PyroscopeConfig pyroscope;
+  std::vector<std::string> pyroscope_labels;  // k=v
+  std::chrono::nanoseconds pyroscope_timeout = std::chrono::seconds(10);
+  fs_sinks::OtlpConfig otlp;
+  std::vector<std::string> otlp_headers;  // k=v
+  std::vector<std::string> otlp_resource;  // k=v
+  std::chrono::nanoseconds otlp_timeout = std::chrono::seconds(10);
 
   void Declare(flamestream::config::Schema& s) {
     s.AddPassthrough("kafka", &kafka, "librdkafka properties, e.g. kafka.bootstrap.servers");
-    s.Add("exporter.sinks", &sinks, "sinks to run: file, pyroscope, otlp", "--sink");
-    s.Add("exporter.file.out", &out_dir, "output directory of the file sink", "--out");
+    s.Add("exporter.sinks", &sinks, "sinks to run: file, pyroscope, otlp (repeatable)", "--sink");
+    s.Add("exporter.topic", &topic, "input topic (the correlated topic or its .replay variant)", "--topic");
     s.Add("exporter.window", &window, "aggregation window (aligned)", "--window");
+    s.Add("exporter.lateness", &lateness, "a window closes when event time passes its end by this");
+    s.Add("exporter.idle_flush", &idle_flush, "close every window after this long without input");
+    s.Add("exporter.retry.initial", &retry_initial, "first retry delay (doubles, with jitter)");
+    s.Add("exporter.retry.max", &retry_max, "longest retry delay");
+    s.Add("exporter.max_pending_windows", &max_pending_windows, "pause input beyond this many undelivered windows");
+    s.Add("exporter.file.out", &file.out_dir, "output directory of the file sink", "--out");
+    s.Add("exporter.file.views", &file.views, "write <service>.folded and <service>.html");
+    s.Add("exporter.file.view_windows", &file.view_windows, "windows the folded/html views cover");
+    s.Add("exporter.pyroscope.url", &pyroscope.url, "Pyroscope/Phlare base URL");
+    s.Add("exporter.pyroscope.tenant", &pyroscope.tenant, "X-Scope-OrgID");
+    s.Add("exporter.pyroscope.basic_user", &pyroscope.basic_user, "basic auth user");
+    s.Add("exporter.pyroscope.basic_password", &pyroscope.basic_password, "basic auth password");
+    s.Add("exporter.pyroscope.bearer_token", &pyroscope.bearer_token, "bearer token");
+    s.Add("exporter.pyroscope.labels", &pyroscope_labels, "extra series labels k=v");
+    s.Add("exporter.pyroscope.span_name", &pyroscope.span_name, "send span_name sample labels");
+    s.Add("exporter.pyroscope.ca_file", &pyroscope.ca_file, "CA bundle for https");
+    s.Add("exporter.pyroscope.insecure_skip_verify", &pyroscope.insecure_skip_verify, "do not verify TLS (testing only)");
+    s.Add("exporter.pyroscope.timeout", &pyroscope_timeout, "request timeout");
+    s.Add("exporter.pyroscope.max_series_per_request", &pyroscope.max_series_per_request, "series per Push");
+    s.AddChoice("exporter.otlp.protocol", &otlp.protocol, {"grpc", "http"}, "OTLP transport", "");
+    s.Add("exporter.otlp.endpoint", &otlp.endpoint, "gRPC host:port or HTTP base URL");
+    s.Add("exporter.otlp.headers", &otlp_headers, "request headers k=v");
+    s.Add("exporter.otlp.tls", &otlp.tls, "gRPC over TLS");
+    s.Add("exporter.otlp.ca_file", &otlp.ca_file, "CA bundle");
+    s.Add("exporter.otlp.insecure_skip_verify", &otlp.insecure_skip_verify, "do not verify TLS (HTTP, testing only)");
+    s.Add("exporter.otlp.gzip", &otlp.gzip, "gzip HTTP bodies");
+    s.Add("exporter.otlp.resource_attributes", &otlp_resource, "extra resource attributes k=v");
+    s.Add("exporter.otlp.timeout", &otlp_timeout, "request timeout");
   }
 };
+
+flamestream::Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& items,
+                                                                   const std::string& key) {
+  std::map<std::string, std::string> out;
+  for (const std::string& item : items) {
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return flamestream::InvalidArgument("{}: expected k=v, got {}", key, item);
+    }
+    out[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return out;
+}
+
+flamestream::Result<std::unique_ptr<fs_sinks::Sink>> MakeSink(const std::string& name, ExporterConfig& cfg) {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  if (name == "file") return std::unique_ptr<fs_sinks::Sink>(new fs_sinks::FileSink(cfg.file));
+  if (name == "pyroscope") {
+    FS_ASSIGN_OR_RETURN(cfg.pyroscope.labels, ParsePairs(cfg.pyroscope_labels, "exporter.pyroscope.labels"));
+    cfg.pyroscope.timeout = duration_cast<milliseconds>(cfg.pyroscope_timeout);
+    return std::unique_ptr<fs_sinks::Sink>(new fs_sinks::PyroscopeSink(cfg.pyroscope));
+  }
+  if (name == "otlp") {
+    FS_ASSIGN_OR_RETURN(cfg.otlp.headers, ParsePairs(cfg.otlp_headers, "exporter.otlp.headers"));
+    FS_ASSIGN_OR_RETURN(cfg.otlp.resource_attributes,
+                        ParsePairs(cfg.otlp_resource, "exporter.otlp.resource_attributes"));
+    cfg.otlp.timeout = duration_cast<milliseconds>(cfg.otlp_timeout);
+    return std::unique_ptr<fs_sinks::Sink>(new fs_sinks::OtlpSink(cfg.otlp));
+  }
+  return flamestream::InvalidArgument("exporter.sinks: unknown sink {} (file, pyroscope, otlp)", name);
+}
+
+flamestream::Status Run(ExporterConfig& cfg, flamestream::service::Context& ctx) {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  std::vector<std::unique_ptr<flamestream::exporter::ExporterStage>> stages;
+  std::vector<std::string> seen;
+  for (const std::string& name : cfg.sinks) {
+    if (std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
+    seen.push_back(name);
+    FS_ASSIGN_OR_RETURN(std::unique_ptr<fs_sinks::Sink> sink, MakeSink(name, cfg));
+    flamestream::exporter::StageConfig sc{
+        .kafka = cfg.kafka,
+        .topic = cfg.topic,
+        .window = cfg.window,
+        .lateness = cfg.lateness,
+        .idle_flush = cfg.idle_flush,
+        .max_pending_windows = static_cast<size_t>(std::max(1, cfg.max_pending_windows)),
+        .retry = {.initial = duration_cast<milliseconds>(cfg.retry_initial),
+                  .max = duration_cast<milliseconds>(cfg.retry_max)}};
+    stages.push_back(std::make_unique<flamestream::exporter::ExporterStage>(sc, std::move(sink), ctx.metrics));
+  }
+  std::vector<flamestream::Status> results(stages.size());
+  std::vector<std::jthread> threads;
+  std::stop_source local;  // one failing stage stops the others
+  for (size_t i = 0; i < stages.size(); ++i) {
+    threads.emplace_back([&, i] {
+      std::stop_callback forward(ctx.stop, [&] { local.request_stop(); });
+      results[i] = stages[i]->Run(local.get_token());
+      if (!results[i].ok()) local.request_stop();
+    });
+  }
+  ctx.set_ready(true);
+  threads.clear();  // joins
+  for (const flamestream::Status& st : results) FS_RETURN_IF_ERROR(st);
+  return flamestream::OkStatus();
+}
 
 }  // namespace
 
@@ -28,10 +151,6 @@ int main(int argc, char** argv) {
       {.name = "exporter",
        .summary = "aggregates correlated samples into profiles for Pyroscope, OTLP and pprof files",
        .declare = [&](flamestream::config::Schema& s) { cfg.Declare(s); },
-       .run = [&](service::Context& ctx) -> flamestream::Status {
-         ctx.set_ready(true);
-         ctx.WaitForStop(std::chrono::hours(24 * 365));
-         return flamestream::OkStatus();
-       },
+       .run = [&](service::Context& ctx) { return Run(cfg, ctx); },
        .default_admin_listen = "127.0.0.1:9403"});
 }

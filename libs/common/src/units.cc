@@ -3,6 +3,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <ctime>
 
 #include <fmt/format.h>
 
@@ -114,6 +115,68 @@ Result<uint64_t> ParseSize(std::string_view text) {
         original, unit);
   }
   return static_cast<uint64_t>(std::llround(value * scale));
+}
+
+Result<int64_t> ParseTimestampNs(std::string_view text, int64_t now_ns) {
+  const std::string original(text);
+  text = Trim(text);
+  if (text == "now") {
+    return now_ns;
+  }
+  if (!text.empty() && text.front() == '-') {
+    auto d = ParseDuration(text.substr(1));
+    if (!d.ok()) {
+      return InvalidArgument("invalid time \"{}\": {}", original, d.error().message());
+    }
+    return now_ns - d->count();
+  }
+  bool digits = !text.empty();
+  for (char c : text) {
+    digits = digits && std::isdigit(static_cast<unsigned char>(c)) != 0;
+  }
+  if (digits) {
+    auto v = ParseInt<int64_t>(text);
+    if (!v.ok()) {
+      return InvalidArgument("invalid time \"{}\"", original);
+    }
+    switch (text.size()) {
+      case 10:
+        return *v * 1000000000;
+      case 13:
+        return *v * 1000000;
+      case 16:
+        return *v * 1000;
+      case 19:
+        return *v;
+      default:
+        return InvalidArgument(
+            "invalid time \"{}\": Unix time needs 10 (s), 13 (ms), 16 (us) or 19 (ns) digits",
+            original);
+    }
+  }
+  // RFC 3339, UTC only.
+  struct tm tm {};
+  const std::string t(text);
+  const char* rest = strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr) {
+    return InvalidArgument(
+        "invalid time \"{}\"; expected now, -15m, 2026-11-23T13:00:00Z or Unix seconds",
+        original);
+  }
+  int64_t frac_ns = 0;
+  if (*rest == '.') {
+    ++rest;
+    int64_t scale = 100000000;
+    while (std::isdigit(static_cast<unsigned char>(*rest)) != 0) {
+      frac_ns += (*rest - '0') * scale;
+      scale /= 10;
+      ++rest;
+    }
+  }
+  if (std::string_view(rest) != "Z") {
+    return InvalidArgument("invalid time \"{}\": write it in UTC with a trailing Z", original);
+  }
+  return static_cast<int64_t>(timegm(&tm)) * 1000000000 + frac_ns;
 }
 
 std::string FormatDuration(std::chrono::nanoseconds d) {

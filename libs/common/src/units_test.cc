@@ -51,5 +51,32 @@ TEST(FormatUnits, RoundTripsThroughParse) {
   EXPECT_EQ(*ParseDuration(FormatDuration(nanoseconds(3723000000000))), nanoseconds(3723000000000));
 }
 
+TEST(ParseTimestampNs, AcceptsNowRelativeRfc3339AndUnixDigits) {
+  constexpr int64_t kNow = 1795438862000000000;  // 2026-11-23T13:01:02Z
+  struct Case {
+    const char* text;
+    int64_t ns;
+  };
+  const Case kCases[] = {{"now", kNow},
+                         {"-15m", kNow - 900000000000},
+                         {"2026-11-23T13:01:02Z", kNow},
+                         {"2026-11-23T13:01:02.25Z", kNow + 250000000},
+                         {"1795438862", kNow},
+                         {"1795438862000", kNow},
+                         {"1795438862000000", kNow},
+                         {"1795438862000000000", kNow}};
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.text);
+    auto t = ParseTimestampNs(c.text, kNow);
+    ASSERT_TRUE(t.ok()) << t.error();
+    EXPECT_EQ(*t, c.ns);
+  }
+  for (const char* bad : {"yesterday", "2026-11-23 13:01:02", "2026-11-23T13:01:02+01:00",
+                          "12345", "-soon"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_FALSE(ParseTimestampNs(bad, kNow).ok());
+  }
+}
+
 }  // namespace
 }  // namespace flamestream::common

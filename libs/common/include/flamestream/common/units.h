@@ -21,6 +21,13 @@ Result<std::chrono::nanoseconds> ParseDuration(std::string_view text);
 // 1024), case-insensitive for the SI letters; a bare number is bytes.
 Result<uint64_t> ParseSize(std::string_view text);
 
+// A point in time as Unix nanoseconds, from:
+//   - "now", or a duration before now: "-15m", "-1h30m" (relative to `now_ns`)
+//   - RFC 3339 in UTC: "2026-11-23T13:00:00Z", "2026-11-23T13:00:00.250Z"
+//   - Unix time as digits, with the unit read off the length as Pyroscope does:
+//     10 digits seconds, 13 milliseconds, 16 microseconds, 19 nanoseconds.
+Result<int64_t> ParseTimestampNs(std::string_view text, int64_t now_ns);
+
 // "1m30s", "250ms": the shortest exact spelling, for --help output and logs.
 std::string FormatDuration(std::chrono::nanoseconds d);
 // "64MiB" when exact in binary units, else bytes.

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Events shared by profile.bpf.c (kernel side) and libs/bpf (user side).
+ *
+ * Plain __u32/__u64 only, so both compilers agree on the layout. Every
+ * record in the ring buffer starts with struct fs_event_header; a sample is
+ * a header, then kernel_depth kernel addresses, then user_depth user
+ * addresses (leaf first in both), and is written with just that length so a
+ * typical 20-frame stack costs ~250 bytes of ring instead of the 9 KiB
+ * worst case.
+ */
+#ifndef FLAMESTREAM_BPF_PROFILE_H
+#define FLAMESTREAM_BPF_PROFILE_H
+
+#define FS_TASK_COMM_LEN 16
+/* bpf_get_stack() stops at perf_event_max_stack (127 by default). */
+#define FS_MAX_KERNEL_STACK 127
+/* Our own frame-pointer walk has no such limit; this is the hard cap the
+ * scratch buffer is sized for (the runtime limit is user_stack_depth). */
+#define FS_MAX_USER_STACK 1024
+
+enum fs_event_kind {
+	FS_EVENT_SAMPLE = 1,
+	FS_EVENT_EXEC = 2, /* a process called execve(): its mappings changed */
+	FS_EVENT_EXIT = 3, /* a thread-group leader exited */
+};
+
+enum fs_sample_flags {
+	FS_FLAG_USER_TRUNCATED = 1 << 0,   /* walk stopped at user_stack_depth */
+	FS_FLAG_KERNEL_TRUNCATED = 1 << 1, /* kernel stack hit FS_MAX_KERNEL_STACK */
+	FS_FLAG_USER_READ_FAILED = 1 << 2, /* a frame could not be read (paged out, bad fp) */
+	FS_FLAG_IN_KERNEL = 1 << 3,        /* the sample interrupted kernel mode */
+	FS_FLAG_KERNEL_THREAD = 1 << 4,    /* no user space at all */
+};
+
+/* Per-CPU counters, indexed by enum fs_stat. */
+enum fs_stat {
+	FS_STAT_SAMPLES = 0,     /* samples written to the ring */
+	FS_STAT_RING_DROPS,      /* bpf_ringbuf_output() failed: ring full */
+	FS_STAT_FILTERED,        /* samples of processes we do not watch */
+	FS_STAT_USER_TRUNCATED,
+	FS_STAT_KERNEL_TRUNCATED,
+	FS_STAT_USER_READ_FAILED,
+	FS_STAT_IDLE,            /* samples of the idle task, skipped */
+	FS_STAT_COUNT,
+};
+
+struct fs_event_header {
+	__u64 ts_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 kind;  /* enum fs_event_kind */
+	__u32 pid;   /* host tgid */
+	__u32 tid;   /* host thread id */
+	__u32 cpu;
+	__u32 flags; /* enum fs_sample_flags */
+	__u16 kernel_depth;
+	__u16 user_depth;
+	char comm[FS_TASK_COMM_LEN];
+};
+
+struct fs_sample {
+	struct fs_event_header hdr;
+	/* kernel_depth entries of kernel[], then user_depth user addresses;
+	 * stored contiguously in this order when written to the ring. */
+	__u64 frames[FS_MAX_KERNEL_STACK + FS_MAX_USER_STACK];
+};
+
+#endif /* FLAMESTREAM_BPF_PROFILE_H */

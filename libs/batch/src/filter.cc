@@ -1,0 +1,38 @@
+#include "flamestream/batch/filter.h"
+
+#include "flamestream/batch/builder.h"
+#include "flamestream/batch/cursor.h"
+
+namespace flamestream::batch {
+
+Status KeepSamplesInRange(v1::SampleBatch& batch, int64_t from_ns, int64_t to_ns, size_t* kept) {
+  const std::vector<SampleRow> rows = DecodeSamples(batch);
+  std::vector<SampleInput> keep;
+  keep.reserve(rows.size());
+  for (const SampleRow& r : rows) {
+    if (r.timestamp_ns >= from_ns && r.timestamp_ns <= to_ns) {
+      keep.push_back({.stack_index = r.stack_index,
+                      .pid = r.pid,
+                      .tid = r.tid,
+                      .cpu = r.cpu,
+                      .timestamp_ns = r.timestamp_ns,
+                      .value_ns = r.value_ns,
+                      .span_index = r.span_index});
+    }
+  }
+  if (kept != nullptr) {
+    *kept = keep.size();
+  }
+  if (keep.size() == rows.size()) {
+    return OkStatus();
+  }
+  batch.clear_samples();
+  FS_ASSIGN_OR_RETURN(BatchBuilder builder, BatchBuilder::FromBatch(std::move(batch)));
+  for (const SampleInput& s : keep) {
+    builder.AddSample(s);
+  }
+  batch = builder.Finish();
+  return OkStatus();
+}
+
+}  // namespace flamestream::batch

@@ -1,0 +1,51 @@
+#include "flamestream/batch/filter.h"
+
+#include <gtest/gtest.h>
+
+#include "flamestream/batch/batch.h"
+#include "flamestream/batch/builder.h"
+#include "flamestream/batch/cursor.h"
+
+namespace flamestream::batch {
+namespace {
+
+v1::SampleBatch MakeBatch(const std::vector<int64_t>& timestamps) {
+  BatchBuilder b;
+  b.SetHeader("agent", 1, "c", "n");
+  b.mutable_batch().set_period_ns(10);
+  v1::Location loc;
+  loc.set_address(0x10);
+  const uint32_t li = b.InternLocation(loc);
+  const uint32_t stack = b.InternStack(std::vector<uint32_t>{li});
+  uint32_t tid = 1;
+  for (int64_t ts : timestamps) {
+    b.AddSample({.stack_index = stack, .pid = 7, .tid = tid++, .timestamp_ns = ts});
+  }
+  return b.Finish();
+}
+
+TEST(KeepSamplesInRange, KeepsExactlyTheSamplesInsideInclusiveBounds) {
+  // Out of order, as spooled batches are.
+  v1::SampleBatch batch = MakeBatch({500, 100, 300, 299, 701, 700});
+  size_t kept = 0;
+  ASSERT_TRUE(KeepSamplesInRange(batch, 300, 700, &kept).ok());
+  EXPECT_EQ(kept, 3u);
+  ASSERT_TRUE(Validate(batch).ok());
+  std::vector<std::pair<int64_t, uint32_t>> got;
+  for (const SampleRow& r : DecodeSamples(batch)) got.emplace_back(r.timestamp_ns, r.tid);
+  EXPECT_EQ(got, (std::vector<std::pair<int64_t, uint32_t>>{{500, 1}, {300, 3}, {700, 6}}));
+}
+
+TEST(KeepSamplesInRange, AllOrNothing) {
+  v1::SampleBatch batch = MakeBatch({10, 20});
+  size_t kept = 0;
+  ASSERT_TRUE(KeepSamplesInRange(batch, 0, 100, &kept).ok());
+  EXPECT_EQ(kept, 2u);
+  EXPECT_EQ(DecodeSamples(batch).size(), 2u);
+  ASSERT_TRUE(KeepSamplesInRange(batch, 50, 100, &kept).ok());
+  EXPECT_EQ(kept, 0u);
+  EXPECT_EQ(DecodeSamples(batch).size(), 0u);
+}
+
+}  // namespace
+}  // namespace flamestream::batch

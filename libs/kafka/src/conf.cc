@@ -1,0 +1,62 @@
+#include "conf.h"
+
+#include <array>
+
+#include "flamestream/log/log.h"
+
+namespace flamestream::kafka::internal {
+
+Result<KafkaConf> MakeConf(const Properties& props) {
+  KafkaConf conf(rd_kafka_conf_new());
+  std::array<char, 512> err{};
+  for (const auto& [key, value] : props) {
+    if (rd_kafka_conf_set(conf.get(), key.c_str(), value.c_str(), err.data(), err.size()) !=
+        RD_KAFKA_CONF_OK) {
+      return InvalidArgument("kafka property {}: {}", key, err.data());
+    }
+  }
+  return conf;
+}
+
+namespace {
+
+void LogCallback(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+  // syslog levels: 0..3 error, 4 warning, 5..6 info, 7 debug.
+  log::Fields fields = {{"client", rd_kafka_name(rk)}, {"facility", fac}};
+  if (level <= 3) {
+    log::Error(buf, fields);
+  } else if (level == 4) {
+    log::Warn(buf, fields);
+  } else if (level <= 6) {
+    log::Info(buf, fields);
+  } else {
+    log::Debug(buf, fields);
+  }
+}
+
+}  // namespace
+
+void SetLogger(rd_kafka_conf_t* conf) { rd_kafka_conf_set_log_cb(conf, LogCallback); }
+
+Status ErrStatus(rd_kafka_resp_err_t err, std::string_view what) {
+  std::string msg = fmt::format("{}: {}", what, rd_kafka_err2str(err));
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+      return Status(StatusCode::kDeadlineExceeded, std::move(msg));
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+      return Status(StatusCode::kResourceExhausted, std::move(msg));
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+      return Status(StatusCode::kInvalidArgument, std::move(msg));
+    case RD_KAFKA_RESP_ERR__STATE:
+    case RD_KAFKA_RESP_ERR__FATAL:
+      return Status(StatusCode::kFailedPrecondition, std::move(msg));
+    default:
+      return Status(StatusCode::kUnavailable, std::move(msg));
+  }
+}
+
+}  // namespace flamestream::kafka::internal

@@ -1,0 +1,98 @@
+#include <gtest/gtest.h>
+
+#include "flamestream/kafka/consumer.h"
+#include "flamestream/kafka/producer.h"
+#include "flamestream/kafka/topics.h"
+
+namespace flamestream::kafka {
+namespace {
+
+TEST(ProducerConfig, IsIdempotentWithMurmur2AndZstdByDefault) {
+  ProducerConfig cfg;
+  cfg.properties = {{"bootstrap.servers", "127.0.0.1:1"}, {"linger.ms", "50"}};
+  Result<Properties> p = EffectiveProducerProperties(cfg);
+  ASSERT_TRUE(p.ok()) << p.error();
+  EXPECT_EQ(p->at("enable.idempotence"), "true");
+  EXPECT_EQ(p->at("acks"), "all");
+  EXPECT_EQ(p->at("partitioner"), "murmur2_random");
+  EXPECT_EQ(p->at("compression.type"), "zstd");
+  EXPECT_EQ(p->at("linger.ms"), "50");  // pass-through wins over our default
+  EXPECT_EQ(p->at("bootstrap.servers"), "127.0.0.1:1");
+}
+
+TEST(ProducerConfig, RejectsTurningIdempotenceOff) {
+  for (const Properties& bad :
+       {Properties{{"enable.idempotence", "false"}}, Properties{{"acks", "1"}}}) {
+    SCOPED_TRACE(bad.begin()->first);
+    ProducerConfig cfg;
+    cfg.properties = bad;
+    Result<Properties> p = EffectiveProducerProperties(cfg);
+    ASSERT_FALSE(p.ok());
+    EXPECT_EQ(p.error().code(), StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(ProducerConfig, UnknownPropertyIsAnErrorNamingIt) {
+  ProducerConfig cfg;
+  cfg.properties = {{"no.such.property", "1"}};
+  Result<std::unique_ptr<Producer>> p = Producer::Create(cfg);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(p.error().message().find("no.such.property"), std::string::npos) << p.error();
+}
+
+TEST(ConsumerConfig, ManualCommitsAndAssignorChoice) {
+  ConsumerConfig cfg;
+  cfg.group_id = "g";
+  Result<Properties> p = EffectiveConsumerProperties(cfg);
+  ASSERT_TRUE(p.ok()) << p.error();
+  EXPECT_EQ(p->at("enable.auto.commit"), "false");
+  EXPECT_EQ(p->at("enable.auto.offset.store"), "false");
+  EXPECT_EQ(p->at("partition.assignment.strategy"), "cooperative-sticky");
+  EXPECT_EQ(p->at("auto.offset.reset"), "earliest");
+  cfg.assignor = Assignor::kRange;
+  p = EffectiveConsumerProperties(cfg);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->at("partition.assignment.strategy"), "range");
+
+  cfg.properties = {{"enable.auto.commit", "true"}};
+  EXPECT_FALSE(EffectiveConsumerProperties(cfg).ok());
+  cfg.properties = {};
+  cfg.group_id = "";
+  EXPECT_FALSE(EffectiveConsumerProperties(cfg).ok());
+}
+
+TEST(SeekToTimestamp, UsesTheAnswerWhenFoundElseTheEarliestOffset) {
+  struct Case {
+    int64_t answer;
+    int64_t want;
+  } cases[] = {
+      {0, 0},
+      {42, 42},
+      {-1, kOffsetBeginning},     // no record at/after ts, or the dev broker's "unknown"
+      {-1001, kOffsetBeginning},  // error answers
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.answer);
+    EXPECT_EQ(OffsetForTimestampAnswer(c.answer), c.want);
+  }
+}
+
+TEST(Topics, AllHasEveryPipelineTopicAndItsDlq) {
+  std::vector<std::string> all = topics::All();
+  EXPECT_EQ(all.size(), 16u);
+  EXPECT_EQ(all[0], "flamestream.samples.raw.v1");
+  EXPECT_NE(std::find(all.begin(), all.end(), "flamestream.samples.correlated.v1.replay.dlq"),
+            all.end());
+  EXPECT_NE(std::find(all.begin(), all.end(), "otlp_spans.dlq"), all.end());
+  EXPECT_EQ(topics::Dlq("x"), "x.dlq");
+}
+
+TEST(PartitionList, RoundTrips) {
+  TopicPartitions in = {{"a", 0, 5}, {"b", 3, kOffsetBeginning}};
+  PartitionList l = ToPartitionList(in);
+  EXPECT_EQ(FromPartitionList(l.get()), in);
+}
+
+}  // namespace
+}  // namespace flamestream::kafka

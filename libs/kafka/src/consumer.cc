@@ -1,0 +1,415 @@
+#include "flamestream/kafka/consumer.h"
+
+#include <array>
+#include <cstring>
+#include <utility>
+
+#include "conf.h"
+#include "flamestream/log/log.h"
+
+namespace flamestream::kafka {
+
+using internal::ErrStatus;
+
+// ---- Message ---------------------------------------------------------------------------
+
+std::string_view Message::topic() const {
+  return msg_->rkt != nullptr ? rd_kafka_topic_name(msg_->rkt) : std::string_view();
+}
+
+std::string_view Message::key() const {
+  return msg_->key != nullptr ? std::string_view(static_cast<const char*>(msg_->key), msg_->key_len)
+                              : std::string_view();
+}
+
+std::string_view Message::value() const {
+  return msg_->payload != nullptr
+             ? std::string_view(static_cast<const char*>(msg_->payload), msg_->len)
+             : std::string_view();
+}
+
+int64_t Message::timestamp_ms() const {
+  rd_kafka_timestamp_type_t type;
+  return rd_kafka_message_timestamp(msg_.get(), &type);
+}
+
+Headers Message::headers() const {
+  Headers out;
+  rd_kafka_headers_t* hdrs = nullptr;
+  // The headers stay owned by the message.
+  if (rd_kafka_message_headers(msg_.get(), &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return out;
+  }
+  const char* name = nullptr;
+  const void* value = nullptr;
+  size_t size = 0;
+  for (size_t i = 0;
+       rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+    out.push_back({name, value != nullptr ? std::string(static_cast<const char*>(value), size)
+                                          : std::string()});
+  }
+  return out;
+}
+
+std::optional<std::string_view> Message::header(std::string_view name) const {
+  rd_kafka_headers_t* hdrs = nullptr;
+  if (rd_kafka_message_headers(msg_.get(), &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return std::nullopt;
+  }
+  const std::string n(name);
+  const void* value = nullptr;
+  size_t size = 0;
+  if (rd_kafka_header_get_last(hdrs, n.c_str(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return std::nullopt;
+  }
+  return value != nullptr ? std::string_view(static_cast<const char*>(value), size)
+                          : std::string_view();
+}
+
+// ---- conversions -------------------------------------------------------------------------
+
+PartitionList ToPartitionList(const TopicPartitions& partitions) {
+  PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+  for (const TopicPartition& tp : partitions) {
+    rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset =
+        tp.offset;
+  }
+  return list;
+}
+
+TopicPartitions FromPartitionList(const rd_kafka_topic_partition_list_t* list) {
+  TopicPartitions out;
+  if (list == nullptr) {
+    return out;
+  }
+  out.reserve(static_cast<size_t>(list->cnt));
+  for (int i = 0; i < list->cnt; ++i) {
+    const rd_kafka_topic_partition_t& e = list->elems[i];
+    out.push_back({e.topic, e.partition, e.offset});
+  }
+  return out;
+}
+
+int64_t OffsetForTimestampAnswer(int64_t answered_offset) {
+  return answered_offset >= 0 ? answered_offset : kOffsetBeginning;
+}
+
+// ---- Consumer ------------------------------------------------------------------------------
+
+Result<Properties> EffectiveConsumerProperties(const ConsumerConfig& config) {
+  if (config.group_id.empty()) {
+    return InvalidArgument("kafka consumer: group id is empty");
+  }
+  Properties props = {
+      {"group.id", config.group_id},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"auto.offset.reset", config.auto_offset_reset},
+      {"partition.assignment.strategy",
+       config.assignor == Assignor::kRange ? "range" : "cooperative-sticky"},
+  };
+  for (const auto& [key, value] : config.properties) {
+    props[key] = value;
+  }
+  if (props["enable.auto.commit"] != "false" || props["enable.auto.offset.store"] != "false") {
+    return InvalidArgument(
+        "kafka consumer: enable.auto.commit and enable.auto.offset.store must stay false "
+        "(offsets are committed only after outputs are acknowledged)");
+  }
+  return props;
+}
+
+Consumer::Consumer(ConsumerConfig config) : config_(std::move(config)) {}
+
+Result<std::unique_ptr<Consumer>> Consumer::Create(ConsumerConfig config) {
+  if (config.topics.empty()) {
+    return InvalidArgument("kafka consumer {}: no topics", config.group_id);
+  }
+  FS_ASSIGN_OR_RETURN(Properties props, EffectiveConsumerProperties(config));
+  FS_ASSIGN_OR_RETURN(KafkaConf conf, internal::MakeConf(props));
+  std::unique_ptr<Consumer> c(new Consumer(std::move(config)));
+  internal::SetLogger(conf.get());
+  rd_kafka_conf_set_opaque(conf.get(), c.get());
+  rd_kafka_conf_set_rebalance_cb(conf.get(), &Consumer::RebalanceCallback);
+  std::array<char, 512> err{};
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err.data(), err.size());
+  if (rk == nullptr) {
+    return InvalidArgument("kafka consumer: {}", err.data());
+  }
+  (void)conf.release();
+  c->rk_.reset(rk);
+  // Serve everything (errors, logs, rebalances) from consumer_poll on the owner's thread.
+  rd_kafka_poll_set_consumer(rk);
+  TopicPartitions subs;
+  for (const std::string& t : c->config_.topics) {
+    subs.push_back({t, RD_KAFKA_PARTITION_UA, kOffsetInvalid});
+  }
+  PartitionList list = ToPartitionList(subs);
+  if (rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, list.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(e, "kafka subscribe");
+  }
+  return c;
+}
+
+Consumer::~Consumer() {
+  if (!closed_) {
+    Status s = Close();
+    if (!s.ok()) {
+      log::Warn("kafka consumer close failed", {{"group", config_.group_id}, {"error", s}});
+    }
+  }
+}
+
+void Consumer::RebalanceCallback(rd_kafka_t* /*rk*/, rd_kafka_resp_err_t err,
+                                 rd_kafka_topic_partition_list_t* parts, void* opaque) {
+  static_cast<Consumer*>(opaque)->OnRebalance(err, parts);
+}
+
+void Consumer::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
+  rd_kafka_t* rk = rk_.get();
+  const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  const TopicPartitions tps = FromPartitionList(parts);
+  // User hooks must not unwind through librdkafka.
+  auto call = [&](const PartitionsCallback& cb, bool lost) {
+    if (!cb) {
+      return;
+    }
+    try {
+      cb(tps, lost);
+    } catch (const std::exception& e) {
+      log::Error("kafka rebalance hook threw", {{"group", config_.group_id}, {"error", e.what()}});
+    }
+  };
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    log::Info("kafka partitions assigned",
+              {{"group", config_.group_id}, {"count", parts->cnt}, {"cooperative", cooperative}});
+    if (cooperative) {
+      KafkaError e(rd_kafka_incremental_assign(rk, parts));
+      if (e) {
+        log::Error("kafka incremental assign failed", {{"error", rd_kafka_error_string(e.get())}});
+      }
+    } else if (rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
+               e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      log::Error("kafka assign failed", {{"error", rd_kafka_err2str(e)}});
+    }
+    call(config_.on_assigned, false);
+    return;
+  }
+  const bool lost = err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS || rd_kafka_assignment_lost(rk);
+  log::Info("kafka partitions revoked",
+            {{"group", config_.group_id}, {"count", parts->cnt}, {"lost", lost}});
+  // Before unassigning: the owner commits what is acknowledged while it still owns them.
+  call(config_.on_revoked, lost);
+  if (cooperative) {
+    KafkaError e(rd_kafka_incremental_unassign(rk, parts));
+    if (e) {
+      log::Error("kafka incremental unassign failed", {{"error", rd_kafka_error_string(e.get())}});
+    }
+  } else {
+    (void)rd_kafka_assign(rk, nullptr);
+  }
+}
+
+Result<std::optional<Message>> Consumer::Poll(std::chrono::milliseconds timeout) {
+  if (closed_) {
+    return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
+  }
+  KafkaMessage msg(rd_kafka_consumer_poll(rk_.get(), static_cast<int>(timeout.count())));
+  if (!msg) {
+    return std::optional<Message>();
+  }
+  if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return std::optional<Message>(Message(std::move(msg)));
+  }
+  if (msg->err == RD_KAFKA_RESP_ERR__FATAL) {
+    return FatalError();
+  }
+  if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    // Consumer errors are informational; librdkafka keeps retrying.
+    log::Warn("kafka consumer error",
+              {{"group", config_.group_id}, {"error", rd_kafka_message_errstr(msg.get())}});
+  }
+  return std::optional<Message>();
+}
+
+Status Consumer::Commit(const TopicPartitions& offsets) {
+  if (!rk_) {
+    return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
+  }
+  if (offsets.empty()) {
+    return OkStatus();
+  }
+  PartitionList list = ToPartitionList(offsets);
+  rd_kafka_resp_err_t err = rd_kafka_commit(rk_.get(), list.get(), /*async=*/0);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(err, "kafka commit");
+  }
+  for (int i = 0; i < list->cnt; ++i) {
+    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return ErrStatus(list->elems[i].err, fmt::format("kafka commit {}[{}]", list->elems[i].topic,
+                                                       list->elems[i].partition));
+    }
+  }
+  return OkStatus();
+}
+
+Result<TopicPartitions> Consumer::Committed(const TopicPartitions& partitions,
+                                            std::chrono::milliseconds timeout) {
+  if (!rk_) {
+    return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
+  }
+  PartitionList list = ToPartitionList(partitions);
+  rd_kafka_resp_err_t err =
+      rd_kafka_committed(rk_.get(), list.get(), static_cast<int>(timeout.count()));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(err, "kafka committed");
+  }
+  return FromPartitionList(list.get());
+}
+
+Status Consumer::Pause(const TopicPartitions& partitions) {
+  if (!rk_) {
+    return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
+  }
+  PartitionList list = ToPartitionList(partitions);
+  if (rd_kafka_resp_err_t err = rd_kafka_pause_partitions(rk_.get(), list.get());
+      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(err, "kafka pause");
+  }
+  return OkStatus();
+}
+
+Status Consumer::Resume(const TopicPartitions& partitions) {
+  if (!rk_) {
+    return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
+  }
+  PartitionList list = ToPartitionList(partitions);
+  if (rd_kafka_resp_err_t err = rd_kafka_resume_partitions(rk_.get(), list.get());
+      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(err, "kafka resume");
+  }
+  return OkStatus();
+}
+
+Result<TopicPartitions> Consumer::Assignment() const {
+  if (!rk_) {
+    return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
+  }
+  rd_kafka_topic_partition_list_t* raw = nullptr;
+  if (rd_kafka_resp_err_t err = rd_kafka_assignment(rk_.get(), &raw);
+      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(err, "kafka assignment");
+  }
+  PartitionList list(raw);
+  return FromPartitionList(list.get());
+}
+
+Status Consumer::SeekToTimestamp(int64_t timestamp_ms, std::chrono::milliseconds timeout) {
+  FS_ASSIGN_OR_RETURN(TopicPartitions assigned, Assignment());
+  if (assigned.empty()) {
+    return OkStatus();
+  }
+  for (TopicPartition& tp : assigned) {
+    tp.offset = timestamp_ms;  // offsets_for_times takes the timestamp in the offset field
+  }
+  PartitionList list = ToPartitionList(assigned);
+  rd_kafka_resp_err_t err =
+      rd_kafka_offsets_for_times(rk_.get(), list.get(), static_cast<int>(timeout.count()));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(err, "kafka offsets for times");
+  }
+  for (int i = 0; i < list->cnt; ++i) {
+    rd_kafka_topic_partition_t& e = list->elems[i];
+    const int64_t answer = e.err == RD_KAFKA_RESP_ERR_NO_ERROR ? e.offset : -1;
+    e.offset = OffsetForTimestampAnswer(answer);
+    e.err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    log::Debug("kafka seek to timestamp", {{"topic", e.topic},
+                                           {"partition", e.partition},
+                                           {"answer", static_cast<long long>(answer)},
+                                           {"offset", static_cast<long long>(e.offset)}});
+  }
+  KafkaError seek(
+      rd_kafka_seek_partitions(rk_.get(), list.get(), static_cast<int>(timeout.count())));
+  if (seek) {
+    return Unavailable("kafka seek: {}", rd_kafka_error_string(seek.get()));
+  }
+  for (int i = 0; i < list->cnt; ++i) {
+    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return ErrStatus(list->elems[i].err, fmt::format("kafka seek {}[{}]", list->elems[i].topic,
+                                                       list->elems[i].partition));
+    }
+  }
+  return OkStatus();
+}
+
+Result<std::vector<PartitionLag>> Consumer::Lag(std::chrono::milliseconds query_timeout) {
+  FS_ASSIGN_OR_RETURN(TopicPartitions assigned, Assignment());
+  PartitionList list = ToPartitionList(assigned);
+  if (rd_kafka_resp_err_t err = rd_kafka_position(rk_.get(), list.get());
+      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(err, "kafka position");
+  }
+  std::vector<PartitionLag> out;
+  for (int i = 0; i < list->cnt; ++i) {
+    const rd_kafka_topic_partition_t& e = list->elems[i];
+    PartitionLag lag{e.topic, e.partition, e.offset, -1, -1};
+    int64_t low = -1;
+    int64_t high = -1;
+    rd_kafka_resp_err_t err =
+        query_timeout.count() > 0
+            ? rd_kafka_query_watermark_offsets(rk_.get(), e.topic, e.partition, &low, &high,
+                                               static_cast<int>(query_timeout.count()))
+            : rd_kafka_get_watermark_offsets(rk_.get(), e.topic, e.partition, &low, &high);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0) {
+      lag.high_watermark = high;
+      if (lag.position >= 0) {
+        lag.lag = high > lag.position ? high - lag.position : 0;
+      }
+    }
+    out.push_back(std::move(lag));
+  }
+  return out;
+}
+
+Status Consumer::Close() {
+  if (closed_) {
+    return OkStatus();
+  }
+  closed_ = true;
+  const auto start = std::chrono::steady_clock::now();
+  rd_kafka_resp_err_t err = rd_kafka_consumer_close(rk_.get());
+  // Closed already: the deleter must not close again.
+  rd_kafka_destroy(rk_.release());
+  log::Debug("kafka consumer closed",
+             {{"group", config_.group_id},
+              {"ms", static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::steady_clock::now() - start)
+                                                .count())}});
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(err, "kafka consumer close");
+  }
+  return OkStatus();
+}
+
+void Consumer::Abandon() {
+  if (closed_) {
+    return;
+  }
+  closed_ = true;
+  rd_kafka_destroy_flags(rk_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+Status Consumer::FatalError() const {
+  if (!rk_) {
+    return OkStatus();
+  }
+  std::array<char, 512> buf{};
+  rd_kafka_resp_err_t err = rd_kafka_fatal_error(rk_.get(), buf.data(), buf.size());
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return OkStatus();
+  }
+  return FailedPrecondition("kafka consumer fatal error {}: {}", rd_kafka_err2name(err),
+                            buf.data());
+}
+
+}  // namespace flamestream::kafka

@@ -1,0 +1,79 @@
+// Pyroscope (and Phlare, same API) sink: push.v1.PusherService/Push over the Connect protocol.
+//
+//   sinks::PyroscopeSink sink({.url = "https://pyroscope.example:4040", .tenant = "team-a",
+//                              .bearer_token = token, .labels = {{"env", "prod"}}});
+//   Status st = sink.Export(window);   // one or more POSTs, several series per request
+//
+// Each series of the window becomes one RawProfileSeries with labels __name__=process_cpu,
+// service_name, __delta__=false, cluster / node / container_id / k8s_pod_uid (when set) and the
+// configured ones, carrying one RawSample whose raw_profile is a gzip pprof. Sample labels are
+// span_id (and span_name when enabled) only: Pyroscope makes a series per label set.
+// Requests: POST <url>/push.v1.PusherService/Push, Content-Type application/proto,
+// Connect-Protocol-Version 1, X-Scope-OrgID when a tenant is set, basic auth or bearer token.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "flamestream/common/status.h"
+#include "flamestream/sinks/sink.h"
+#include "pyroscope/push/v1/push.pb.h"
+
+namespace flamestream::sinks::internal {
+class HttpPoster;
+}
+
+namespace flamestream::sinks {
+
+struct PyroscopeConfig {
+  // Base URL, http:// or https://, optionally with a path prefix.
+  std::string url = "http://localhost:4040";
+  // X-Scope-OrgID; empty = header not sent (single-tenant Pyroscope).
+  std::string tenant;
+  // Basic auth (when user is set) or bearer token (when set); at most one.
+  std::string basic_user;
+  std::string basic_password;
+  std::string bearer_token;
+  // Extra series labels, e.g. env=prod.
+  std::map<std::string, std::string> labels;
+  // Also send span_name as a sample label (watch cardinality).
+  bool span_name = false;
+  // TLS: CA bundle file (empty = system default); skip verification only for testing.
+  std::string ca_file;
+  bool insecure_skip_verify = false;
+  std::chrono::milliseconds timeout{10'000};
+  // Series per Push request.
+  int max_series_per_request = 64;
+};
+
+class PyroscopeSink : public Sink {
+ public:
+  explicit PyroscopeSink(PyroscopeConfig config);
+  ~PyroscopeSink() override;
+  [[nodiscard]] std::string_view name() const override { return "pyroscope"; }
+  [[nodiscard]] profile::LabelPolicy labels() const override {
+    return profile::LabelPolicy::Pyroscope(config_.span_name);
+  }
+  [[nodiscard]] profile::SeriesGranularity granularity() const override {
+    return profile::SeriesGranularity::kServiceHost;
+  }
+  Status Export(const profile::Window& window) override;
+
+ private:
+  PyroscopeConfig config_;
+  std::unique_ptr<internal::HttpPoster> poster_;
+  // Requests of the window being retried that were already acknowledged, so a retry after a
+  // partial failure resumes instead of pushing (and counting) them twice.
+  int64_t progress_window_ = INT64_MIN;
+  size_t progress_done_ = 0;
+};
+
+// The Push requests for a window (exposed for tests and the DLQ payload).
+Result<std::vector<push::v1::PushRequest>> BuildPushRequests(const profile::Window& window,
+                                                             const PyroscopeConfig& config);
+
+}  // namespace flamestream::sinks

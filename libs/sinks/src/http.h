@@ -1,0 +1,45 @@
+// Small HTTP POST helper over cpp-httplib (built with OpenSSL by Debian) for the remote sinks.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "flamestream/common/status.h"
+
+namespace httplib {
+class Client;
+}
+
+namespace flamestream::sinks::internal {
+
+struct HttpTarget {
+  std::string url;  // http(s)://host[:port][/prefix]
+  std::map<std::string, std::string> headers;
+  std::string basic_user;
+  std::string basic_password;
+  std::string bearer_token;
+  std::string ca_file;
+  bool insecure_skip_verify = false;
+  std::chrono::milliseconds timeout{10'000};
+};
+
+class HttpPoster {
+ public:
+  static Result<std::unique_ptr<HttpPoster>> Create(HttpTarget target);
+  ~HttpPoster();
+  // POSTs body to <prefix><path>; the answer becomes a Status via HttpStatusToStatus;
+  // connection failures are Unavailable.
+  Status Post(std::string_view path, std::string_view body, std::string_view content_type,
+              const std::map<std::string, std::string>& extra_headers = {});
+
+ private:
+  HttpPoster() = default;
+  HttpTarget target_;
+  std::string prefix_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+}  // namespace flamestream::sinks::internal

@@ -1,0 +1,238 @@
+#include "flamestream/stage/map_stage.h"
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+
+#include "flamestream/kafka/ack_tracker.h"
+#include "flamestream/kafka/dlq.h"
+#include "flamestream/kafka/producer.h"
+#include "flamestream/log/log.h"
+#include "flamestream/obs/metrics.h"
+
+namespace flamestream::stage {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The first delivery failure, recorded on the producer's poll thread.
+class FailureLatch {
+ public:
+  void Set(const Status& s) {
+    std::lock_guard lock(mu_);
+    if (status_.ok()) {
+      status_ = s;
+    }
+  }
+  Status Get() const {
+    std::lock_guard lock(mu_);
+    return status_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  Status status_;
+};
+
+}  // namespace
+
+Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Transform& transform) {
+  obs::StageMetrics metrics(ctx.metrics, config.stage);
+  kafka::AckTracker acks;
+  FailureLatch failure;
+
+  kafka::ProducerConfig pcfg;
+  pcfg.properties = config.kafka;
+  pcfg.on_fatal = [&failure](const Status& s) { failure.Set(s.WithContext("producer fatal")); };
+  FS_ASSIGN_OR_RETURN(std::unique_ptr<kafka::Producer> producer, kafka::Producer::Create(pcfg));
+  kafka::DlqWriter dlq(*producer, config.stage);
+
+  std::unique_ptr<kafka::Consumer> consumer;
+  kafka::ConsumerConfig ccfg;
+  ccfg.properties = config.kafka;
+  ccfg.group_id = config.group_id;
+  ccfg.topics = config.input_topics;
+  ccfg.assignor = config.assignor;
+  ccfg.auto_offset_reset = config.auto_offset_reset;
+  bool seek_pending = false;
+  bool assigned_once = false;
+  ccfg.on_assigned = [&](const kafka::TopicPartitions& parts, bool) {
+    log::Info("partitions assigned", {{"stage", config.stage}, {"count", parts.size()}});
+    ctx.set_ready(true);
+    assigned_once = true;
+    // Seeking is only allowed once the assignment is in effect: do it from the loop.
+    seek_pending = config.seek_to_timestamp_ms > 0;
+  };
+  // Before partitions move away: let their outputs land, then commit what is acknowledged.
+  ccfg.on_revoked = [&](const kafka::TopicPartitions& parts, bool lost) {
+    if (!lost) {
+      (void)producer->Flush(config.drain_timeout);
+      const kafka::TopicPartitions offsets = acks.CommittableOffsets();
+      if (consumer != nullptr && !offsets.empty() && consumer->Commit(offsets).ok()) {
+        acks.MarkCommitted(offsets);
+      }
+    }
+    acks.Forget(parts);
+  };
+  FS_ASSIGN_OR_RETURN(consumer, kafka::Consumer::Create(ccfg));
+
+  auto commit = [&] {
+    const kafka::TopicPartitions offsets = acks.CommittableOffsets();
+    if (offsets.empty()) {
+      return;
+    }
+    if (Status s = consumer->Commit(offsets); s.ok()) {
+      acks.MarkCommitted(offsets);
+    } else {
+      metrics.Errors("commit").Inc();
+      log::Warn("commit failed; will retry", {{"stage", config.stage}, {"error", s}});
+    }
+  };
+  auto refresh_lag = [&] {
+    auto lag = consumer->Lag();
+    if (lag.ok()) {
+      for (const kafka::PartitionLag& p : *lag) {
+        if (p.lag >= 0) {
+          metrics.Lag(p.topic, p.partition).Set(static_cast<double>(p.lag));
+        }
+      }
+    }
+  };
+
+  bool paused = false;
+  Clock::time_point last_commit = Clock::now();
+  Clock::time_point last_record = Clock::now();
+  Status result;
+  while (!ctx.stop.stop_requested()) {
+    if (Status f = failure.Get(); !f.ok()) {
+      result = f;
+      break;
+    }
+    // Backpressure: stop fetching while too many outputs are unacknowledged.
+    const int outstanding = producer->OutstandingCount();
+    if (!paused && outstanding > config.max_in_flight) {
+      auto assigned = consumer->Assignment();
+      if (assigned.ok() && consumer->Pause(*assigned).ok()) {
+        paused = true;
+      }
+    } else if (paused && outstanding <= config.max_in_flight / 2) {
+      auto assigned = consumer->Assignment();
+      if (assigned.ok() && consumer->Resume(*assigned).ok()) {
+        paused = false;
+      }
+    }
+
+    if (seek_pending) {
+      seek_pending = false;
+      if (Status s = consumer->SeekToTimestamp(config.seek_to_timestamp_ms,
+                                               std::chrono::seconds(10));
+          !s.ok()) {
+        log::Warn("seek by time failed; reading from the committed or earliest offsets",
+                  {{"stage", config.stage}, {"error", s}});
+      }
+    }
+    auto polled = consumer->Poll(config.poll_timeout);
+    if (!polled.ok()) {
+      result = polled.error().WithContext("consumer");
+      break;
+    }
+    if (!polled->has_value() && config.stop_when_caught_up && assigned_once &&
+        Clock::now() - last_record >= config.caught_up_idle) {
+      auto lag = consumer->Lag(std::chrono::seconds(5));
+      const bool caught_up = lag.ok() && std::all_of(lag->begin(), lag->end(), [](const auto& p) {
+                               return p.lag == 0 || p.high_watermark == 0;
+                             });
+      if (caught_up) {
+        log::Info("caught up; stopping", {{"stage", config.stage}});
+        break;
+      }
+    }
+    if (polled->has_value()) {
+      last_record = Clock::now();
+      const kafka::Message& msg = **polled;
+      const auto started = Clock::now();
+      metrics.records_in.Inc();
+      metrics.bytes_in.Inc(msg.value().size());
+      const std::string topic(msg.topic());
+      const int32_t partition = msg.partition();
+      const int64_t offset = msg.offset();
+      Result<std::vector<Output>> outputs = [&]() -> Result<std::vector<Output>> {
+        try {
+          return transform(msg);
+        } catch (const std::exception& e) {
+          return InternalError("transform threw: {}", e.what());
+        }
+      }();
+      if (!outputs.ok()) {
+        metrics.Errors("decode").Inc();
+        log::Warn("record sent to the DLQ",
+                  {{"stage", config.stage}, {"topic", topic}, {"partition", partition},
+                   {"offset", static_cast<long long>(offset)}, {"error", outputs.error()}});
+        acks.Track(topic, partition, offset, 1);
+        Status s = dlq.Write(msg, outputs.error(), [&, topic, partition, offset](
+                                                       const kafka::DeliveryReport& r) {
+          if (r.status.ok()) {
+            metrics.dlq_records.Inc();
+            acks.Ack(topic, partition, offset);
+          } else {
+            failure.Set(r.status.WithContext("DLQ delivery failed"));
+          }
+        });
+        if (!s.ok()) {
+          result = s.WithContext("DLQ produce");
+          break;
+        }
+      } else {
+        acks.Track(topic, partition, offset, static_cast<uint32_t>(outputs->size()));
+        for (Output& out : *outputs) {
+          const size_t bytes = out.value.size();
+          Status s = producer->Produce(
+              out.topic, out.key, out.value, out.headers,
+              [&, topic, partition, offset, bytes, started](const kafka::DeliveryReport& r) {
+                if (r.status.ok()) {
+                  metrics.records_out.Inc();
+                  metrics.bytes_out.Inc(bytes);
+                  metrics.processing_seconds.Observe(
+                      std::chrono::duration<double>(Clock::now() - started).count());
+                  acks.Ack(topic, partition, offset);
+                } else {
+                  metrics.Errors("produce").Inc();
+                  failure.Set(r.status.WithContext("delivery failed"));
+                }
+              });
+          if (!s.ok()) {
+            result = s.WithContext("produce");
+            break;
+          }
+        }
+        if (!result.ok()) {
+          break;
+        }
+      }
+    }
+    if (config.on_tick) {
+      config.on_tick();
+    }
+    if (Clock::now() - last_commit >= config.commit_interval) {
+      commit();
+      refresh_lag();
+      last_commit = Clock::now();
+    }
+  }
+
+  // Drain: nothing new is consumed; wait for outputs, commit what they acknowledge, leave.
+  log::Info("draining", {{"stage", config.stage}, {"outstanding", producer->OutstandingCount()}});
+  if (Status s = producer->Flush(config.drain_timeout); !s.ok() && result.ok()) {
+    result = s.WithContext("flush on drain");
+  }
+  commit();
+  if (Status s = consumer->Close(); !s.ok()) {
+    log::Warn("consumer close failed", {{"stage", config.stage}, {"error", s}});
+  }
+  if (Status f = failure.Get(); !f.ok() && result.ok()) {
+    result = f;
+  }
+  return result;
+}
+
+}  // namespace flamestream::stage

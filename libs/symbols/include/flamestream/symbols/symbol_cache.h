@@ -1,0 +1,72 @@
+// Caches of resolved locations keyed by (build id, file offset looked up).
+//
+//   LruSymbolCache lru(64 << 20);                 // bounded by bytes
+//   std::vector<CacheKey> keys = {{"4f1e...", 0x1a2b}};
+//   std::vector<LocationPtr> found(keys.size());
+//   lru.GetBatch(keys, found);                     // found[i] == nullptr on a miss
+//   lru.PutBatch(keys, values);
+//
+// SymbolCache is the seam for the shared tier: the Symbolizer asks its in-process LRU first,
+// then an optional shared cache (Redis, RedisSymbolCache), then resolves. Implementations are
+// thread-safe and never block for long: a shared cache that is down reports misses.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "flamestream/symbols/location.h"
+
+namespace flamestream::symbols {
+
+struct CacheKey {
+  std::string_view build_id;  // lower-case hex
+  uint64_t offset = 0;        // the file offset looked up (already minus 1 for return addresses)
+};
+
+class SymbolCache {
+ public:
+  virtual ~SymbolCache() = default;
+  // Fills out[i] for every hit; leaves misses untouched (callers pass nullptrs).
+  virtual void GetBatch(std::span<const CacheKey> keys, std::span<LocationPtr> out) = 0;
+  virtual void PutBatch(std::span<const CacheKey> keys, std::span<const LocationPtr> values) = 0;
+  // Forgets every entry of a build id (re-symbolization after new debug info arrived). May be
+  // unsupported (returns false) by caches that cannot enumerate.
+  virtual bool DropBuildId(std::string_view build_id) = 0;
+};
+
+// In-process LRU bounded by bytes (keys + locations), sharded by key hash to keep lock hold
+// times short under several consumer threads.
+class LruSymbolCache final : public SymbolCache {
+ public:
+  explicit LruSymbolCache(size_t max_bytes, size_t shards = 16);
+  ~LruSymbolCache() override;
+
+  void GetBatch(std::span<const CacheKey> keys, std::span<LocationPtr> out) override;
+  void PutBatch(std::span<const CacheKey> keys, std::span<const LocationPtr> values) override;
+  bool DropBuildId(std::string_view build_id) override;
+
+  [[nodiscard]] LocationPtr Get(const CacheKey& key);
+  void Put(const CacheKey& key, LocationPtr value);
+
+  struct Stats {
+    uint64_t hits = 0;
+    uint64_t misses = 0;
+    uint64_t evictions = 0;
+    size_t entries = 0;
+    size_t bytes = 0;
+  };
+  [[nodiscard]] Stats stats() const;
+
+ private:
+  class Shard;
+  Shard& ShardFor(const CacheKey& key);
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+}  // namespace flamestream::symbols

@@ -1,0 +1,233 @@
+#include "exporter_stage.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "flamestream/batch/batch.h"
+#include "flamestream/common/strings.h"
+#include "flamestream/kafka/ack_tracker.h"
+#include "flamestream/kafka/consumer.h"
+#include "flamestream/kafka/dlq.h"
+#include "flamestream/kafka/producer.h"
+#include "flamestream/log/log.h"
+#include "flamestream/profile/aggregator.h"
+#include "flamestream/profile/pprof.h"
+
+namespace flamestream::exporter {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct InputRef {
+  std::string topic;
+  int32_t partition;
+  int64_t offset;
+};
+
+}  // namespace
+
+ExporterStage::ExporterStage(StageConfig config, std::unique_ptr<sinks::Sink> sink,
+                             obs::Registry& metrics)
+    : config_(std::move(config)), sink_(std::move(sink)), metrics_(metrics) {}
+
+ExporterStage::~ExporterStage() = default;
+
+Status ExporterStage::Run(std::stop_token stop) {
+  const std::string sink_name(sink_->name());
+  const obs::Labels labels = {{"sink", sink_name}};
+  obs::Counter& records_in = metrics_.Counter("fs_exporter_records_in_total", "records consumed", labels);
+  obs::Counter& samples_in = metrics_.Counter("fs_exporter_samples_aggregated_total",
+                                              "samples aggregated into windows", labels);
+  obs::Counter& duplicates = metrics_.Counter("fs_exporter_duplicate_samples_total",
+                                              "samples dropped as duplicates (batch id)", labels);
+  obs::Counter& windows_ok = metrics_.Counter("fs_exporter_windows_delivered_total",
+                                              "windows acknowledged by the sink", labels);
+  obs::Counter& windows_dlq = metrics_.Counter("fs_exporter_windows_dead_lettered_total",
+                                               "windows refused permanently (to the DLQ)", labels);
+  obs::Counter& retries = metrics_.Counter("fs_exporter_retries_total", "retryable sink failures", labels);
+  obs::Counter& dlq_records = metrics_.Counter("fs_exporter_dlq_records_total",
+                                               "undecodable input records dead-lettered", labels);
+  obs::Gauge& pending = metrics_.Gauge("fs_exporter_pending_windows",
+                                       "closed windows waiting for the sink", labels);
+  obs::Gauge& paused_gauge = metrics_.Gauge("fs_exporter_paused", "1 while input is paused", labels);
+
+  kafka::AckTracker acks;
+  const std::string group = config_.group_prefix + sink_name;
+  std::unique_ptr<kafka::Consumer> consumer;
+  kafka::ConsumerConfig ccfg;
+  ccfg.properties = config_.kafka;
+  ccfg.group_id = group;
+  ccfg.topics = {config_.topic};
+  ccfg.on_revoked = [&](const kafka::TopicPartitions& parts, bool lost) {
+    if (!lost && consumer) {
+      kafka::TopicPartitions offsets = acks.CommittableOffsets();
+      if (!offsets.empty() && consumer->Commit(offsets).ok()) acks.MarkCommitted(offsets);
+    }
+    acks.Forget(parts);
+  };
+  FS_ASSIGN_OR_RETURN(consumer, kafka::Consumer::Create(ccfg));
+  kafka::ProducerConfig pcfg;
+  pcfg.properties = config_.kafka;
+  FS_ASSIGN_OR_RETURN(std::unique_ptr<kafka::Producer> producer, kafka::Producer::Create(pcfg));
+  kafka::DlqWriter dlq(*producer, "exporter-" + sink_name);
+  const std::string dlq_topic = config_.topic + ".dlq";
+
+  profile::Aggregator agg({.window = config_.window,
+                           .labels = sink_->labels(),
+                           .granularity = sink_->granularity()});
+  agg.set_new_series_hook([this](profile::Window& w, uint32_t s) { sink_->OnNewSeries(w, s); });
+  sinks::DeliveryQueue queue(*sink_, config_.retry);
+  // Inputs per open or queued window start, acknowledged when that window is done.
+  std::map<int64_t, std::vector<InputRef>> window_inputs;
+  auto last_input = Clock::now();
+  bool paused = false;
+  auto last_lag = Clock::now();
+  uint64_t seen_retries = 0;
+
+  auto commit = [&] {
+    kafka::TopicPartitions offsets = acks.CommittableOffsets();
+    if (offsets.empty()) return;
+    if (Status st = consumer->Commit(offsets); st.ok()) {
+      acks.MarkCommitted(offsets);
+    } else {
+      log::Warn("exporter: commit failed", {{"sink", sink_name}, {"error", st}});
+    }
+  };
+  auto close_windows = [&](int64_t watermark) {
+    for (std::unique_ptr<profile::Window>& w : watermark == std::numeric_limits<int64_t>::max()
+                                                   ? agg.TakeAll()
+                                                   : agg.TakeClosed(watermark)) {
+      queue.Push(std::move(w));
+    }
+  };
+  auto finish = [&](sinks::DeliveryQueue::Done& done) {
+    const int64_t start = done.window->start_ns;
+    std::vector<InputRef> inputs = std::move(window_inputs[start]);
+    window_inputs.erase(start);
+    if (done.status.ok()) {
+      windows_ok.Inc();
+      for (const InputRef& in : inputs) acks.Ack(in.topic, in.partition, in.offset);
+      return;
+    }
+    // Permanent refusal (4xx): keep the window, as gzip pprof, with the response.
+    windows_dlq.Inc();
+    log::Error("exporter: sink refused window, dead-lettering it",
+               {{"sink", sink_name}, {"window_start", static_cast<long long>(start)},
+                {"error", done.status}});
+    perftools::profiles::Profile p =
+        profile::EncodePprof(*done.window, done.window->SeriesOf(""), {.labels = sink_->labels()});
+    Result<std::string> gz = profile::GzipPprof(p);
+    kafka::Headers headers = {{"error", done.status.ToString()},
+                              {"stage", "exporter-" + sink_name},
+                              {"window.start_ns", std::to_string(start)},
+                              {"content-type", "application/vnd.google.protobuf+gzip; pprof"}};
+    Status st = producer->Produce(dlq_topic, sink_name, gz.ok() ? *gz : std::string(), headers,
+                                  [&acks, inputs](const kafka::DeliveryReport& r) {
+                                    if (!r.status.ok()) {
+                                      log::Error("exporter: DLQ write failed", {{"error", r.status}});
+                                      return;  // not acked: the window is rebuilt on restart
+                                    }
+                                    for (const InputRef& in : inputs) {
+                                      acks.Ack(in.topic, in.partition, in.offset);
+                                    }
+                                  });
+    if (!st.ok()) log::Error("exporter: DLQ produce failed", {{"error", st}});
+  };
+  auto pump = [&] {
+    for (sinks::DeliveryQueue::Done& d : queue.Pump(Clock::now())) finish(d);
+    retries.Inc(queue.retries() - seen_retries);
+    seen_retries = queue.retries();
+    pending.Set(static_cast<double>(queue.size()));
+    commit();
+  };
+  auto set_paused = [&](bool want) {
+    if (want == paused) return;
+    Result<kafka::TopicPartitions> assigned = consumer->Assignment();
+    if (!assigned.ok()) return;
+    Status st = want ? consumer->Pause(*assigned) : consumer->Resume(*assigned);
+    if (!st.ok()) {
+      log::Warn("exporter: pause/resume failed", {{"sink", sink_name}, {"error", st}});
+      return;
+    }
+    paused = want;
+    paused_gauge.Set(want ? 1 : 0);
+    log::Info(want ? "exporter: sink behind, pausing input" : "exporter: sink caught up, resuming",
+              {{"sink", sink_name}, {"pending_windows", static_cast<unsigned long>(queue.size())}});
+  };
+
+  log::Info("exporter: stage started", {{"sink", sink_name}, {"group", group}, {"topic", config_.topic}});
+  while (!stop.stop_requested()) {
+    // Paused partitions return nothing, but polling keeps the group membership alive.
+    FS_ASSIGN_OR_RETURN(std::optional<kafka::Message> msg, consumer->Poll(std::chrono::milliseconds(100)));
+    if (msg) {
+      last_input = Clock::now();
+      records_in.Inc();
+      const std::string topic(msg->topic());
+      v1::SampleBatch batch;
+      Status decoded = batch.ParseFromArray(msg->value().data(), static_cast<int>(msg->value().size()))
+                           ? batch::Validate(batch)
+                           : DataLoss("not a flamestream.v1.SampleBatch");
+      if (decoded.ok() && batch.stage() != v1::STAGE_CORRELATED && batch.stage() != v1::STAGE_SYMBOLIZED) {
+        decoded = InvalidArgument("batch stage {} is not symbolized/correlated", static_cast<int>(batch.stage()));
+      }
+      if (!decoded.ok()) {
+        dlq_records.Inc();
+        acks.Track(topic, msg->partition(), msg->offset(), 1);
+        Status st = dlq.Write(*msg, decoded, [&acks, topic, p = msg->partition(),
+                                              o = msg->offset()](const kafka::DeliveryReport& r) {
+          if (r.status.ok()) acks.Ack(topic, p, o);
+        });
+        if (!st.ok()) log::Error("exporter: DLQ write failed", {{"error", st}});
+      } else {
+        if (auto epoch = msg->header("symbol-epoch"); epoch && batch.symbol_epoch() == 0) {
+          Result<uint64_t> e = common::ParseInt<uint64_t>(*epoch);
+          if (e.ok()) batch.set_symbol_epoch(*e);
+        }
+        profile::AddResult r = agg.Add(batch);
+        samples_in.Inc(static_cast<uint64_t>(r.added));
+        duplicates.Inc(static_cast<uint64_t>(r.duplicates));
+        acks.Track(topic, msg->partition(), msg->offset(), static_cast<uint32_t>(r.windows.size()));
+        for (int64_t w : r.windows) window_inputs[w].push_back({topic, msg->partition(), msg->offset()});
+      }
+      close_windows(agg.max_event_time_ns() - config_.lateness.count());
+    } else if (Clock::now() - last_input > config_.idle_flush && agg.open_windows() > 0) {
+      close_windows(std::numeric_limits<int64_t>::max());
+    }
+    pump();
+    set_paused(queue.backing_off() || queue.size() >= config_.max_pending_windows);
+    if (Clock::now() - last_lag > std::chrono::seconds(5)) {
+      last_lag = Clock::now();
+      Result<std::vector<kafka::PartitionLag>> lag = consumer->Lag();
+      if (lag.ok()) {
+        for (const kafka::PartitionLag& l : *lag) {
+          metrics_.Gauge("fs_exporter_consumer_lag", "records behind the high watermark",
+                         {{"sink", sink_name}, {"topic", l.topic}, {"partition", std::to_string(l.partition)}})
+              .Set(static_cast<double>(l.lag));
+        }
+      }
+    }
+  }
+
+  // Drain: deliver every open window (bounded), commit, leave the group.
+  close_windows(std::numeric_limits<int64_t>::max());
+  const auto deadline = Clock::now() + config_.drain_timeout;
+  while (!queue.empty() && Clock::now() < deadline) {
+    pump();
+    if (!queue.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!queue.empty()) {
+    log::Warn("exporter: undelivered windows left for the next run",
+              {{"sink", sink_name}, {"windows", static_cast<unsigned long>(queue.size())},
+               {"error", queue.last_error()}});
+  }
+  (void)producer->Flush(std::chrono::seconds(10));
+  commit();
+  Status closed = consumer->Close();
+  log::Info("exporter: stage stopped", {{"sink", sink_name}});
+  return closed;
+}
+
+}  // namespace flamestream::exporter

@@ -1,0 +1,209 @@
+// flamestream-symbolizer: resolves raw frames to functions, files, lines and inlined calls.
+//
+//   flamestream-symbolizer --set kafka.bootstrap.servers=127.0.0.1:9092     # the stage
+//   flamestream-symbolizer --replay --from -1h --to now --build-id 4f1e...  # re-symbolize
+//   echo "/bin/ls 0x4a10" | flamestream-symbolizer resolve                   # llvm-symbolizer layout
+#include <chrono>
+#include <cstring>
+
+#include "flamestream/batch/filter.h"
+#include "flamestream/common/units.h"
+#include "flamestream/kafka/topics.h"
+#include "flamestream/log/log.h"
+#include "flamestream/service/service.h"
+#include "flamestream/stage/map_stage.h"
+#include "flamestream/symbols/batch_symbolizer.h"
+#include "flamestream/symbols/symbolizer.h"
+#include "resolve_mode.h"
+
+namespace flamestream::symbolizer {
+namespace {
+
+namespace topics = kafka::topics;
+
+struct Config {
+  std::map<std::string, std::string> kafka;
+  std::string group = "flamestream-symbolizer";
+  std::string input_topic = std::string(topics::kSamplesRaw);
+  std::string output_topic = std::string(topics::kSamplesSymbolized);
+  std::vector<std::string> path_mappings;
+  std::vector<std::string> sysroots;
+  bool host_paths = true;
+  std::vector<std::string> debug_dirs = {"/usr/lib/debug"};
+  bool debuginfod = true;
+  config::Bytes lru{256ULL << 20};
+  std::chrono::nanoseconds negative_ttl = std::chrono::minutes(5);
+  int max_in_flight = 2000;
+  // Replay (re-symbolization of a time range, ARCHITECTURE.md "Replay").
+  bool replay = false;
+  std::string from;
+  std::string to = "now";
+  std::vector<std::string> build_ids;
+  std::chrono::nanoseconds max_spool_age = std::chrono::hours(1);
+  uint64_t epoch = 0;
+
+  void Declare(config::Schema& s) {
+    s.AddPassthrough("kafka", &kafka,
+                     "librdkafka properties (kafka.bootstrap.servers, kafka.security.protocol, ...)");
+    s.Add("symbolizer.group", &group, "consumer group id (replay default: <group>-replay)",
+          "--group");
+    s.Add("symbolizer.input_topic", &input_topic, "raw samples topic");
+    s.Add("symbolizer.output_topic", &output_topic,
+          "symbolized samples topic (replay writes <topic>.replay)");
+    s.Add("symbolizer.path_mappings", &path_mappings,
+          "FROM=TO prefix rewrites for the paths processes mapped (e.g. /app=/images/app-v7)",
+          "--path-map");
+    s.Add("symbolizer.sysroots", &sysroots,
+          "directories prepended to mapped paths (unpacked images, a node's root mount)",
+          "--sysroot");
+    s.Add("symbolizer.host_paths", &host_paths,
+          "read mapped paths on this host (local mode: agent and symbolizer share a file system)");
+    s.Add("symbolizer.debug_dirs", &debug_dirs,
+          "debug directories (build-id layout and .gnu_debuglink)", "--debug-dir");
+    s.Add("symbolizer.debuginfod", &debuginfod,
+          "ask the debuginfod servers in DEBUGINFOD_URLS for unknown build ids");
+    s.Add("symbolizer.lru_size", &lru, "in-process cache of resolved locations, in bytes");
+    s.Add("symbolizer.negative_ttl", &negative_ttl,
+          "how long a build id found nowhere stays unresolvable before it is looked up again");
+    s.Add("symbolizer.max_in_flight", &max_in_flight,
+          "unacknowledged output batches above which input is paused");
+    s.Add("symbolizer.replay", &replay, "replay mode: re-symbolize [from, to] and stop",
+          "--replay");
+    s.Add("symbolizer.replay.from", &from, "replay start: now, -1h, RFC 3339 UTC or Unix time",
+          "--from");
+    s.Add("symbolizer.replay.to", &to, "replay end (same forms as --from)", "--to");
+    s.Add("symbolizer.replay.build_ids", &build_ids,
+          "build ids (hex) whose cached symbols are dropped before the replay", "--build-id");
+    s.Add("symbolizer.replay.max_spool_age", &max_spool_age,
+          "the agents' maximum spool age: replay reads from `from` minus this, since records "
+          "can arrive that much later than their samples");
+    s.Add("symbolizer.replay.epoch", &epoch,
+          "symbol-epoch written on replay output (0 = the replay's start time in ms)");
+    s.Require("symbolizer.replay.from", [this] { return !replay || !from.empty(); },
+              "a start time when symbolizer.replay is on (--from)");
+  }
+};
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status Run(const Config& cfg, service::Context& ctx) {
+  symbols::SymbolizerConfig scfg;
+  scfg.locator.path_mappings = cfg.path_mappings;
+  scfg.locator.sysroots = cfg.sysroots;
+  scfg.locator.use_host_paths = cfg.host_paths;
+  scfg.locator.debug_dirs = cfg.debug_dirs;
+  scfg.locator.debuginfod = cfg.debuginfod;
+  scfg.lru_bytes = cfg.lru.value;
+  scfg.negative_ttl = cfg.negative_ttl;
+  FS_ASSIGN_OR_RETURN(std::unique_ptr<symbols::Symbolizer> symbolizer,
+                      symbols::Symbolizer::Create(scfg));
+
+  obs::Counter& frames_resolved = ctx.metrics.Counter(
+      "fs_symbolizer_frames_total", "Frames symbolized, by outcome", {{"outcome", "resolved"}});
+  obs::Counter& frames_unresolved = ctx.metrics.Counter(
+      "fs_symbolizer_frames_total", "Frames symbolized, by outcome", {{"outcome", "unresolved"}});
+  obs::Counter& frames_kernel = ctx.metrics.Counter(
+      "fs_symbolizer_frames_total", "Frames symbolized, by outcome", {{"outcome", "kernel"}});
+  obs::Counter& frames_other = ctx.metrics.Counter(
+      "fs_symbolizer_frames_total", "Frames symbolized, by outcome", {{"outcome", "no_file"}});
+  ctx.metrics.AddCollector([&ctx, sym = symbolizer.get()] {
+    const symbols::Symbolizer::Stats st = sym->stats();
+    ctx.metrics.Gauge("fs_symbolizer_cache_hits", "Cache hits since start", {{"cache", "lru"}})
+        .Set(static_cast<double>(st.lru_hits));
+    ctx.metrics.Gauge("fs_symbolizer_cache_hits", "Cache hits since start", {{"cache", "shared"}})
+        .Set(static_cast<double>(st.shared_hits));
+    ctx.metrics.Gauge("fs_symbolizer_open_files", "Debug files kept open")
+        .Set(static_cast<double>(st.open_files));
+  });
+
+  stage::MapStageConfig mcfg;
+  mcfg.stage = "symbolizer";
+  mcfg.group_id = cfg.group;
+  mcfg.input_topics = {cfg.input_topic};
+  mcfg.kafka = cfg.kafka;
+  mcfg.max_in_flight = cfg.max_in_flight;
+  std::string output_topic = cfg.output_topic;
+
+  int64_t from_ns = 0;
+  int64_t to_ns = 0;
+  std::string epoch;
+  if (cfg.replay) {
+    const int64_t now = NowNs();
+    FS_ASSIGN_OR_RETURN(from_ns, common::ParseTimestampNs(cfg.from, now));
+    FS_ASSIGN_OR_RETURN(to_ns, common::ParseTimestampNs(cfg.to, now));
+    if (to_ns < from_ns) {
+      return InvalidArgument("symbolizer.replay.to is before symbolizer.replay.from");
+    }
+    if (cfg.group == "flamestream-symbolizer") {
+      mcfg.group_id = cfg.group + "-replay";
+    }
+    output_topic = kafka::topics::Replay(cfg.output_topic);
+    mcfg.seek_to_timestamp_ms = (from_ns - cfg.max_spool_age.count()) / 1000000;
+    mcfg.stop_when_caught_up = true;
+    epoch = std::to_string(cfg.epoch != 0 ? cfg.epoch : static_cast<uint64_t>(now / 1000000));
+    for (const std::string& id : cfg.build_ids) {
+      symbolizer->DropBuildId(id);
+    }
+    log::Info("replay", {{"from_ns", static_cast<long long>(from_ns)},
+                         {"to_ns", static_cast<long long>(to_ns)}, {"epoch", epoch},
+                         {"output", output_topic}, {"group", mcfg.group_id}});
+  }
+
+  auto transform = [&](const kafka::Message& msg) -> Result<std::vector<stage::Output>> {
+    v1::SampleBatch batch;
+    if (!batch.ParseFromArray(msg.value().data(), static_cast<int>(msg.value().size()))) {
+      return DataLoss("not a flamestream.v1.SampleBatch ({} bytes)", msg.value().size());
+    }
+    kafka::Headers headers = msg.headers();
+    if (cfg.replay) {
+      size_t kept = 0;
+      FS_RETURN_IF_ERROR(batch::KeepSamplesInRange(batch, from_ns, to_ns, &kept));
+      if (kept == 0) {
+        return std::vector<stage::Output>{};
+      }
+      batch.set_symbol_epoch(std::stoull(epoch));
+      std::erase_if(headers, [](const kafka::Header& h) { return h.key == "symbol-epoch"; });
+      headers.push_back({"symbol-epoch", epoch});
+    }
+    symbols::BatchSymbolizeStats st;
+    FS_RETURN_IF_ERROR(symbols::SymbolizeBatch(batch, *symbolizer, &st));
+    frames_resolved.Inc(st.resolved);
+    frames_unresolved.Inc(st.unresolved);
+    frames_kernel.Inc(st.kernel_frames);
+    frames_other.Inc(st.other_frames);
+    std::string out;
+    batch.SerializeToString(&out);
+    return std::vector<stage::Output>{{.topic = output_topic,
+                                       .key = std::string(msg.key()),
+                                       .value = std::move(out),
+                                       .headers = std::move(headers)}};
+  };
+  return stage::RunMapStage(mcfg, ctx, transform);
+}
+
+}  // namespace
+}  // namespace flamestream::symbolizer
+
+int main(int argc, char** argv) {
+  using namespace flamestream;
+  if (argc >= 2 && std::strcmp(argv[1], "resolve") == 0) {
+    return symbolizer::RunResolve(argc - 1, argv + 1);
+  }
+  symbolizer::Config cfg;
+  return service::Main(
+      argc, argv,
+      {.name = "symbolizer",
+       .summary = "resolves raw frames to functions, files, lines and inlined calls",
+       .usage_extra =
+           "Subcommands:\n  resolve [--offsets] ...  read `<PATH|buildid:HEX> 0x<ADDRESS>` lines "
+           "on stdin and print llvm-symbolizer --inlining --demangle output (resolve --help)\n"
+           "Replay: --replay --from T1 [--to T2] [--build-id HEX]... re-symbolizes that range "
+           "into <output_topic>.replay and exits",
+       .declare = [&](config::Schema& s) { cfg.Declare(s); },
+       .run = [&](service::Context& ctx) { return symbolizer::Run(cfg, ctx); },
+       .default_admin_listen = "127.0.0.1:9401"});
+}

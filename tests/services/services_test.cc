@@ -1,0 +1,112 @@
+// The contract every service binary keeps (issue "Foundation"): --help, a config error that
+// names the key and exits 2, /metrics /healthz /readyz on the admin listener, and a SIGTERM
+// drain that exits 0.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "flamestream/testing/subprocess.h"
+
+namespace flamestream {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Subprocess;
+
+std::string Bin(const std::string& name) {
+  const char* dir = std::getenv("FS_BIN_DIR");
+  return std::string(dir != nullptr ? dir : "build/bin") + "/" + name;
+}
+
+// Runs to completion, returning (exit code, combined output).
+std::pair<int, std::string> RunToExit(std::vector<std::string> argv,
+                                      std::vector<std::pair<std::string, std::string>> env = {}) {
+  auto proc = Subprocess::Start({.argv = std::move(argv), .env = std::move(env),
+                                 .capture_stderr = true});
+  EXPECT_TRUE(proc.ok()) << proc.error();
+  if (!proc.ok()) return {-1, ""};
+  std::string out;
+  while (true) {
+    auto line = (*proc)->ReadLine(10s);
+    if (!line.ok()) break;
+    out += *line + "\n";
+  }
+  auto st = (*proc)->Wait(10s);
+  EXPECT_TRUE(st.ok());
+  return {st.ok() && st->exited ? st->code : -1, out};
+}
+
+class ServiceBinary : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ServiceBinary, HelpListsUsageAndCommonKeys) {
+  auto [code, out] = RunToExit({Bin(GetParam()), "--help"});
+  EXPECT_EQ(code, 0);
+  EXPECT_NE(out.find("Usage: " + GetParam()), std::string::npos) << out;
+  for (const char* key : {"admin.listen", "log.level", "shutdown.deadline", "--config FILE"}) {
+    EXPECT_NE(out.find(key), std::string::npos) << key;
+  }
+}
+
+TEST_P(ServiceBinary, ConfigErrorsNameTheKeyAndExit2) {
+  struct Case {
+    std::vector<std::string> args;
+    std::vector<std::pair<std::string, std::string>> env;
+    std::string expected;
+  };
+  const std::vector<Case> kCases = {
+      {{"--set", "no.such.key=1"}, {}, "unknown config key \"no.such.key\" (from --set)"},
+      {{"--set", "shutdown.deadline=soon"}, {}, "config key \"shutdown.deadline\" (from --set)"},
+      {{"--log-level", "loud"}, {}, "config key \"log.level\" (from flag --log-level)"},
+      {{}, {{"FLAMESTREAM_LOG__FORMAT", "xml"}},
+       "config key \"log.format\" (from environment FLAMESTREAM_LOG__FORMAT)"},
+      {{"--config", "/nonexistent/flamestream.yaml"}, {}, "--config: cannot read"},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.expected);
+    std::vector<std::string> argv = {Bin(GetParam())};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    auto [code, out] = RunToExit(argv, c.env);
+    EXPECT_EQ(code, 2);
+    EXPECT_NE(out.find(c.expected), std::string::npos) << out;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllServices, ServiceBinary,
+                         ::testing::Values("flamestream-correlator", "flamestream-exporter"));
+
+// Services that can idle without external systems: serve admin endpoints, drain on SIGTERM.
+class IdleService : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(IdleService, ServesAdminEndpointsAndDrainsOnSigterm) {
+  auto proc = Subprocess::Start({.argv = {Bin(GetParam()), "--admin-listen", "127.0.0.1:0"},
+                                 .capture_stderr = true});
+  ASSERT_TRUE(proc.ok()) << proc.error();
+  auto started = (*proc)->WaitForLine(
+      [](std::string_view l) { return l.find("msg=\"started\"") != std::string_view::npos; }, 20s);
+  ASSERT_TRUE(started.ok()) << started.error();
+  const size_t at = started->find("admin_port=");
+  ASSERT_NE(at, std::string::npos);
+  const int port = std::stoi(started->substr(at + 11));
+  httplib::Client cli("127.0.0.1", port);
+  auto health = cli.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  auto metrics = cli.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  ASSERT_TRUE((*proc)->Signal(SIGTERM).ok());
+  auto st = (*proc)->Wait(30s);
+  ASSERT_TRUE(st.ok()) << st.error();
+  EXPECT_TRUE(st->exited);
+  EXPECT_EQ(st->code, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shells, IdleService,
+                         ::testing::Values("flamestream-correlator", "flamestream-exporter"));
+
+}  // namespace
+}  // namespace flamestream
