@@ -76,7 +76,8 @@ TEST_P(ServiceBinary, ConfigErrorsNameTheKeyAndExit2) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllServices, ServiceBinary,
-                         ::testing::Values("flamestream-correlator", "flamestream-exporter"));
+                         ::testing::Values("flamestream-correlator", "flamestream-exporter",
+                                           "flamestream-symbolizer"));
 
 // Services that can idle without external systems: serve admin endpoints, drain on SIGTERM.
 class IdleService : public ::testing::TestWithParam<std::string> {};
@@ -106,7 +107,8 @@ TEST_P(IdleService, ServesAdminEndpointsAndDrainsOnSigterm) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shells, IdleService,
-                         ::testing::Values("flamestream-correlator", "flamestream-exporter"));
+                         ::testing::Values("flamestream-correlator", "flamestream-exporter",
+                                           "flamestream-symbolizer"));
 
 }  // namespace
 }  // namespace flamestream

@@ -1,0 +1,208 @@
+#include "flamestream/pprofutil/stacks.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <unordered_map>
+
+#include "flamestream/pprofutil/profile_io.h"
+
+namespace flamestream::pprofutil {
+namespace {
+
+namespace fs = std::filesystem;
+using perftools::profiles::Profile;
+
+const std::string& Str(const Profile& p, int64_t index) {
+  static const std::string kEmpty;
+  if (index <= 0 || index >= p.string_table_size()) {
+    return kEmpty;
+  }
+  return p.string_table(static_cast<int>(index));
+}
+
+// Index of the sample type to read, or an error listing the available ones.
+Result<int> SampleTypeIndex(const Profile& p, const std::string& wanted) {
+  if (p.sample_type_size() == 0) {
+    return InvalidArgument("profile has no sample types");
+  }
+  if (!wanted.empty()) {
+    std::vector<std::string> names;
+    for (int i = 0; i < p.sample_type_size(); ++i) {
+      if (Str(p, p.sample_type(i).type()) == wanted) {
+        return i;
+      }
+      names.push_back(Str(p, p.sample_type(i).type()));
+    }
+    return InvalidArgument("no sample type '{}' (profile has: {})", wanted,
+                           fmt::join(names, ", "));
+  }
+  if (p.default_sample_type() != 0) {
+    for (int i = 0; i < p.sample_type_size(); ++i) {
+      if (p.sample_type(i).type() == p.default_sample_type()) {
+        return i;
+      }
+    }
+  }
+  return p.sample_type_size() - 1;
+}
+
+bool HasSuffix(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool IsProfileFile(const fs::path& p) {
+  const std::string name = p.filename().string();
+  return HasSuffix(name, ".pb.gz") || HasSuffix(name, ".pb") || HasSuffix(name, ".pprof");
+}
+
+}  // namespace
+
+std::vector<std::string> LeafFirstFrames(const Profile& profile,
+                                         const perftools::profiles::Sample& sample) {
+  // Small profiles: linear lookups would do, but exporter windows hold thousands of locations.
+  std::unordered_map<uint64_t, const perftools::profiles::Location*> locations;
+  std::unordered_map<uint64_t, const perftools::profiles::Function*> functions;
+  std::unordered_map<uint64_t, const perftools::profiles::Mapping*> mappings;
+  for (const auto& l : profile.location()) locations[l.id()] = &l;
+  for (const auto& f : profile.function()) functions[f.id()] = &f;
+  for (const auto& m : profile.mapping()) mappings[m.id()] = &m;
+
+  std::vector<std::string> frames;
+  for (uint64_t id : sample.location_id()) {
+    auto it = locations.find(id);
+    if (it == locations.end()) {
+      frames.push_back(fmt::format("<unknown location {}>", id));
+      continue;
+    }
+    const perftools::profiles::Location& loc = *it->second;
+    if (loc.line_size() == 0) {
+      auto m = mappings.find(loc.mapping_id());
+      if (m != mappings.end() && !Str(profile, m->second->filename()).empty()) {
+        const uint64_t offset = loc.address() - m->second->memory_start() + m->second->file_offset();
+        frames.push_back(fmt::format("{}+0x{:x}",
+                                     fs::path(Str(profile, m->second->filename())).filename().string(),
+                                     offset));
+      } else {
+        frames.push_back(fmt::format("0x{:x}", loc.address()));
+      }
+      continue;
+    }
+    for (const auto& line : loc.line()) {
+      auto f = functions.find(line.function_id());
+      std::string name;
+      if (f != functions.end()) {
+        name = Str(profile, f->second->name());
+        if (name.empty()) name = Str(profile, f->second->system_name());
+      }
+      if (name.empty()) name = fmt::format("0x{:x}", loc.address());
+      frames.push_back(std::move(name));
+    }
+  }
+  return frames;
+}
+
+Status AddProfile(const Profile& profile, const LoadOptions& options, StackSet& set) {
+  FS_ASSIGN_OR_RETURN(int index, SampleTypeIndex(profile, options.sample_type));
+  const std::string& type = Str(profile, profile.sample_type(index).type());
+  const std::string& unit = Str(profile, profile.sample_type(index).unit());
+  if (set.profiles == 0) {
+    set.sample_type = type;
+    set.unit = unit;
+  } else if (type != set.sample_type || unit != set.unit) {
+    return InvalidArgument("sample type {}/{} differs from the first profile's {}/{}", type, unit,
+                           set.sample_type, set.unit);
+  }
+  ++set.profiles;
+
+  for (const auto& sample : profile.sample()) {
+    if (index >= sample.value_size()) continue;
+    const int64_t value = sample.value(index);
+    if (value == 0) continue;
+    if (!options.span_name.empty() || !options.service.empty()) {
+      bool span_ok = options.span_name.empty();
+      bool service_ok = true;
+      for (const auto& label : sample.label()) {
+        const std::string& key = Str(profile, label.key());
+        if (key == "span_name" && Str(profile, label.str()) == options.span_name) span_ok = true;
+        if (key == "service_name" && !options.service.empty() &&
+            Str(profile, label.str()) != options.service) {
+          service_ok = false;
+        }
+      }
+      if (!span_ok || !service_ok) continue;
+    }
+    std::vector<std::string> frames = LeafFirstFrames(profile, sample);
+    std::reverse(frames.begin(), frames.end());
+    if (frames.empty()) frames.emplace_back("[no stack]");
+    set.stacks[std::move(frames)] += value;
+    set.total += value;
+  }
+  return OkStatus();
+}
+
+Result<StackSet> LoadStacks(const std::vector<std::string>& files, const LoadOptions& options) {
+  StackSet set;
+  for (const std::string& file : files) {
+    FS_ASSIGN_OR_RETURN(Profile p, ReadProfile(file));
+    Status s = AddProfile(p, options, set);
+    if (!s.ok()) return s.WithContext(file);
+  }
+  return set;
+}
+
+Result<std::vector<std::string>> ExpandInputs(const std::vector<std::string>& args,
+                                              const std::string& service) {
+  std::vector<std::string> files;
+  for (const std::string& arg : args) {
+    std::error_code ec;
+    const fs::file_status st = fs::status(arg, ec);
+    if (ec || !fs::exists(st)) {
+      return NotFound("{}: no such file or directory", arg);
+    }
+    if (!fs::is_directory(st)) {
+      files.push_back(arg);
+      continue;
+    }
+    fs::path root = arg;
+    if (!service.empty()) {
+      root /= service;
+      if (!fs::is_directory(root, ec)) {
+        std::vector<std::string> services;
+        for (const auto& e : fs::directory_iterator(arg, ec)) {
+          if (e.is_directory()) services.push_back(e.path().filename().string());
+        }
+        std::sort(services.begin(), services.end());
+        return NotFound("{}: no service '{}' (services: {})", arg, service,
+                        services.empty() ? "none" : fmt::format("{}", fmt::join(services, ", ")));
+      }
+    }
+    std::vector<std::string> found;
+    for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      if (it->is_regular_file() && IsProfileFile(it->path())) {
+        found.push_back(it->path().string());
+      }
+    }
+    if (ec) {
+      return Unavailable("{}: {}", root.string(), ec.message());
+    }
+    if (found.empty()) {
+      return NotFound("{}: no pprof files (*.pb.gz) found", root.string());
+    }
+    std::sort(found.begin(), found.end());
+    files.insert(files.end(), found.begin(), found.end());
+  }
+  return files;
+}
+
+std::string ToFolded(const StackSet& set) {
+  std::string out;
+  for (const auto& [frames, value] : set.stacks) {
+    out += fmt::format("{} {}\n", fmt::join(frames, ";"), value);
+  }
+  return out;
+}
+
+}  // namespace flamestream::pprofutil

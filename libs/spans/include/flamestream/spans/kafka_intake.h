@@ -1,0 +1,98 @@
+// OtlpKafkaIntake: consumes the topic the OpenTelemetry Collector's Kafka exporter writes
+// (`otlp_spans`; each record value one ExportTraceServiceRequest, encoding otlp_proto or
+// otlp_json; key null or the 32-char hex trace id, which we do not need) and feeds the router.
+//
+//   spans::OtlpKafkaIntakeConfig kcfg{.properties = cfg.kafka};   // kcfg.Declare(schema)
+//   FS_ASSIGN_OR_RETURN(auto intake,
+//                       spans::OtlpKafkaIntake::Create(kcfg, router, *producer, ctx.metrics));
+//   std::jthread t([&](std::stop_token st) { Status s = intake->Run(st); ... });
+//
+// At-least-once: a record's offset is committed only after its spans are acknowledged by
+// Kafka (or it went to the DLQ). While the router answers Unavailable (Kafka slow or down) the
+// same record is retried after a backoff, so nothing is skipped. Undecodable records go to
+// `otlp_spans.dlq` with the decode error in the `error` header and never stop the intake.
+// Records are processed one at a time: the Collector batches many spans per record, so the
+// per-record ack round trip is cheap relative to the work per record.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <utility>
+
+#include "flamestream/common/status.h"
+#include "flamestream/kafka/consumer.h"
+#include "flamestream/kafka/dlq.h"
+#include "flamestream/kafka/producer.h"
+#include "flamestream/obs/metrics.h"
+#include "flamestream/spans/router.h"
+
+namespace flamestream::config {
+class Schema;
+}
+
+namespace flamestream::spans {
+
+struct OtlpKafkaIntakeConfig {
+  // librdkafka properties (bootstrap.servers, security, ...), verbatim.
+  kafka::Properties properties;
+  std::string topic = "otlp_spans";
+  std::string group_id = "flamestream-span-router";
+  // "otlp_proto", "otlp_json" (as the Collector's traces::encoding), or "auto" (by first byte).
+  std::string encoding = "otlp_proto";
+  // Per record: how long to wait for the keyed spans' ack before retrying the record.
+  std::chrono::nanoseconds ack_timeout = std::chrono::seconds(30);
+  // Pause between retries of a record while Kafka is unavailable.
+  std::chrono::nanoseconds retry_backoff = std::chrono::seconds(1);
+  // How often processed offsets are committed.
+  std::chrono::nanoseconds commit_interval = std::chrono::seconds(1);
+
+  // Declares <prefix>.topic, .group, .encoding, .ack_timeout, ... (not `properties`: the
+  // service passes its shared `kafka.*` passthrough).
+  void Declare(config::Schema& schema, const std::string& prefix = "spans.kafka");
+};
+
+class OtlpKafkaIntake {
+ public:
+  // `router`, `producer` (used for the DLQ) and `metrics` must outlive the intake.
+  static Result<std::unique_ptr<OtlpKafkaIntake>> Create(OtlpKafkaIntakeConfig config,
+                                                         SpanRouter& router,
+                                                         kafka::Producer& producer,
+                                                         obs::Registry& metrics);
+  ~OtlpKafkaIntake();
+  OtlpKafkaIntake(const OtlpKafkaIntake&) = delete;
+  OtlpKafkaIntake& operator=(const OtlpKafkaIntake&) = delete;
+
+  // Consumes until `stop` is requested, then commits what is processed and leaves the group.
+  // Returns an error only on a fatal consumer error.
+  Status Run(std::stop_token stop);
+
+  // Handles one record: routes it (retrying while unavailable) or writes it to the DLQ.
+  // Cancelled when `stop` was requested before it was done (its offset must not be committed).
+  Status Process(const kafka::Message& msg, std::stop_token stop);
+
+ private:
+  OtlpKafkaIntake(OtlpKafkaIntakeConfig config, SpanRouter& router, kafka::Producer& producer,
+                  obs::Registry& metrics);
+  Status CommitProcessed();
+
+  OtlpKafkaIntakeConfig config_;
+  SpanRouter& router_;
+  kafka::Producer& producer_;
+  kafka::DlqWriter dlq_;
+  obs::Counter& records_;
+  obs::Counter& dlq_records_;
+  obs::Counter& retries_;
+  std::unique_ptr<kafka::Consumer> consumer_;
+  // Next offset to commit per partition, and the last one committed.
+  using PartitionKey = std::pair<std::string, int32_t>;
+  std::mutex offsets_mu_;  // the revoke hook runs inside Poll()/Close() on the Run() thread,
+                           // but Process() may be driven from elsewhere in tests
+  std::map<PartitionKey, int64_t> processed_;
+  std::map<PartitionKey, int64_t> committed_;
+};
+
+}  // namespace flamestream::spans

@@ -1,0 +1,93 @@
+// OtlpReceivers: the OTLP trace receivers of the span router, OTLP/gRPC
+// (opentelemetry.proto.collector.trace.v1.TraceService/Export, default :4317) and OTLP/HTTP
+// (POST /v1/traces, default :4318).
+//
+//   spans::ReceiverConfig rcfg;                          // rcfg.Declare(schema) in main
+//   FS_ASSIGN_OR_RETURN(auto receivers, spans::OtlpReceivers::Start(rcfg, router, ctx.metrics));
+//   ctx.WaitForStop(...);
+//   receivers->Stop();                                   // before the producer flushes
+//
+// Semantics (https://opentelemetry.io/docs/specs/otlp/):
+//  - success only after every placed span is acknowledged by Kafka; rejected spans (malformed
+//    ids, no node identity) are reported as partial success (rejected_spans, error_message),
+//    which clients must not retry;
+//  - Kafka slow or down (no ack within ack_timeout, queue full): HTTP 503 / gRPC UNAVAILABLE
+//    with a retry delay (HTTP Retry-After header; gRPC google.rpc.RetryInfo in the status
+//    details, which the OTel SDKs honour, plus a `retry-after` trailer);
+//  - undecodable body: HTTP 400 / gRPC INVALID_ARGUMENT naming the field;
+//  - body over max_body_bytes (after gzip) or more than max_spans_per_request spans:
+//    HTTP 413 / gRPC RESOURCE_EXHAUSTED;
+//  - HTTP accepts application/x-protobuf and application/json, Content-Encoding gzip (and
+//    deflate), Content-Length or chunked bodies; answers in the request's encoding, errors as
+//    a google.rpc.Status body. gRPC accepts gzip message compression.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <string>
+
+#include "flamestream/common/status.h"
+#include "flamestream/obs/metrics.h"
+#include "flamestream/spans/router.h"
+
+namespace flamestream::config {
+class Schema;
+}
+
+namespace flamestream::spans {
+
+struct ReceiverConfig {
+  // host:port for OTLP/gRPC; empty turns it off. Port 0 picks a free port (tests).
+  std::string grpc_listen = "0.0.0.0:4317";
+  // host:port for OTLP/HTTP; empty turns it off.
+  std::string http_listen = "0.0.0.0:4318";
+  // Largest request body accepted, after decompression (gRPC: largest message).
+  uint64_t max_body_bytes = 16ull << 20;
+  // Most spans accepted in one request.
+  uint32_t max_spans_per_request = 100'000;
+  // How long a request waits for Kafka's acknowledgement before answering 503/UNAVAILABLE.
+  std::chrono::nanoseconds ack_timeout = std::chrono::seconds(10);
+  // Delay a client is told to wait before retrying after 503/UNAVAILABLE (whole seconds).
+  std::chrono::nanoseconds retry_after = std::chrono::seconds(5);
+  // HTTP worker threads (each holds one request while it waits for Kafka; gRPC holds none).
+  int http_threads = 16;
+
+  // Declares <prefix>.grpc.listen, <prefix>.http.listen, <prefix>.max_body, ...
+  void Declare(config::Schema& schema, const std::string& prefix = "spans.receivers");
+};
+
+class OtlpReceivers {
+ public:
+  // Binds and starts the enabled receivers; Unavailable when a port is taken.
+  static Result<std::unique_ptr<OtlpReceivers>> Start(const ReceiverConfig& config,
+                                                      SpanRouter& router,
+                                                      obs::Registry& metrics);
+  ~OtlpReceivers();  // Stop()
+  OtlpReceivers(const OtlpReceivers&) = delete;
+  OtlpReceivers& operator=(const OtlpReceivers&) = delete;
+
+  // Stops accepting requests and waits for the ones in flight (bounded by ack_timeout).
+  // Idempotent.
+  void Stop();
+
+  // Bound ports (0 when that receiver is off).
+  [[nodiscard]] int grpc_port() const;
+  [[nodiscard]] int http_port() const;
+
+ private:
+  class Impl;
+  explicit OtlpReceivers(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A google.rpc.Status (code, message, optional RetryInfo detail) as protobuf bytes: the error
+// body of OTLP/HTTP and the grpc-status-details-bin of gRPC. Exposed for tests.
+std::string EncodeRpcStatus(int code, const std::string& message,
+                            std::chrono::seconds retry_delay = std::chrono::seconds(0));
+// The RetryInfo delay inside an encoded google.rpc.Status, if it has one.
+std::optional<std::chrono::seconds> RetryDelayOf(std::string_view rpc_status_bytes);
+
+}  // namespace flamestream::spans

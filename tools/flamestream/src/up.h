@@ -1,0 +1,89 @@
+// `flamestream up`: the whole pipeline on this machine under one supervisor.
+//
+//   UpOptions opts;                      // flags fill it (main.cc)
+//   opts.duration = std::chrono::seconds(30);
+//   return RunUp(opts, std::cerr);       // exit code
+//
+// Start order: dev broker (unless --brokers), redis-server (unless --redis), symbolizer,
+// correlator, exporter, agent (consumers before the producer, so nothing waits on a stage
+// that is not there yet). Drain order: agent, symbolizer (after its lag reaches 0),
+// correlator, exporter, then redis and the broker.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "flamestream/common/status.h"
+#include "supervisor.h"
+
+namespace flamestream::cli {
+
+// The config keys `up` passes to each stage as `--set key=value`. The stages are still
+// settling their keys: this is the ONE place to adjust them.
+struct StageKeys {
+  const char* kafka_bootstrap = "kafka.bootstrap.servers";  // every Kafka stage (passthrough)
+  const char* agent_frequency = "agent.frequency";
+  const char* agent_pids = "agent.pids";                    // list, "1,2,3"
+  const char* agent_comm = "agent.comm";                    // regex
+  const char* symbolizer_redis = "symbolizer.redis.address";  // host:port
+  const char* correlator_lateness = "correlator.lateness";
+  const char* correlator_otlp_grpc_listen = "correlator.otlp.grpc.listen";  // host:port
+  const char* correlator_otlp_http_listen = "correlator.otlp.http.listen";  // host:port
+  const char* exporter_sinks = "exporter.sinks";            // list: file,pyroscope,otlp
+  const char* exporter_file_out = "exporter.file.out";      // directory
+  const char* exporter_pyroscope_url = "exporter.pyroscope.url";
+  const char* exporter_otlp_endpoint = "exporter.otlp.endpoint";
+  const char* exporter_window = "exporter.window";
+  // Every service: the admin listener (/metrics, /readyz) up scrapes and checks.
+  const char* admin_listen_flag = "--admin-listen";
+  // The page the file sink writes into its output directory.
+  const char* flame_graph_page = "index.html";
+  // Counters shown as <n>/s in the status line.
+  const char* agent_rate_metric = "fs_agent_samples_total";
+  const char* stage_rate_metric = "fs_records_in_total";
+};
+inline constexpr StageKeys kStageKeys{};
+
+struct UpOptions {
+  std::chrono::nanoseconds duration = std::chrono::seconds(60);  // 0: until Ctrl-C
+  std::string out = "./flamestream-out";
+  uint32_t frequency = 99;
+  std::vector<int> pids;
+  std::string comm;
+  std::string brokers;    // empty: start the dev broker
+  std::string redis;      // empty: start a private redis-server
+  std::string pyroscope;  // URL; adds the pyroscope sink
+  std::string otlp;       // endpoint; adds the otlp sink
+  std::string otlp_host = "127.0.0.1";
+  int otlp_grpc_port = 4317;
+  int otlp_http_port = 4318;
+  int broker_port = 9092;
+  int redis_port = 0;          // 0: any free loopback port
+  int admin_port_base = 9401;  // agent +0, correlator +1, exporter +2, symbolizer +3
+  std::chrono::nanoseconds lateness = std::chrono::seconds(2);
+  std::chrono::nanoseconds window = std::chrono::seconds(10);
+  std::chrono::nanoseconds ready_timeout = std::chrono::seconds(30);
+  std::chrono::nanoseconds drain_timeout = std::chrono::seconds(120);
+  // Extra settings, "stage:key=value" ("agent:agent.kernel_stacks=false").
+  std::vector<std::string> stage_sets;
+  std::string bin_dir;  // searched before everything else (tests, custom installs)
+  bool skip_root_check = false;
+  std::optional<bool> status_line;  // unset: when stderr is a terminal
+};
+
+// Where a stage binary lives: `bin_dir` (if set), the directory of /proc/self/exe, then
+// $FLAMESTREAM_BIN_DIR, then PATH. NotFound lists every place searched.
+Result<std::string> FindStageBinary(const std::string& name, const std::string& bin_dir);
+
+// The pipeline's stages for `opts` (binaries resolved, ports chosen, logs under out/logs).
+Result<std::vector<StageSpec>> BuildStages(const UpOptions& opts);
+
+// Pre-flight (root, binaries, ports), start, supervise, drain; returns the exit code:
+// 0 after a clean drain, 1 when the drain failed, 2 for a bad flag, busy port or missing
+// binary, 130 when a second Ctrl-C aborted the drain.
+int RunUp(const UpOptions& opts, const std::vector<std::string>& argv, std::ostream& err);
+
+}  // namespace flamestream::cli
