@@ -13,6 +13,7 @@
 #include "flamestream/service/service.h"
 #include "flamestream/stage/map_stage.h"
 #include "flamestream/symbols/batch_symbolizer.h"
+#include "flamestream/symbols/redis_cache.h"
 #include "flamestream/symbols/symbolizer.h"
 #include "resolve_mode.h"
 
@@ -34,6 +35,11 @@ struct Config {
   config::Bytes lru{256ULL << 20};
   std::chrono::nanoseconds negative_ttl = std::chrono::minutes(5);
   int max_in_flight = 2000;
+  // Shared cache: empty address = no Redis (in-process LRU only).
+  std::string redis_address;
+  std::string redis_prefix = "fs:sym:";
+  std::chrono::nanoseconds redis_ttl = std::chrono::hours(24 * 7);
+  std::chrono::nanoseconds redis_timeout = std::chrono::milliseconds(200);
   // Replay (re-symbolization of a time range, ARCHITECTURE.md "Replay").
   bool replay = false;
   std::string from;
@@ -65,6 +71,14 @@ struct Config {
     s.Add("symbolizer.lru_size", &lru, "in-process cache of resolved locations, in bytes");
     s.Add("symbolizer.negative_ttl", &negative_ttl,
           "how long a build id found nowhere stays unresolvable before it is looked up again");
+    s.Add("symbolizer.redis.address", &redis_address,
+          "Redis shared by the replicas (host:port or redis://[:password@]host:port/db); "
+          "empty = in-process cache only",
+          "--redis");
+    s.Add("symbolizer.redis.key_prefix", &redis_prefix, "prefix of every Redis key");
+    s.Add("symbolizer.redis.ttl", &redis_ttl, "lifetime of a cached location in Redis");
+    s.Add("symbolizer.redis.timeout", &redis_timeout,
+          "connect and command timeout: a slow Redis turns into misses, never a stall");
     s.Add("symbolizer.max_in_flight", &max_in_flight,
           "unacknowledged output batches above which input is paused");
     s.Add("symbolizer.replay", &replay, "replay mode: re-symbolize [from, to] and stop",
@@ -99,8 +113,35 @@ Status Run(const Config& cfg, service::Context& ctx) {
   scfg.locator.debuginfod = cfg.debuginfod;
   scfg.lru_bytes = cfg.lru.value;
   scfg.negative_ttl = cfg.negative_ttl;
+  std::unique_ptr<symbols::RedisSymbolCache> redis;
+  if (!cfg.redis_address.empty()) {
+    symbols::RedisCacheConfig rc;
+    rc.address = cfg.redis_address;
+    rc.key_prefix = cfg.redis_prefix;
+    rc.ttl = cfg.redis_ttl;
+    rc.connect_timeout = cfg.redis_timeout;
+    rc.command_timeout = cfg.redis_timeout;
+    auto created = symbols::RedisSymbolCache::Create(rc);
+    if (!created.ok()) {
+      return created.error().WithContext("config key \"symbolizer.redis.address\"");
+    }
+    redis = std::move(*created);
+    ctx.metrics.AddCollector([&ctx, r = redis.get()] {
+      const symbols::RedisSymbolCache::Stats st = r->stats();
+      ctx.metrics.Gauge("fs_symbolizer_redis_up", "1 while the Redis cache is reachable")
+          .Set(st.up ? 1 : 0);
+      ctx.metrics.Gauge("fs_symbolizer_redis_hits", "Redis cache hits since start")
+          .Set(static_cast<double>(st.hits));
+      ctx.metrics.Gauge("fs_symbolizer_redis_misses", "Redis cache misses since start")
+          .Set(static_cast<double>(st.misses));
+      ctx.metrics.Gauge("fs_symbolizer_redis_errors", "Redis errors since start")
+          .Set(static_cast<double>(st.errors));
+      ctx.metrics.Gauge("fs_symbolizer_redis_reconnects", "Redis reconnects since start")
+          .Set(static_cast<double>(st.reconnects));
+    });
+  }
   FS_ASSIGN_OR_RETURN(std::unique_ptr<symbols::Symbolizer> symbolizer,
-                      symbols::Symbolizer::Create(scfg));
+                      symbols::Symbolizer::Create(scfg, redis.get()));
 
   obs::Counter& frames_resolved = ctx.metrics.Counter(
       "fs_symbolizer_frames_total", "Frames symbolized, by outcome", {{"outcome", "resolved"}});
