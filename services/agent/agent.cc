@@ -1,0 +1,229 @@
+#include "agent.h"
+
+#include <cctype>
+#include <memory>
+
+#include "flamestream/bpf/capabilities.h"
+#include "flamestream/bpf/clock_offset.h"
+#include "flamestream/bpf/sampler.h"
+#include "flamestream/common/strings.h"
+#include "flamestream/log/log.h"
+#include "flamestream/proc/kallsyms.h"
+#include "flamestream/proc/process.h"
+#include "print_sink.h"
+#include "processor.h"
+#include "publisher.h"
+
+namespace flamestream::agent {
+namespace {
+
+// Prometheus counters only go up; the sampler reports running totals, so feed the difference.
+class CounterMirror {
+ public:
+  CounterMirror(obs::Registry& r, const std::string& name, const std::string& help,
+                const obs::Labels& labels = {})
+      : counter_(r.Counter(name, help, labels)) {}
+  void Update(uint64_t total) {
+    if (total > last_) counter_.Inc(total - last_);
+    last_ = total;
+  }
+
+ private:
+  obs::Counter& counter_;
+  uint64_t last_ = 0;
+};
+
+}  // namespace
+
+void AgentConfig::Declare(config::Schema& s) {
+  s.Add("agent.frequency", &frequency_hz, "samples per second per CPU (1..10000)", "--frequency");
+  s.Require(
+      "agent.frequency",
+      [this] { return frequency_hz >= 1 && frequency_hz <= bpf::kMaxFrequencyHz; }, "1..10000");
+  s.Add("agent.print", &print, "print folded stacks to stdout at exit instead of publishing",
+        "--print");
+  s.Add("agent.pids", &pids, "host pids to sample (repeatable); empty = all", "--pid");
+  s.Require(
+      "agent.pids",
+      [this] {
+        for (const std::string& p : pids) {
+          if (!common::ParseInt<uint32_t>(p).ok()) return false;
+        }
+        return true;
+      },
+      "a list of process ids");
+  s.Add("agent.comm", &comm, "regex on comm or exe name; empty = all", "--comm");
+  s.Add("agent.user_stack_depth", &user_stack_depth, "user frames followed per sample (1..1024)",
+        "--user-stack-depth");
+  s.Require(
+      "agent.user_stack_depth",
+      [this] { return user_stack_depth >= 1 && user_stack_depth <= bpf::kMaxUserStackDepth; },
+      "1..1024");
+  s.Add("agent.kernel_stacks", &kernel_stacks, "record kernel stacks");
+  s.Add("agent.ring_size", &ring_size, "BPF ring buffer size (power of two; 0 = auto)");
+  s.Add("agent.queue_capacity", &queue_capacity, "decoded samples buffered before dropping");
+  s.Add("agent.cmdline", &cmdline, "include command lines in process metadata");
+  s.Add("agent.stats_interval", &stats_interval, "how often sampler counters reach /metrics");
+
+  s.Add("cluster.name", &cluster, "cluster name in record keys (lower-cased)");
+  s.Require(
+      "cluster.name", [this] { return !cluster.empty() && cluster.find('/') == std::string::npos; },
+      "non-empty, without '/'");
+  s.Add("node.name", &node, "node name in record keys (default NODE_NAME, else the host name)");
+  s.Require(
+      "node.name", [this] { return !node.empty() && node.find('/') == std::string::npos; },
+      "non-empty, without '/'");
+  s.AddPassthrough("kafka", &kafka, "librdkafka properties, e.g. kafka.bootstrap.servers");
+  s.Add("agent.batch.interval", &batch_interval, "publish a raw batch at least this often");
+  s.Require(
+      "agent.batch.interval", [this] { return batch_interval.count() > 0; }, "positive");
+  s.Add("agent.batch.max_samples", &batch_max_samples,
+        "publish a batch when it has this many samples");
+  s.Require(
+      "agent.batch.max_samples", [this] { return batch_max_samples > 0; }, "1 or more");
+  s.Add("agent.publish_queue", &publish_queue,
+        "samples queued for the publisher thread before dropping");
+  s.Add("agent.spool.dir", &spool_dir, "where batches wait while Kafka is unreachable");
+  s.Add("agent.spool.limit", &spool_limit,
+        "spool size limit; the oldest batches are dropped beyond it");
+  s.Add("agent.drain_timeout", &drain_timeout,
+        "on stop, how long to keep delivering before leaving batches in the spool");
+}
+
+namespace {
+
+// "<cluster>/<node>/<first 8 hex of the boot id>": stable while the node is up, new after a
+// reboot (batch sequences continue through the spool dir across agent restarts).
+std::string AgentId(const std::string& cluster, const std::string& node) {
+  std::string boot = "0";
+  if (Result<std::string> id = proc::ReadProcFile("/proc/sys/kernel/random/boot_id"); id.ok()) {
+    std::string hex;
+    for (char c : *id) {
+      if (std::isxdigit(static_cast<unsigned char>(c))) hex += c;
+    }
+    if (!hex.empty()) boot = hex.substr(0, 8);
+  }
+  return service::RecordKey(cluster, node) + "/" + boot;
+}
+
+}  // namespace
+
+Status RunAgent(const AgentConfig& config, service::Context& ctx, std::ostream& out) {
+  FS_RETURN_IF_ERROR(bpf::CheckSamplerCapabilities());
+  if (!config.print && !config.kafka.contains("bootstrap.servers")) {
+    return InvalidArgument("set kafka.bootstrap.servers (or use --print)");
+  }
+
+  proc::KernelSymbols ksyms_storage;
+  const proc::KernelSymbols* ksyms = nullptr;
+  if (Result<proc::KernelSymbols> ks = proc::KernelSymbols::Load(); ks.ok()) {
+    ksyms_storage = std::move(*ks);
+    ksyms = &ksyms_storage;
+  } else {
+    log::Warn("kernel frames stay addresses", {{"reason", ks.status()}});
+  }
+
+  bpf::ClockOffset clock;
+  FS_RETURN_IF_ERROR(clock.StartWatching());
+
+  OffsetFrameNamer namer(ksyms);
+  std::unique_ptr<FoldedSink> folded;
+  std::unique_ptr<Publisher> publisher;
+  SampleSink* sink = nullptr;
+  if (config.print) {
+    folded = std::make_unique<FoldedSink>(&namer);
+    sink = folded.get();
+  } else {
+    FS_ASSIGN_OR_RETURN(
+        publisher, Publisher::Create(
+                       {.cluster = config.cluster,
+                        .node = config.node,
+                        .agent_id = AgentId(config.cluster, config.node),
+                        .frequency_hz = config.frequency_hz,
+                        .batch_interval = config.batch_interval,
+                        .batch_max_samples = config.batch_max_samples,
+                        .queue_capacity = config.publish_queue,
+                        .spool = {.dir = config.spool_dir, .limit_bytes = config.spool_limit.value},
+                        .kafka = config.kafka},
+                       &clock, ksyms, &ctx.metrics));
+    sink = publisher.get();
+  }
+  FS_ASSIGN_OR_RETURN(
+      std::unique_ptr<SampleProcessor> processor,
+      SampleProcessor::Create({.comm = config.comm, .cmdline = config.cmdline}, &clock, sink));
+
+  bpf::SamplerConfig sc;
+  sc.frequency_hz = config.frequency_hz;
+  sc.user_stack_depth = config.user_stack_depth;
+  sc.kernel_stacks = config.kernel_stacks;
+  sc.ring_bytes = config.ring_size.value;
+  sc.queue_capacity = config.queue_capacity;
+  for (const std::string& p : config.pids) {
+    sc.pids.push_back(*common::ParseInt<uint32_t>(p));
+  }
+  FS_ASSIGN_OR_RETURN(std::unique_ptr<bpf::Sampler> sampler,
+                      bpf::Sampler::Create(sc, [&processor](bpf::RawSample&& s) {
+                        processor->Handle(std::move(s));
+                      }));
+  FS_RETURN_IF_ERROR(sampler->Start());
+  log::Info("sampling", {{"frequency_hz", config.frequency_hz},
+                         {"cpus", sampler->num_cpus()},
+                         {"pids", common::Join(config.pids, ",")},
+                         {"ring_bytes", sampler->Stats().ring_bytes}});
+  ctx.set_ready(true);
+
+  obs::Registry& m = ctx.metrics;
+  CounterMirror samples(m, "fs_agent_samples_total", "samples written by BPF");
+  CounterMirror processed(m, "fs_agent_samples_processed_total", "samples handed to the sink");
+  CounterMirror ring_drops(m, "fs_agent_dropped_samples_total", "samples dropped",
+                           {{"where", "ring"}});
+  CounterMirror queue_drops(m, "fs_agent_dropped_samples_total", "samples dropped",
+                            {{"where", "queue"}});
+  CounterMirror user_trunc(m, "fs_agent_truncated_stacks_total", "stacks cut at the depth limit",
+                           {{"kind", "user"}});
+  CounterMirror kernel_trunc(m, "fs_agent_truncated_stacks_total", "stacks cut at the depth limit",
+                             {{"kind", "kernel"}});
+  CounterMirror unknown(m, "fs_agent_unknown_mappings_total", "user frames in no mapping");
+  CounterMirror bpf_ns(m, "fs_agent_bpf_run_time_ns_total", "BPF program run time (BPF stats)");
+  CounterMirror bpf_runs(m, "fs_agent_bpf_runs_total", "BPF program runs (BPF stats)");
+  obs::Gauge& offset = m.Gauge("fs_agent_clock_offset_ns", "realtime minus monotonic");
+  auto update = [&] {
+    const bpf::SamplerStats st = sampler->Stats();
+    samples.Update(st.samples);
+    processed.Update(processor->stats().samples.load());
+    ring_drops.Update(st.ring_drops);
+    queue_drops.Update(st.queue_drops);
+    user_trunc.Update(st.user_truncated);
+    kernel_trunc.Update(st.kernel_truncated);
+    unknown.Update(processor->stats().unknown_mappings.load());
+    bpf_ns.Update(st.bpf_run_ns);
+    bpf_runs.Update(st.bpf_run_count);
+    offset.Set(static_cast<double>(clock.offset_ns()));
+    return st;
+  };
+  while (!ctx.WaitForStop(config.stats_interval)) {
+    update();
+  }
+  ctx.set_ready(false);
+  sampler->Stop();  // drains ring and queue: every sample taken reaches the sink
+  const bpf::SamplerStats st = update();
+  log::Info("sampler stopped",
+            {{"samples", st.samples},
+             {"delivered", st.delivered},
+             {"ring_drops", st.ring_drops},
+             {"queue_drops", st.queue_drops},
+             {"user_truncated", st.user_truncated},
+             {"user_read_failed", st.user_read_failed},
+             {"filtered_by_comm", processor->stats().filtered_by_comm.load()},
+             {"unknown_mappings", processor->stats().unknown_mappings.load()},
+             {"bpf_ns_per_run", st.bpf_run_count ? st.bpf_run_ns / st.bpf_run_count : 0}});
+  if (publisher) {
+    publisher->Stop(config.drain_timeout);  // last batch, bounded delivery, rest spooled
+  } else {
+    folded->Write(out);
+    out.flush();
+  }
+  return OkStatus();
+}
+
+}  // namespace flamestream::agent

@@ -1,0 +1,64 @@
+// The agent service: sampler -> processor -> sink, with metrics and drain on stop.
+//
+//   AgentConfig cfg;                        // in-class defaults
+//   service::Main(argc, argv, {.name = "agent", .declare = [&](config::Schema& s) {
+//     cfg.Declare(s); }, .run = [&](service::Context& ctx) { return RunAgent(cfg, ctx, std::cout);
+//     }});
+//
+// Print mode (--print) aggregates folded stacks and writes them to `out` at exit. Kafka mode
+// (the default) feeds a Publisher: batches to flamestream.samples.raw.v1, process records to
+// flamestream.processes.v1, an on-disk spool while Kafka is unreachable.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "flamestream/common/status.h"
+#include "flamestream/config/config.h"
+#include "flamestream/service/service.h"
+
+namespace flamestream::agent {
+
+struct AgentConfig {
+  // Samples per second on each CPU (software cpu-clock event). 1..10000.
+  uint32_t frequency_hz = 19;
+  // Print folded stacks to stdout at exit instead of publishing to Kafka.
+  bool print = false;
+  // Host pids to sample; empty samples every process.
+  std::vector<std::string> pids;
+  // Regex on comm/exe; empty matches every process.
+  std::string comm;
+  // Deepest user stack the BPF frame-pointer walk follows (1..1024).
+  uint32_t user_stack_depth = 512;
+  bool kernel_stacks = true;
+  // BPF ring size; 0 sizes it for half a second of worst-case samples.
+  config::Bytes ring_size{0};
+  // Decoded samples buffered for the processor before the reader drops.
+  uint64_t queue_capacity = 16384;
+  // Put process command lines in the metadata (may contain secrets; off by default).
+  bool cmdline = false;
+  // How often the sampler's counters are copied to /metrics.
+  std::chrono::nanoseconds stats_interval = std::chrono::seconds(1);
+
+  // Kafka mode.
+  std::string cluster = "default";                // cluster.name
+  std::string node = service::DefaultNodeName();  // node.name: NODE_NAME, else the host name
+  std::map<std::string, std::string> kafka;       // kafka.* librdkafka properties
+  std::chrono::nanoseconds batch_interval = std::chrono::seconds(1);
+  uint64_t batch_max_samples = 10000;
+  uint64_t publish_queue = 16384;  // samples queued for the publisher thread before dropping
+  std::string spool_dir = "/var/lib/flamestream/spool";
+  config::Bytes spool_limit{256ull << 20};
+  // On stop: how long to keep delivering before leaving the rest in the spool.
+  std::chrono::nanoseconds drain_timeout = std::chrono::seconds(10);
+
+  void Declare(config::Schema& schema);
+};
+
+Status RunAgent(const AgentConfig& config, service::Context& ctx, std::ostream& out);
+
+}  // namespace flamestream::agent

@@ -1,0 +1,35 @@
+#include "print_sink.h"
+
+namespace flamestream::agent {
+
+std::vector<std::string> FoldedSink::Frames(const ResolvedSample& sample, FrameNamer& namer) {
+  std::vector<std::string> frames;
+  frames.reserve(1 + sample.user.size() + sample.kernel.size());
+  frames.push_back(sample.comm);
+  for (auto it = sample.user.rbegin(); it != sample.user.rend(); ++it) {
+    namer.NameUser(*it, &frames);
+  }
+  for (auto it = sample.kernel.rbegin(); it != sample.kernel.rend(); ++it) {
+    frames.push_back(namer.NameKernel(*it) + "_[k]");
+  }
+  return frames;
+}
+
+void FoldedSink::OnSample(const ResolvedSample& sample, const proc::ProcessInfo& process) {
+  (void)process;
+  std::vector<std::string> frames = Frames(sample, *namer_);
+  std::lock_guard lock(mu_);
+  folded_.Add(frames);
+}
+
+void FoldedSink::Write(std::ostream& out) const {
+  std::lock_guard lock(mu_);
+  folded_.Write(out);
+}
+
+uint64_t FoldedSink::total() const {
+  std::lock_guard lock(mu_);
+  return folded_.total();
+}
+
+}  // namespace flamestream::agent

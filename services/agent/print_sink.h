@@ -1,0 +1,34 @@
+// Print mode's sink: aggregates samples into folded stacks, written at exit.
+//
+//   OffsetFrameNamer namer(&ksyms);
+//   FoldedSink sink(&namer);
+//   ... processor feeds it ...
+//   sink.Write(std::cout);   // "comm;main;outer;leaf;entry_SYSCALL_64_[k] 42"
+#pragma once
+
+#include <mutex>
+#include <ostream>
+
+#include "folded.h"
+#include "frame_namer.h"
+#include "processor.h"
+
+namespace flamestream::agent {
+
+class FoldedSink : public SampleSink {
+ public:
+  explicit FoldedSink(FrameNamer* namer) : namer_(namer) {}
+  void OnSample(const ResolvedSample& sample, const proc::ProcessInfo& process) override;
+  void Write(std::ostream& out) const;
+  [[nodiscard]] uint64_t total() const;
+
+  // comm, user frames root first, then kernel frames root first with "_[k]".
+  static std::vector<std::string> Frames(const ResolvedSample& sample, FrameNamer& namer);
+
+ private:
+  FrameNamer* namer_;
+  mutable std::mutex mu_;  // Write() may run on another thread than OnSample()
+  FoldedStacks folded_;
+};
+
+}  // namespace flamestream::agent

@@ -1,0 +1,115 @@
+#include "processor.h"
+
+namespace flamestream::agent {
+
+Result<std::unique_ptr<SampleProcessor>> SampleProcessor::Create(ProcessorOptions options,
+                                                                 const bpf::ClockOffset* clock,
+                                                                 SampleSink* sink) {
+  auto p = std::unique_ptr<SampleProcessor>(new SampleProcessor(std::move(options), clock, sink));
+  if (!p->options_.comm.empty()) {
+    try {
+      p->comm_re_.emplace(p->options_.comm, std::regex::ECMAScript | std::regex::optimize);
+    } catch (const std::regex_error& e) {
+      return InvalidArgument("comm filter \"{}\" is not a valid regex: {}", p->options_.comm,
+                             e.what());
+    }
+  }
+  return p;
+}
+
+SampleProcessor::SampleProcessor(ProcessorOptions options, const bpf::ClockOffset* clock,
+                                 SampleSink* sink)
+    : options_(std::move(options)),
+      clock_(clock),
+      sink_(sink),
+      maps_(proc::MapsCacheOptions{.proc_root = options_.proc_root}) {}
+
+SampleProcessor::Process& SampleProcessor::Lookup(uint32_t pid, const std::string& comm) {
+  auto it = processes_.find(pid);
+  if (it != processes_.end()) {
+    return it->second;
+  }
+  Process p;
+  Result<proc::ProcessInfo> info = proc::ReadProcessInfo(
+      pid, {.proc_root = options_.proc_root, .cmdline = options_.cmdline});
+  if (info.ok()) {
+    p.info = std::move(*info);
+  } else {
+    // Gone already (short-lived): keep what the sample itself says.
+    stats_.process_read_failures.fetch_add(1, std::memory_order_relaxed);
+    p.info.pid = pid;
+    p.info.ns_pid = pid;
+    p.info.nspids = {pid};
+    p.info.comm = comm;
+  }
+  auto& slot = processes_[pid] = std::move(p);
+  stats_.processes.fetch_add(1, std::memory_order_relaxed);
+  return slot;
+}
+
+bool SampleProcessor::Matches(Process& p, const std::string& thread_comm) {
+  if (!comm_re_) {
+    return true;
+  }
+  if (!p.comm_match) {
+    const std::string_view exe = p.info.exe;
+    const size_t slash = exe.rfind('/');
+    const std::string exe_base(slash == std::string_view::npos ? exe : exe.substr(slash + 1));
+    p.comm_match = std::regex_search(p.info.comm, *comm_re_) ||
+                   (!exe_base.empty() && std::regex_search(exe_base, *comm_re_));
+  }
+  // Threads may rename themselves ("worker-3"); either name selects the process.
+  return *p.comm_match || std::regex_search(thread_comm, *comm_re_);
+}
+
+void SampleProcessor::Handle(bpf::RawSample&& raw) {
+  switch (raw.kind) {
+    case bpf::EventKind::kExec:
+      maps_.OnExec(raw.pid);
+      processes_.erase(raw.pid);  // new exe, comm, maybe cgroup: re-read and re-announce
+      return;
+    case bpf::EventKind::kExit:
+      maps_.OnExit(raw.pid);
+      processes_.erase(raw.pid);
+      return;
+    case bpf::EventKind::kSample:
+      break;
+  }
+  Process& p = Lookup(raw.pid, raw.comm);
+  if (!Matches(p, raw.comm)) {
+    stats_.filtered_by_comm.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (!p.announced) {
+    p.announced = true;
+    sink_->OnProcess(p.info);
+  }
+  ResolvedSample s;
+  s.monotonic_ns = raw.monotonic_ns;
+  s.wall_ns = clock_->ToWallNs(raw.monotonic_ns);
+  s.pid = raw.pid;
+  s.tid = raw.tid;
+  s.cpu = raw.cpu;
+  s.flags = raw.flags;
+  s.comm = std::move(raw.comm);
+  s.kernel = std::move(raw.kernel_frames);
+  s.user.reserve(raw.user_frames.size());
+  for (size_t i = 0; i < raw.user_frames.size(); ++i) {
+    UserFrame f;
+    f.pid = raw.pid;
+    f.address = raw.user_frames[i];
+    f.return_address = i > 0;
+    Result<proc::Location> loc = maps_.Resolve(raw.pid, f.address);
+    if (loc.ok()) {
+      f.resolved = true;
+      f.location = std::move(*loc);
+    } else {
+      stats_.unknown_mappings.fetch_add(1, std::memory_order_relaxed);
+    }
+    s.user.push_back(std::move(f));
+  }
+  sink_->OnSample(s, p.info);
+  stats_.samples.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace flamestream::agent

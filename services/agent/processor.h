@@ -1,0 +1,96 @@
+// The agent's per-sample pipeline between the sampler and a sink: wall-clock time, process
+// metadata (once per process), comm filtering, and user frames resolved to mappings.
+//
+//   bpf::ClockOffset clock;
+//   FoldedSink folded(&namer);                       // or, later, a Kafka Publisher
+//   SampleProcessor processor({.comm = "^python"}, &clock, &folded);
+//   auto sampler = bpf::Sampler::Create(cfg, [&](bpf::RawSample&& s) {
+//     processor.Handle(std::move(s));                // the sampler's dispatch thread only
+//   });
+//
+// Sinks see a process (OnProcess) before its first sample, so a publisher can emit the
+// processes-topic record first; exec re-announces the process.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <regex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "flamestream/bpf/clock_offset.h"
+#include "flamestream/bpf/sampler.h"
+#include "flamestream/proc/maps.h"
+#include "flamestream/proc/process.h"
+#include "frame_namer.h"
+
+namespace flamestream::agent {
+
+struct ResolvedSample {
+  uint64_t monotonic_ns = 0;
+  uint64_t wall_ns = 0;
+  uint32_t pid = 0;
+  uint32_t tid = 0;
+  uint32_t cpu = 0;
+  uint32_t flags = 0;  // bpf::SampleFlags
+  std::string comm;    // thread comm at sample time
+  std::vector<UserFrame> user;     // leaf first
+  std::vector<uint64_t> kernel;    // leaf first
+};
+
+// Where processed samples go: print mode's folded stacks, or the Kafka publisher.
+class SampleSink {
+ public:
+  virtual ~SampleSink() = default;
+  virtual void OnProcess(const proc::ProcessInfo& process) { (void)process; }
+  virtual void OnSample(const ResolvedSample& sample, const proc::ProcessInfo& process) = 0;
+};
+
+struct ProcessorOptions {
+  std::string comm;      // ECMAScript regex on thread comm, process comm or exe; "" = all
+  bool cmdline = false;  // read cmdlines into ProcessInfo (privacy: off by default)
+  std::string proc_root = "/proc";
+};
+
+struct ProcessorStats {
+  std::atomic<uint64_t> samples{0};            // handed to the sink
+  std::atomic<uint64_t> filtered_by_comm{0};
+  std::atomic<uint64_t> unknown_mappings{0};   // user frames in no mapping
+  std::atomic<uint64_t> processes{0};          // processes announced
+  std::atomic<uint64_t> process_read_failures{0};  // exited before we read /proc
+};
+
+class SampleProcessor {
+ public:
+  // `clock` and `sink` must outlive the processor. Fails on a bad comm regex.
+  static Result<std::unique_ptr<SampleProcessor>> Create(ProcessorOptions options,
+                                                         const bpf::ClockOffset* clock,
+                                                         SampleSink* sink);
+
+  void Handle(bpf::RawSample&& raw);
+  [[nodiscard]] const ProcessorStats& stats() const { return stats_; }
+  [[nodiscard]] const proc::MapsCacheStats& maps_stats() const { return maps_.stats(); }
+
+ private:
+  struct Process {
+    proc::ProcessInfo info;
+    std::optional<bool> comm_match;  // cached filter verdict
+    bool announced = false;          // OnProcess called
+  };
+
+  SampleProcessor(ProcessorOptions options, const bpf::ClockOffset* clock, SampleSink* sink);
+  Process& Lookup(uint32_t pid, const std::string& comm);
+  bool Matches(Process& p, const std::string& thread_comm);
+
+  ProcessorOptions options_;
+  std::optional<std::regex> comm_re_;
+  const bpf::ClockOffset* clock_;
+  SampleSink* sink_;
+  proc::MapsCache maps_;
+  std::unordered_map<uint32_t, Process> processes_;
+  ProcessorStats stats_;
+};
+
+}  // namespace flamestream::agent
