@@ -1,20 +1,68 @@
 // flamestream-correlator: joins symbolized samples with trace spans (see ARCHITECTURE.md).
+#include "correlator_stage.h"
+#include "span_intake.h"
 #include "flamestream/log/log.h"
 #include "flamestream/service/service.h"
 
 namespace {
 
+namespace correlator = flamestream::correlator;
+
 struct CorrelatorConfig {
   std::map<std::string, std::string> kafka;
   std::string group = "flamestream-correlator";
   std::chrono::nanoseconds lateness = std::chrono::seconds(30);
+  std::chrono::nanoseconds idle_timeout = std::chrono::seconds(5);
+  std::chrono::nanoseconds max_clock_skew = std::chrono::seconds(60);
+  uint64_t max_spans = 2'000'000;
+  uint64_t max_held_samples = 8'000'000;
+  int max_in_flight = 2000;
+  std::chrono::nanoseconds drain_timeout = std::chrono::seconds(20);
+  bool replay = false;
+  correlator::SpanIntakeConfig spans;
 
   void Declare(flamestream::config::Schema& s) {
+    spans.Declare(s);
     s.AddPassthrough("kafka", &kafka, "librdkafka properties, e.g. kafka.bootstrap.servers");
     s.Add("correlator.group", &group, "consumer group id", "--group");
     s.Add("correlator.lateness", &lateness,
           "how long a sample waits for its span (allowed lateness of the event-time join)",
           "--lateness");
+    s.Add("correlator.idle_timeout", &idle_timeout,
+          "with no sample for this long, a partition's watermark follows processing time");
+    s.Add("correlator.max_clock_skew", &max_clock_skew,
+          "timestamps further ahead than this do not move the watermark; also how far before "
+          "the replay start the spans topic is re-read after a restart");
+    s.Add("correlator.max_spans", &max_spans,
+          "spans held per partition; above it the earliest-ending are evicted (counted)");
+    s.Add("correlator.max_held_samples", &max_held_samples,
+          "samples held per partition waiting for the watermark; above it the oldest are "
+          "emitted early (counted)");
+    s.Add("correlator.max_in_flight", &max_in_flight,
+          "unacknowledged output batches above which the samples partitions are paused");
+    s.Add("correlator.drain_timeout", &drain_timeout,
+          "how long draining waits for outstanding outputs on stop");
+    s.Add("correlator.replay", &replay,
+          "replay mode: read flamestream.samples.symbolized.v1.replay, write "
+          "flamestream.samples.correlated.v1.replay in group <group>-replay, stop when caught up",
+          "--replay");
+  }
+
+  correlator::StageConfig ToStage() const {
+    correlator::StageConfig c;
+    c.kafka = kafka;
+    c.group = group;
+    c.join.allowed_lateness = lateness;
+    c.join.idle_timeout = idle_timeout;
+    c.join.max_clock_skew = max_clock_skew;
+    c.join.max_spans = max_spans;
+    c.join.max_held_samples = max_held_samples;
+    c.max_in_flight = max_in_flight;
+    c.drain_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(drain_timeout);
+    if (replay) {
+      correlator::ApplyReplayMode(c);
+    }
+    return c;
   }
 };
 
@@ -30,9 +78,21 @@ int main(int argc, char** argv) {
                   "time and trace ids",
        .declare = [&](flamestream::config::Schema& s) { cfg.Declare(s); },
        .run = [&](service::Context& ctx) -> flamestream::Status {
-         ctx.set_ready(true);
-         ctx.WaitForStop(std::chrono::hours(24 * 365));
-         return flamestream::OkStatus();
+         // The span router runs beside the join (not in replay: spans are already keyed).
+         std::unique_ptr<correlator::SpanIntake> intake;
+         if (!cfg.replay) {
+           auto started = correlator::SpanIntake::Start(cfg.spans, cfg.kafka, ctx);
+           if (!started.ok()) {
+             return started.error().WithContext("span intake");
+           }
+           intake = std::move(*started);
+         }
+         correlator::CorrelatorStage stage(cfg.ToStage(), ctx.metrics);
+         flamestream::Status status = stage.Run(ctx);
+         if (intake != nullptr) {
+           intake->Stop();
+         }
+         return status;
        },
        .default_admin_listen = "127.0.0.1:9402"});
 }

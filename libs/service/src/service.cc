@@ -85,6 +85,16 @@ void CommonConfig::Declare(config::Schema& schema) {
              "--duration");
 }
 
+void CommonConfig::DeclareIdentityIfAbsent(config::Schema& schema) {
+  if (schema.Find("cluster.name") == nullptr) {
+    schema.Add("cluster.name", &cluster, "cluster this instance belongs to (logs)");
+  }
+  if (schema.Find("node.name") == nullptr) {
+    node = DefaultNodeName();
+    schema.Add("node.name", &node, "node this instance runs on (logs; default NODE_NAME, else the host name)");
+  }
+}
+
 int Main(int argc, char** argv, const Spec& spec) {
   const std::string program = "flamestream-" + spec.name;
   std::stop_source stop;
@@ -98,6 +108,7 @@ int Main(int argc, char** argv, const Spec& spec) {
   if (spec.declare) {
     spec.declare(schema);
   }
+  common.DeclareIdentityIfAbsent(schema);
   auto outcome = config::Load(schema, {program, spec.summary, spec.usage_extra}, argc, argv);
   if (!outcome.ok()) {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), outcome.error().message().c_str());

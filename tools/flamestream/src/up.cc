@@ -1,5 +1,6 @@
 #include "up.h"
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
@@ -376,11 +377,20 @@ int RunUp(const UpOptions& o, const std::vector<std::string>& argv, std::ostream
        it.increment(ec)) {
     if (it->is_regular_file() && it->path().string().ends_with(".pb.gz")) ++profiles;
   }
-  const fs::path page = out / kStageKeys.flame_graph_page;
-  if (fs::exists(page, ec)) {
-    err << "flamestream up: flame graph: file://" << page.string() << "\n";
-  } else {
-    err << "flamestream up: no flame graph page (" << page.string() << ") was written\n";
+  // The file sink writes one page per service: <out>/<service>.html.
+  std::vector<std::string> pages;
+  for (auto it = fs::directory_iterator(out, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (it->is_regular_file() && it->path().extension() == kStageKeys.flame_graph_extension) {
+      pages.push_back(it->path().string());
+    }
+  }
+  std::sort(pages.begin(), pages.end());
+  if (pages.empty()) {
+    err << "flamestream up: no flame graph page was written in " << out.string() << "\n";
+  }
+  for (const std::string& page : pages) {
+    err << "flamestream up: flame graph: file://" << fs::absolute(page).string() << "\n";
   }
   err << fmt::format("flamestream up: {} pprof files in {}; try: flamestream top {}\n", profiles,
                      out.string(), out.string());

@@ -39,8 +39,8 @@ struct StageKeys {
   const char* exporter_window = "exporter.window";
   // Every service: the admin listener (/metrics, /readyz) up scrapes and checks.
   const char* admin_listen_flag = "--admin-listen";
-  // The page the file sink writes into its output directory.
-  const char* flame_graph_page = "index.html";
+  // The file sink writes one page per service into its output directory: <service>.html.
+  const char* flame_graph_extension = ".html";
   // Counters shown as <n>/s in the status line.
   const char* agent_rate_metric = "fs_agent_samples_total";
   const char* stage_rate_metric = "fs_records_in_total";

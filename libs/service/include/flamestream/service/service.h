@@ -57,7 +57,12 @@ struct CommonConfig {
   std::string admin_listen;
   std::chrono::nanoseconds shutdown_deadline = std::chrono::seconds(30);
   std::chrono::nanoseconds duration{0};
+  // Identity shared by every service of a deployment (one env var set for all of them):
+  // declared here unless the service binds the keys itself (the agent does).
+  std::string cluster = "default";
+  std::string node;
   void Declare(config::Schema& schema);
+  void DeclareIdentityIfAbsent(config::Schema& schema);
 };
 
 int Main(int argc, char** argv, const Spec& spec);

@@ -1,0 +1,891 @@
+#include "correlator_stage.h"
+
+#include <algorithm>
+#include <limits>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <absl/container/flat_hash_map.h>
+
+#include "flamestream/batch/batch.h"
+#include "flamestream/batch/builder.h"
+#include "flamestream/batch/cursor.h"
+#include "flamestream/common/strings.h"
+#include "flamestream/kafka/ack_tracker.h"
+#include "flamestream/kafka/consumer.h"
+#include "flamestream/kafka/dlq.h"
+#include "flamestream/kafka/producer.h"
+#include "flamestream/kafka/topics.h"
+#include "flamestream/log/log.h"
+#include "flamestream/v1/samples.pb.h"
+#include "flamestream/v1/spans.pb.h"
+
+namespace flamestream::correlator {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace v1 = ::flamestream::v1;
+
+// Commit metadata on samples partitions: the earliest span end the uncommitted samples may
+// still need ("fs-corr rf=<unix ns>").
+constexpr std::string_view kMetadataPrefix = "fs-corr rf=";
+
+// The first delivery failure, recorded on the producer's poll thread.
+class FailureLatch {
+ public:
+  void Set(const Status& s) {
+    std::lock_guard lock(mu_);
+    if (status_.ok()) {
+      status_ = s;
+    }
+  }
+  Status Get() const {
+    std::lock_guard lock(mu_);
+    return status_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  Status status_;
+};
+
+}  // namespace
+
+void ApplyReplayMode(StageConfig& config) {
+  config.samples_topic = kafka::topics::Replay(kafka::topics::kSamplesSymbolized);
+  config.output_topic = kafka::topics::Replay(kafka::topics::kSamplesCorrelated);
+  config.group += "-replay";
+  config.stop_when_caught_up = true;
+}
+
+Status CheckCopartitioned(rd_kafka_t* rk, const std::string& samples_topic,
+                          const std::string& spans_topic, std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, /*all_topics=*/1, nullptr, &md,
+                                              static_cast<int>(timeout.count()));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Unavailable("kafka metadata: {}", rd_kafka_err2str(err));
+  }
+  std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> owned(
+      md, &rd_kafka_metadata_destroy);
+  auto count = [&](const std::string& topic) -> int {
+    for (int i = 0; i < md->topic_cnt; ++i) {
+      if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return md->topics[i].partition_cnt;
+      }
+    }
+    return -1;
+  };
+  const int samples = count(samples_topic);
+  const int spans = count(spans_topic);
+  if (samples < 0) {
+    return NotFound("topic {} does not exist", samples_topic);
+  }
+  if (spans < 0) {
+    return NotFound("topic {} does not exist", spans_topic);
+  }
+  if (samples != spans) {
+    return FailedPrecondition(
+        "topics are not co-partitioned: {} has {} partitions, {} has {}; the correlator needs "
+        "partition p of both on one instance, so their partition counts must be equal",
+        samples_topic, samples, spans_topic, spans);
+  }
+  return OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct CorrelatorStage::State {
+  // A sample batch waiting for its samples to be emitted.
+  struct PendingBatch {
+    int64_t offset = 0;
+    std::string key;
+    kafka::Headers headers;
+    batch::BatchBuilder builder;          // the input batch without its samples
+    std::vector<batch::SampleRow> rows;
+    std::vector<uint32_t> span_index;     // result per row
+    size_t remaining = 0;
+    int64_t min_time_ns = std::numeric_limits<int64_t>::max();
+    absl::flat_hash_map<uint32_t, std::string> services;  // host pid -> learned service
+  };
+  struct Partition {
+    Partition(int32_t p, const correlate::JoinConfig& join)
+        : partition(p), engine(join, [this] { return Now(); }) {}
+    int32_t partition;
+    // The engine's processing-time clock stands still while this partition's samples are held
+    // back by the stage (span rebuild, backpressure): otherwise its idle rule would take the
+    // pause for a quiet partition, move the watermark to now and expire the rebuilt spans of
+    // a partition that is catching up on older samples.
+    int64_t clock_lag_ns = 0;
+    int64_t frozen_at_ns = -1;
+    int64_t Now() const {
+      return frozen_at_ns >= 0 ? frozen_at_ns : correlate::JoinEngine::SystemClockNs() - clock_lag_ns;
+    }
+    void Freeze() {
+      if (frozen_at_ns < 0) frozen_at_ns = Now();
+    }
+    void Thaw() {
+      if (frozen_at_ns >= 0) {
+        clock_lag_ns = correlate::JoinEngine::SystemClockNs() - frozen_at_ns;
+        frozen_at_ns = -1;
+      }
+    }
+    correlate::JoinEngine engine;
+    // Samples records that arrived while the span state was being rebuilt.
+    std::deque<kafka::Message> deferred;
+    uint32_t next_batch = 0;
+    std::map<uint32_t, PendingBatch> pending;
+    // Earliest sample time of every samples batch not yet committed, by input offset (for the
+    // span-replay start stored with a commit).
+    std::map<int64_t, int64_t> uncommitted_times;
+    // Rebuild: spans below this offset are a replay; samples paused until it is reached.
+    int64_t rebuild_until = -1;
+    bool rebuilding = false;
+    Clock::time_point rebuild_started;
+    int64_t last_span_offset = -1;
+    // From the samples commit's metadata: spans ending before this are not needed.
+    std::optional<int64_t> replay_from;
+    bool seek_checked = false;
+    // Counter export.
+    correlate::JoinCounters exported;
+  };
+
+  State(const StageConfig& c, obs::Registry& r)
+      : config(c), registry(r), metrics(r, c.stage_name) {}
+
+  const StageConfig& config;
+  obs::Registry& registry;
+  obs::StageMetrics metrics;
+  kafka::AckTracker acks;
+  FailureLatch failure;
+  std::unique_ptr<kafka::Producer> producer;
+  std::unique_ptr<kafka::DlqWriter> dlq;
+  std::unique_ptr<kafka::Consumer> consumer;
+  std::map<int32_t, std::unique_ptr<Partition>> parts;
+  kafka::TopicPartitions newly_assigned;
+  std::set<int32_t> paused;      // samples partitions paused (rebuild or backpressure)
+  bool backpressure = false;
+  size_t pending_batches = 0;
+
+  obs::Counter& Count(const std::string& name, const std::string& help,
+                      const obs::Labels& labels = {}) {
+    obs::Labels l = labels;
+    l.emplace_back("stage", config.stage_name);
+    return registry.Counter(name, help, l);
+  }
+
+  Partition& Part(int32_t p) {
+    auto it = parts.find(p);
+    if (it == parts.end()) {
+      it = parts.emplace(p, std::make_unique<Partition>(p, config.join)).first;
+    }
+    return *it->second;
+  }
+
+  void ExportCounters(Partition& part) {
+    const correlate::JoinCounters& c = part.engine.counters();
+    correlate::JoinCounters& e = part.exported;
+    auto add = [&](uint64_t now, uint64_t& before, const std::string& name,
+                   const std::string& help, const obs::Labels& labels) {
+      if (now > before) {
+        Count(name, help, labels).Inc(now - before);
+      }
+      before = now;
+    };
+    const std::string samples = "fs_correlator_samples_total";
+    const std::string samples_help = "samples emitted, by how they joined";
+    add(c.samples_matched, e.samples_matched, samples, samples_help, {{"result", "matched"}});
+    add(c.samples_direct, e.samples_direct, samples, samples_help, {{"result", "direct"}});
+    add(c.samples_unmatched, e.samples_unmatched, samples, samples_help,
+        {{"result", "unmatched"}});
+    add(c.samples_direct_unknown_span, e.samples_direct_unknown_span,
+        "fs_correlator_direct_unknown_span_total",
+        "samples that carried span ids whose span was not held (no name)", {});
+    add(c.late_samples, e.late_samples, "fs_correlator_late_samples_total",
+        "samples that arrived after the watermark passed their time", {});
+    add(c.future_timestamps, e.future_timestamps, "fs_correlator_future_timestamps_total",
+        "samples whose time was beyond now + max clock skew", {});
+    const std::string spans = "fs_correlator_spans_total";
+    const std::string spans_help = "spans read, by outcome";
+    add(c.spans_in, e.spans_in, spans, spans_help, {{"kind", "in"}});
+    add(c.spans_replayed, e.spans_replayed, spans, spans_help, {{"kind", "replayed"}});
+    add(c.spans_duplicate, e.spans_duplicate, spans, spans_help, {{"kind", "duplicate"}});
+    add(c.spans_invalid, e.spans_invalid, spans, spans_help, {{"kind", "invalid"}});
+    add(c.spans_no_process, e.spans_no_process, spans, spans_help, {{"kind", "no_process"}});
+    add(c.spans_expired, e.spans_expired, spans, spans_help, {{"kind", "expired"}});
+    add(c.late_spans, e.late_spans, "fs_correlator_late_spans_total",
+        "spans that arrived after the watermark passed their end (beyond lateness)",
+        {{"kind", "late"}});
+    add(c.partially_late_spans, e.partially_late_spans, "fs_correlator_late_spans_total",
+        "spans that arrived after the watermark passed their end (beyond lateness)",
+        {{"kind", "partially_late"}});
+    const std::string ev = "fs_correlator_evictions_total";
+    const std::string ev_help = "state dropped early because a bound was reached";
+    add(c.spans_evicted, e.spans_evicted, ev, ev_help, {{"what", "spans"}});
+    add(c.samples_evicted, e.samples_evicted, ev, ev_help, {{"what", "samples"}});
+    add(c.service_conflicts, e.service_conflicts, "fs_correlator_service_conflicts_total",
+        "processes whose spans named different services", {});
+  }
+
+  void UpdateGauges() {
+    size_t spans = 0;
+    size_t held = 0;
+    for (auto& [p, part] : parts) {
+      ExportCounters(*part);
+      spans += part->engine.active_spans();
+      held += part->engine.held_samples();
+      registry
+          .Gauge("fs_correlator_watermark_seconds", "event-time watermark of the partition",
+                 {{"stage", config.stage_name}, {"partition", std::to_string(p)}})
+          .Set(static_cast<double>(part->engine.watermark_ns()) / 1e9);
+    }
+    registry.Gauge("fs_correlator_active_spans", "spans held", {{"stage", config.stage_name}})
+        .Set(static_cast<double>(spans));
+    registry
+        .Gauge("fs_correlator_held_samples", "samples waiting for the watermark",
+               {{"stage", config.stage_name}})
+        .Set(static_cast<double>(held));
+    registry
+        .Gauge("fs_correlator_pending_batches", "batches not yet written",
+               {{"stage", config.stage_name}})
+        .Set(static_cast<double>(pending_batches));
+  }
+
+  // --- Input ---------------------------------------------------------------------------------
+
+  // `track`: the input offset waits for the DLQ record (samples). Spans offsets are never
+  // committed, so a bad spans record goes to the DLQ again after a restart.
+  void Dlq(const kafka::Message& msg, const Status& error, bool track = true) {
+    metrics.Errors("decode").Inc();
+    log::Warn("record sent to the DLQ", {{"stage", config.stage_name},
+                                         {"topic", msg.topic()},
+                                         {"partition", msg.partition()},
+                                         {"offset", static_cast<long long>(msg.offset())},
+                                         {"error", error}});
+    const std::string topic(msg.topic());
+    const int32_t partition = msg.partition();
+    const int64_t offset = msg.offset();
+    if (track) {
+      acks.Track(topic, partition, offset, 1);
+    }
+    Status s = dlq->Write(msg, error, [this, topic, partition, offset, track](
+                                          const kafka::DeliveryReport& r) {
+      if (r.status.ok()) {
+        metrics.dlq_records.Inc();
+        if (track) {
+          acks.Ack(topic, partition, offset);
+        }
+      } else {
+        failure.Set(r.status.WithContext("DLQ delivery failed"));
+      }
+    });
+    if (!s.ok()) {
+      failure.Set(s.WithContext("DLQ produce"));
+    }
+  }
+
+  void OnSpans(const kafka::Message& msg) {
+    v1::SpanBatch spans;
+    if (!spans.ParseFromArray(msg.value().data(), static_cast<int>(msg.value().size()))) {
+      Dlq(msg, DataLoss("not a flamestream.v1.SpanBatch ({} bytes)", msg.value().size()),
+          /*track=*/false);
+      return;
+    }
+    Partition& part = Part(msg.partition());
+    if (part.rebuilding && !part.seek_checked) {
+      part.seek_checked = true;
+      // The partition is being read from its earliest record; skip ahead to the spans the
+      // uncommitted samples may need. (Seeking only now, with the fetch under way, is what
+      // makes the seek stick: one issued right after the assignment can be overridden by the
+      // start position the fetcher is still resolving.)
+      if (part.replay_from.has_value() && SeekSpans(msg.partition(), *part.replay_from,
+                                                    msg.offset())) {
+        return;  // this record is before the target; reading resumes there
+      }
+    }
+    const bool replay = part.rebuilding && msg.offset() < part.rebuild_until;
+    std::string fallback_key;
+    std::string_view key = msg.key();
+    if (key.empty()) {
+      fallback_key = fmt::format("{}/{}", spans.cluster(), spans.node());
+      key = fallback_key;
+    }
+    for (const v1::KeyedSpan& ks : spans.spans()) {
+      correlate::Span s;
+      s.trace_id = correlate::TraceId::FromBytes(ks.trace_id());
+      s.span_id = correlate::SpanId::FromBytes(ks.span_id());
+      s.parent_span_id = correlate::SpanId::FromBytes(ks.parent_span_id());
+      s.name = ks.name();
+      s.service = ks.service_name();
+      s.start_ns = static_cast<int64_t>(ks.start_time_unix_ns());
+      s.end_ns = static_cast<int64_t>(ks.end_time_unix_ns());
+      s.node_key = key;
+      // The host pid the samples carry: the router's resolution, else process.pid when the
+      // span does not come from a container or pod (there it is a namespace pid).
+      if (ks.host_pid() != 0) {
+        s.pid = ks.host_pid();
+      } else if (ks.container_id().empty() && ks.k8s_pod_uid().empty()) {
+        s.pid = ks.pid();
+      }
+      s.thread_id = ks.thread_id() > 0 ? static_cast<uint64_t>(ks.thread_id()) : 0;
+      part.engine.AddSpan(s, replay ? correlate::SpanOrigin::kReplay
+                                    : correlate::SpanOrigin::kLive);
+    }
+    // Spans offsets are not committed: every assignment re-reads the spans partition (from
+    // the earliest record, skipping to the replay start when known), and the engine ignores
+    // spans it already holds.
+    part.last_span_offset = msg.offset();
+  }
+
+  void OnSamples(kafka::Message msg) {
+    Partition& target = Part(msg.partition());
+    if (target.rebuilding) {
+      target.deferred.push_back(std::move(msg));  // joined once the spans are back
+      return;
+    }
+    JoinSamples(msg);
+  }
+
+  void JoinSamples(const kafka::Message& msg) {
+    v1::SampleBatch in;
+    if (!in.ParseFromArray(msg.value().data(), static_cast<int>(msg.value().size()))) {
+      Dlq(msg, DataLoss("not a flamestream.v1.SampleBatch ({} bytes)", msg.value().size()));
+      return;
+    }
+    if (Status s = batch::Validate(in); !s.ok()) {
+      Dlq(msg, s.WithContext(batch::BatchIdString(in.id())));
+      return;
+    }
+    if (in.stage() != v1::STAGE_SYMBOLIZED) {
+      Dlq(msg, InvalidArgument("batch {} has stage {}, want STAGE_SYMBOLIZED",
+                               batch::BatchIdString(in.id()), v1::Stage_Name(in.stage())));
+      return;
+    }
+    PendingBatch pb;
+    pb.offset = msg.offset();
+    pb.key = std::string(msg.key());
+    pb.headers = msg.headers();
+    pb.rows = batch::DecodeSamples(in);
+    // Direct joins: the ids the batch already carries, per row.
+    std::vector<std::pair<correlate::TraceId, correlate::SpanId>> direct(pb.rows.size());
+    for (size_t i = 0; i < pb.rows.size(); ++i) {
+      if (const v1::SpanRef* ref = batch::SpanOf(in, pb.rows[i].span_index); ref != nullptr) {
+        direct[i] = {correlate::TraceId::FromBytes(ref->trace_id()),
+                     correlate::SpanId::FromBytes(ref->span_id())};
+      }
+    }
+    in.clear_samples();
+    Result<batch::BatchBuilder> builder = batch::BatchBuilder::FromBatch(std::move(in));
+    if (!builder.ok()) {
+      Dlq(msg, builder.error());
+      return;
+    }
+    pb.builder = std::move(*builder);
+    pb.span_index.resize(pb.rows.size());
+    for (size_t i = 0; i < pb.rows.size(); ++i) {
+      pb.span_index[i] = pb.rows[i].span_index;  // kept for direct joins the engine names
+      pb.min_time_ns = std::min(pb.min_time_ns, pb.rows[i].timestamp_ns);
+    }
+    pb.remaining = pb.rows.size();
+
+    Partition& part = Part(msg.partition());
+    acks.Track(std::string(msg.topic()), msg.partition(), msg.offset(), 1);
+    if (pb.remaining > 0) {
+      part.uncommitted_times[msg.offset()] = pb.min_time_ns;
+    }
+    const uint32_t id = part.next_batch++;
+    if (pb.remaining == 0) {
+      Write(msg.partition(), std::move(pb));
+      return;
+    }
+    auto [it, inserted] = part.pending.emplace(id, std::move(pb));
+    (void)inserted;
+    ++pending_batches;
+    PendingBatch& held = it->second;
+    // The join key is the record key (spans carry the same); a keyless record falls back to
+    // the batch's own cluster/node. The output keeps the input's key either way.
+    const std::string fallback_key =
+        held.key.empty() ? fmt::format("{}/{}", held.builder.batch().cluster(),
+                                       held.builder.batch().node())
+                         : std::string();
+    const std::string_view key = held.key.empty() ? fallback_key : held.key;
+    for (size_t i = 0; i < held.rows.size(); ++i) {
+      const batch::SampleRow& r = held.rows[i];
+      part.engine.AddSample({.node_key = key,
+                             .pid = r.pid,
+                             .tid = r.tid,
+                             .time_ns = r.timestamp_ns,
+                             .trace_id = direct[i].first,
+                             .span_id = direct[i].second,
+                             .cookie = (static_cast<uint64_t>(id) << 32) | i});
+    }
+  }
+
+  // --- Output --------------------------------------------------------------------------------
+
+  void OnEmission(Partition& part, const correlate::Emission& e) {
+    const uint32_t id = static_cast<uint32_t>(e.cookie >> 32);
+    const size_t row = static_cast<size_t>(e.cookie & 0xffffffffu);
+    auto it = part.pending.find(id);
+    if (it == part.pending.end() || row >= it->second.rows.size()) {
+      return;  // cannot happen: every cookie is emitted once
+    }
+    PendingBatch& pb = it->second;
+    if (e.kind != correlate::MatchKind::kUnmatched) {
+      v1::SpanRef ref;
+      ref.set_trace_id(e.trace_id.ToBytes());
+      ref.set_span_id(e.span_id.ToBytes());
+      ref.set_name(std::string(e.span_name));
+      ref.set_service_name(std::string(e.service_name));
+      const uint32_t idx = pb.builder.InternSpan(ref);
+      pb.span_index[row] = idx;
+      // A direct join to a span the batch already listed without a name: name it now.
+      v1::SpanRef* existing = pb.builder.mutable_batch().mutable_spans(static_cast<int>(idx) - 1);
+      if (existing->name().empty() && !e.span_name.empty()) {
+        existing->set_name(std::string(e.span_name));
+      }
+      if (existing->service_name().empty() && !e.service_name.empty()) {
+        existing->set_service_name(std::string(e.service_name));
+      }
+    }
+    // Unmatched: span_index stays as received (0, or ids the agent set that name no held span).
+    if (!e.service_name.empty()) {
+      std::string& svc = pb.services[pb.rows[row].pid];
+      // The engine's rule (smallest non-empty name) so the batch agrees with it.
+      if (svc.empty() || e.service_name < svc) {
+        svc = std::string(e.service_name);
+      }
+    }
+    if (--pb.remaining == 0) {
+      PendingBatch done = std::move(pb);
+      part.pending.erase(it);
+      --pending_batches;
+      Write(part.partition, std::move(done));
+    }
+  }
+
+  void Write(int32_t partition, PendingBatch pb) {
+    batch::BatchBuilder& b = pb.builder;
+    for (auto& [pid, svc] : pb.services) {
+      v1::Process proc;
+      proc.set_host_pid(pid);
+      for (const v1::Process& p : b.batch().processes()) {
+        if (p.host_pid() == pid) {
+          proc = p;
+          break;
+        }
+      }
+      proc.set_service_name(svc);
+      b.AddProcess(proc);
+    }
+    for (size_t i = 0; i < pb.rows.size(); ++i) {
+      const batch::SampleRow& r = pb.rows[i];
+      b.AddSample({.stack_index = r.stack_index,
+                   .pid = r.pid,
+                   .tid = r.tid,
+                   .cpu = r.cpu,
+                   .timestamp_ns = r.timestamp_ns,
+                   .value_ns = r.value_ns,
+                   .span_index = pb.span_index[i]});
+    }
+    b.mutable_batch().set_stage(v1::STAGE_CORRELATED);
+    const v1::SampleBatch out = b.Finish();
+    std::string value = out.SerializeAsString();
+    const size_t bytes = value.size();
+    const int64_t offset = pb.offset;
+    const std::string topic = config.samples_topic;
+    const auto started = Clock::now();
+    Status s = producer->Produce(
+        config.output_topic, pb.key, value, pb.headers,
+        [this, topic, partition, offset, bytes, started](const kafka::DeliveryReport& r) {
+          if (r.status.ok()) {
+            metrics.records_out.Inc();
+            metrics.bytes_out.Inc(bytes);
+            metrics.processing_seconds.Observe(
+                std::chrono::duration<double>(Clock::now() - started).count());
+            acks.Ack(topic, partition, offset);
+          } else {
+            metrics.Errors("produce").Inc();
+            failure.Set(r.status.WithContext("delivery failed"));
+          }
+        });
+    if (!s.ok()) {
+      metrics.Errors("produce").Inc();
+      failure.Set(s.WithContext("produce"));
+    }
+  }
+
+  void Advance(bool flush) {
+    for (auto& [p, part] : parts) {
+      Partition& pr = *part;
+      auto emit = [this, &pr](const correlate::Emission& e) { OnEmission(pr, e); };
+      if (flush) {
+        pr.engine.Flush(emit);
+      } else {
+        pr.engine.Advance(emit);
+      }
+    }
+  }
+
+  // --- Assignment and rebuild ----------------------------------------------------------------
+
+  // The replay-from time in the committed metadata of samples partition `p`, if any.
+  std::optional<int64_t> CommittedReplayFrom(int32_t p) {
+    kafka::PartitionList list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), config.samples_topic.c_str(), p);
+    if (rd_kafka_committed(consumer->handle(), list.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return std::nullopt;
+    }
+    const rd_kafka_topic_partition_t& e = list->elems[0];
+    if (e.metadata == nullptr || e.metadata_size == 0) {
+      return std::nullopt;
+    }
+    std::string_view md(static_cast<const char*>(e.metadata), e.metadata_size);
+    if (!md.starts_with(kMetadataPrefix)) {
+      return std::nullopt;
+    }
+    Result<int64_t> v = common::ParseInt<int64_t>(md.substr(kMetadataPrefix.size()));
+    if (!v.ok()) {
+      return std::nullopt;
+    }
+    return *v;
+  }
+
+  // Seeks spans partition `p` forward to the first record at or after `from_ns` minus the
+  // clock skew, when that is past `current`. True when it sought.
+  bool SeekSpans(int32_t p, int64_t from_ns, int64_t current) {
+    const int64_t skew = config.join.max_clock_skew.count();
+    const int64_t ts_ms = std::max<int64_t>(0, (from_ns - skew) / 1'000'000);
+    kafka::PartitionList list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), config.spans_topic.c_str(), p)->offset = ts_ms;
+    if (rd_kafka_offsets_for_times(consumer->handle(), list.get(), 5000) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        list->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR || list->elems[0].offset <= current) {
+      return false;  // no answer (the dev broker gives none): read on from here
+    }
+    const int64_t target = list->elems[0].offset;
+    kafka::PartitionList seek(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(seek.get(), config.spans_topic.c_str(), p)->offset = target;
+    kafka::KafkaError err(rd_kafka_seek_partitions(consumer->handle(), seek.get(), 5000));
+    if (err || seek->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return false;
+    }
+    log::Info("span replay skips ahead", {{"stage", config.stage_name},
+                                          {"partition", p},
+                                          {"offset", static_cast<long long>(target)}});
+    return true;
+  }
+
+  // On assignment: the samples of `p` wait until its spans partition has been re-read up to
+  // its current end.
+  void StartRebuild(int32_t p) {
+    Partition& part = Part(p);
+    part.replay_from = CommittedReplayFrom(p);
+    part.seek_checked = false;
+    int64_t low = -1;
+    int64_t high = -1;
+    if (rd_kafka_query_watermark_offsets(consumer->handle(), config.spans_topic.c_str(), p, &low,
+                                         &high, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high <= low) {
+      part.rebuilding = false;
+      return;
+    }
+    part.rebuilding = true;
+    part.rebuild_until = high;
+    part.rebuild_started = Clock::now();
+    part.last_span_offset = -1;
+    PauseSamples(p);
+    log::Info("rebuilding span state",
+              {{"stage", config.stage_name},
+               {"partition", p},
+               {"from", part.replay_from.has_value() ? std::to_string(*part.replay_from)
+                                                     : std::string("earliest")},
+               {"until_offset", static_cast<long long>(high)}});
+  }
+
+  void PauseSamples(int32_t p) {
+    Part(p).Freeze();
+    if (paused.insert(p).second) {
+      (void)consumer->Pause({{config.samples_topic, p, kafka::kOffsetInvalid}});
+    }
+  }
+  void ResumeSamples(int32_t p) {
+    Part(p).Thaw();
+    if (paused.erase(p) > 0) {
+      (void)consumer->Resume({{config.samples_topic, p, kafka::kOffsetInvalid}});
+    }
+  }
+
+  void CheckRebuilds() {
+    for (auto& [p, part] : parts) {
+      if (!part->rebuilding) {
+        continue;
+      }
+      const bool done = part->last_span_offset + 1 >= part->rebuild_until;
+      const bool timed_out = Clock::now() - part->rebuild_started >= config.rebuild_timeout;
+      if (done || timed_out) {
+        part->rebuilding = false;
+        if (timed_out && !done) {
+          log::Warn("span state rebuild timed out; joining anyway",
+                    {{"stage", config.stage_name}, {"partition", p}});
+        }
+        while (!part->deferred.empty()) {
+          kafka::Message m = std::move(part->deferred.front());
+          part->deferred.pop_front();
+          JoinSamples(m);
+        }
+        if (!backpressure) {
+          ResumeSamples(p);
+        }
+      }
+    }
+  }
+
+  void Backpressure() {
+    const bool over = producer->OutstandingCount() > config.max_in_flight ||
+                      pending_batches > config.max_pending_batches;
+    const bool under = producer->OutstandingCount() <= config.max_in_flight / 2 &&
+                       pending_batches <= config.max_pending_batches / 2;
+    if (!backpressure && over) {
+      backpressure = true;
+      for (auto& [p, part] : parts) {
+        PauseSamples(p);
+      }
+    } else if (backpressure && under) {
+      backpressure = false;
+      for (auto& [p, part] : parts) {
+        if (!part->rebuilding) {
+          ResumeSamples(p);
+        }
+      }
+    }
+  }
+
+  // --- Commit --------------------------------------------------------------------------------
+
+  Status Commit() {
+    const kafka::TopicPartitions offsets = acks.CommittableOffsets();
+    if (offsets.empty()) {
+      return OkStatus();
+    }
+    kafka::PartitionList list = kafka::ToPartitionList(offsets);
+    std::vector<std::string> metadata(static_cast<size_t>(list->cnt));
+    for (int i = 0; i < list->cnt; ++i) {
+      rd_kafka_topic_partition_t& e = list->elems[i];
+      if (config.samples_topic != e.topic) {
+        continue;
+      }
+      auto it = parts.find(e.partition);
+      if (it == parts.end()) {
+        continue;
+      }
+      // Spans the uncommitted samples may still need after a restart: those the engine still
+      // holds, and those around every batch from the committed offset on (emitted but not yet
+      // acknowledged batches, late samples).
+      Partition& part = *it->second;
+      part.uncommitted_times.erase(part.uncommitted_times.begin(),
+                                   part.uncommitted_times.lower_bound(e.offset));
+      int64_t from = part.engine.SpanReplayStartNs();
+      for (const auto& [offset, t] : part.uncommitted_times) {
+        from = std::min(from, t - config.join.allowed_lateness.count());
+      }
+      if (from <= 0) {
+        continue;
+      }
+      metadata[static_cast<size_t>(i)] = fmt::format("{}{}", kMetadataPrefix, from);
+      e.metadata = metadata[static_cast<size_t>(i)].data();
+      e.metadata_size = metadata[static_cast<size_t>(i)].size();
+    }
+    rd_kafka_resp_err_t err = rd_kafka_commit(consumer->handle(), list.get(), /*async=*/0);
+    // librdkafka must not free our strings.
+    for (int i = 0; i < list->cnt; ++i) {
+      list->elems[i].metadata = nullptr;
+      list->elems[i].metadata_size = 0;
+    }
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      metrics.Errors("commit").Inc();
+      return Unavailable("kafka commit: {}", rd_kafka_err2str(err));
+    }
+    acks.MarkCommitted(offsets);
+    return OkStatus();
+  }
+
+  void RefreshLag() {
+    auto lag = consumer->Lag();
+    if (lag.ok()) {
+      for (const kafka::PartitionLag& p : *lag) {
+        if (p.lag >= 0) {
+          metrics.Lag(p.topic, p.partition).Set(static_cast<double>(p.lag));
+        }
+      }
+    }
+  }
+
+  void Forget(const kafka::TopicPartitions& revoked) {
+    for (const kafka::TopicPartition& tp : revoked) {
+      if (tp.topic == config.samples_topic) {
+        auto it = parts.find(tp.partition);
+        if (it != parts.end()) {
+          ExportCounters(*it->second);
+          pending_batches -= it->second->pending.size();
+          parts.erase(it);
+        }
+        paused.erase(tp.partition);
+      }
+    }
+    acks.Forget(revoked);
+  }
+};
+
+CorrelatorStage::CorrelatorStage(StageConfig config, obs::Registry& metrics)
+    : config_(std::move(config)), metrics_(metrics) {}
+
+CorrelatorStage::~CorrelatorStage() = default;
+
+Status CorrelatorStage::Run(service::Context& ctx) {
+  State st(config_, metrics_);
+
+  kafka::ProducerConfig pcfg;
+  pcfg.properties = config_.kafka;
+  pcfg.on_fatal = [&st](const Status& s) { st.failure.Set(s.WithContext("producer fatal")); };
+  FS_ASSIGN_OR_RETURN(st.producer, kafka::Producer::Create(pcfg));
+  st.dlq = std::make_unique<kafka::DlqWriter>(*st.producer, config_.stage_name);
+
+  // Co-partitioning: refuse to start rather than join the wrong partitions.
+  {
+    Status check;
+    for (int attempt = 0; attempt < 5 && !ctx.stop.stop_requested(); ++attempt) {
+      check = CheckCopartitioned(st.producer->handle(), config_.samples_topic,
+                                 config_.spans_topic, std::chrono::seconds(5));
+      if (check.ok() || check.code() == StatusCode::kFailedPrecondition) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    if (!check.ok()) {
+      log::Error("refusing to start", {{"stage", config_.stage_name}, {"error", check}});
+      return check;
+    }
+  }
+
+  kafka::ConsumerConfig ccfg;
+  ccfg.properties = config_.kafka;
+  ccfg.group_id = config_.group;
+  ccfg.topics = {config_.samples_topic, config_.spans_topic};
+  ccfg.assignor = kafka::Assignor::kRange;
+  bool assigned_once = false;
+  ccfg.on_assigned = [&](const kafka::TopicPartitions& parts, bool) {
+    ctx.set_ready(true);
+    assigned_once = true;
+    st.newly_assigned.insert(st.newly_assigned.end(), parts.begin(), parts.end());
+  };
+  ccfg.on_revoked = [&](const kafka::TopicPartitions& parts, bool lost) {
+    if (abandon_) {
+      return;
+    }
+    if (!lost) {
+      // Let in-flight outputs land and commit them. Held samples are dropped: whoever owns
+      // the partition next re-reads them from the committed offset with rebuilt spans.
+      (void)st.producer->Flush(config_.drain_timeout);
+      (void)st.Commit();
+    }
+    st.Forget(parts);
+  };
+  FS_ASSIGN_OR_RETURN(st.consumer, kafka::Consumer::Create(ccfg));
+
+  Clock::time_point last_commit = Clock::now();
+  Clock::time_point last_record = Clock::now();
+  Status result;
+  while (!ctx.stop.stop_requested()) {
+    if (Status f = st.failure.Get(); !f.ok()) {
+      result = f;
+      break;
+    }
+    if (!st.newly_assigned.empty()) {
+      kafka::TopicPartitions fresh;
+      fresh.swap(st.newly_assigned);
+      for (const kafka::TopicPartition& tp : fresh) {
+        if (tp.topic == config_.spans_topic) {
+          st.StartRebuild(tp.partition);
+        } else {
+          st.Part(tp.partition);
+        }
+      }
+      if (st.backpressure) {
+        for (auto& [p, part] : st.parts) st.PauseSamples(p);
+      }
+    }
+    st.Backpressure();
+    auto polled = st.consumer->Poll(config_.poll_timeout);
+    if (!polled.ok()) {
+      result = polled.error().WithContext("consumer");
+      break;
+    }
+    if (polled->has_value()) {
+      last_record = Clock::now();
+      st.metrics.records_in.Inc();
+      st.metrics.bytes_in.Inc((*polled)->value().size());
+      if ((*polled)->topic() == config_.spans_topic) {
+        st.OnSpans(**polled);
+      } else {
+        st.OnSamples(std::move(**polled));
+      }
+    }
+    st.CheckRebuilds();
+    st.Advance(/*flush=*/false);
+    if (Clock::now() - last_commit >= config_.commit_interval) {
+      if (Status s = st.Commit(); !s.ok()) {
+        log::Warn("commit failed; will retry", {{"stage", config_.stage_name}, {"error", s}});
+      }
+      st.RefreshLag();
+      st.UpdateGauges();
+      last_commit = Clock::now();
+    }
+    const bool rebuilding = std::any_of(st.parts.begin(), st.parts.end(),
+                                        [](const auto& p) { return p.second->rebuilding; });
+    if (!polled->has_value() && config_.stop_when_caught_up && assigned_once && !rebuilding &&
+        Clock::now() - last_record >= config_.caught_up_idle) {
+      auto lag = st.consumer->Lag(std::chrono::seconds(5));
+      const bool caught_up = lag.ok() && std::all_of(lag->begin(), lag->end(), [](const auto& p) {
+                               return p.lag == 0 || p.high_watermark == 0;
+                             });
+      if (caught_up) {
+        log::Info("caught up; stopping", {{"stage", config_.stage_name}});
+        break;
+      }
+    }
+  }
+
+  if (abandon_) {
+    log::Warn("abandoning without drain", {{"stage", config_.stage_name}});
+    st.consumer->Abandon();
+    return result;
+  }
+  // Drain: nothing new is consumed; emit everything held, let it land, commit, leave.
+  st.Advance(/*flush=*/true);
+  log::Info("draining", {{"stage", config_.stage_name},
+                         {"outstanding", st.producer->OutstandingCount()}});
+  if (Status s = st.producer->Flush(config_.drain_timeout); !s.ok() && result.ok()) {
+    result = s.WithContext("flush on drain");
+  }
+  if (Status s = st.Commit(); !s.ok()) {
+    log::Warn("commit on drain failed", {{"stage", config_.stage_name}, {"error", s}});
+  }
+  st.UpdateGauges();
+  if (Status s = st.consumer->Close(); !s.ok()) {
+    log::Warn("consumer close failed", {{"stage", config_.stage_name}, {"error", s}});
+  }
+  if (Status f = st.failure.Get(); !f.ok() && result.ok()) {
+    result = f;
+  }
+  return result;
+}
+
+}  // namespace flamestream::correlator
