@@ -11,6 +11,7 @@
 #include "flamestream/proc/kallsyms.h"
 #include "flamestream/proc/process.h"
 #include "print_sink.h"
+#include "symbolizer_namer.h"
 #include "processor.h"
 #include "publisher.h"
 
@@ -42,6 +43,9 @@ void AgentConfig::Declare(config::Schema& s) {
       [this] { return frequency_hz >= 1 && frequency_hz <= bpf::kMaxFrequencyHz; }, "1..10000");
   s.Add("agent.print", &print, "print folded stacks to stdout at exit instead of publishing",
         "--print");
+  s.Add("agent.print_symbolize", &print_symbolize,
+        "in print mode, name user frames with the symbolizer library (functions, inlined "
+        "calls); false: basename+0xoffset");
   s.Add("agent.pids", &pids, "host pids to sample (repeatable); empty = all", "--pid");
   s.Require(
       "agent.pids",
@@ -130,8 +134,19 @@ Status RunAgent(const AgentConfig& config, service::Context& ctx, std::ostream& 
   std::unique_ptr<FoldedSink> folded;
   std::unique_ptr<Publisher> publisher;
   SampleSink* sink = nullptr;
+  std::unique_ptr<SymbolizerFrameNamer> symbolizing_namer;
+  if (config.print && config.print_symbolize) {
+    auto created = SymbolizerFrameNamer::Create(ksyms);
+    if (created.ok()) {
+      symbolizing_namer = std::move(*created);
+    } else {
+      log::Warn("user frames stay offsets", {{"reason", created.error()}});
+    }
+  }
   if (config.print) {
-    folded = std::make_unique<FoldedSink>(&namer);
+    folded = std::make_unique<FoldedSink>(symbolizing_namer != nullptr
+                                              ? static_cast<FrameNamer*>(symbolizing_namer.get())
+                                              : &namer);
     sink = folded.get();
   } else {
     FS_ASSIGN_OR_RETURN(

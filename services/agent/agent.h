@@ -28,6 +28,7 @@ struct AgentConfig {
   uint32_t frequency_hz = 19;
   // Print folded stacks to stdout at exit instead of publishing to Kafka.
   bool print = false;
+  bool print_symbolize = true;  // agent.print_symbolize
   // Host pids to sample; empty samples every process.
   std::vector<std::string> pids;
   // Regex on comm/exe; empty matches every process.

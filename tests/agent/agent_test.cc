@@ -39,6 +39,8 @@ std::vector<std::string> AgentArgs(pid_t pid, const std::string& duration, uint3
                                    "--duration",               duration,
                                    "--frequency",              std::to_string(hz),
                                    "--pid",                    std::to_string(pid),
+                                   // Offsets: the tests map them to functions themselves.
+                                   "--set", "agent.print_symbolize=false",
                                    "--log-level",              "warn"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
@@ -113,6 +115,23 @@ TEST(AgentPrint, CallChainSamplesLandInExpectedFunctionsInCallerOrder) {
               static_cast<unsigned long>(good), 100.0 * good / total);
   EXPECT_NEAR(static_cast<double>(total), expected, expected * RateTolerance(cpu, 5.0));
   EXPECT_GE(good * 100, total * 90) << out.substr(0, 4000);
+}
+
+TEST(AgentPrint, NamesUserFramesWithTheSymbolizerLibrary) {
+  SKIP_UNLESS_PRIVILEGED();
+  Child w = Child::Spawn({BinPath("fs-workload-callchain"), "10"});
+  std::vector<std::string> args = AgentArgs(w.pid(), "3s", 99);
+  args.insert(args.end(), {"--set", "agent.print_symbolize=true"});  // the later one wins
+  std::string out = RunToCompletion(args);
+  uint64_t total = 0, named = 0;
+  for (const FoldedLine& l : ParseFolded(out)) {
+    total += l.count;
+    std::string joined;
+    for (const std::string& f : l.frames) joined += f + ";";
+    if (joined.find(";main;outer;middle;leaf;") != std::string::npos) named += l.count;
+  }
+  ASSERT_GT(total, 0u) << out;
+  EXPECT_GE(named * 100, total * 90) << out.substr(0, 4000);
 }
 
 TEST(AgentPrint, SyscallHeavyWorkloadShowsKernelFrames) {
