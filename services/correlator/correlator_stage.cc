@@ -19,6 +19,7 @@
 #include "flamestream/batch/cursor.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/kafka/ack_tracker.h"
+#include "flamestream/stage/failure_latch.h"
 #include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/dlq.h"
 #include "flamestream/kafka/producer.h"
@@ -37,24 +38,6 @@ namespace v1 = ::flamestream::v1;
 // still need ("fs-corr rf=<unix ns>").
 constexpr std::string_view kMetadataPrefix = "fs-corr rf=";
 
-// The first delivery failure, recorded on the producer's poll thread.
-class FailureLatch {
- public:
-  void Set(const Status& s) {
-    std::lock_guard lock(mu_);
-    if (status_.ok()) {
-      status_ = s;
-    }
-  }
-  Status Get() const {
-    std::lock_guard lock(mu_);
-    return status_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  Status status_;
-};
 
 }  // namespace
 
@@ -164,7 +147,7 @@ struct CorrelatorStage::State {
   obs::Registry& registry;
   obs::StageMetrics metrics;
   kafka::AckTracker acks;
-  FailureLatch failure;
+  stage::FailureLatch failure;
   std::unique_ptr<kafka::Producer> producer;
   std::unique_ptr<kafka::DlqWriter> dlq;
   std::unique_ptr<kafka::Consumer> consumer;

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "flamestream/kafka/ack_tracker.h"
+#include "flamestream/stage/failure_latch.h"
 #include "flamestream/kafka/dlq.h"
 #include "flamestream/kafka/producer.h"
 #include "flamestream/log/log.h"
@@ -14,25 +15,6 @@ namespace flamestream::stage {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// The first delivery failure, recorded on the producer's poll thread.
-class FailureLatch {
- public:
-  void Set(const Status& s) {
-    std::lock_guard lock(mu_);
-    if (status_.ok()) {
-      status_ = s;
-    }
-  }
-  Status Get() const {
-    std::lock_guard lock(mu_);
-    return status_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  Status status_;
-};
 
 }  // namespace
 
