@@ -57,6 +57,10 @@ void AgentConfig::Declare(config::Schema& s) {
       },
       "a list of process ids");
   s.Add("agent.comm", &comm, "regex on comm or exe name; empty = all", "--comm");
+  s.Add("agent.container_ids", &container_ids,
+        "sample only processes in these containers (ids or unique prefixes); empty = all",
+        "--container");
+  s.Add("agent.cgroup", &cgroup, "regex on the process's cgroup path; empty = all", "--cgroup");
   s.Add("agent.user_stack_depth", &user_stack_depth, "user frames followed per sample (1..1024)",
         "--user-stack-depth");
   s.Require(
@@ -165,7 +169,11 @@ Status RunAgent(const AgentConfig& config, service::Context& ctx, std::ostream& 
   }
   FS_ASSIGN_OR_RETURN(
       std::unique_ptr<SampleProcessor> processor,
-      SampleProcessor::Create({.comm = config.comm, .cmdline = config.cmdline}, &clock, sink));
+      SampleProcessor::Create({.comm = config.comm,
+                               .container_ids = config.container_ids,
+                               .cgroup = config.cgroup,
+                               .cmdline = config.cmdline},
+                              &clock, sink));
 
   bpf::SamplerConfig sc;
   sc.frequency_hz = config.frequency_hz;

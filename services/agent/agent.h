@@ -33,6 +33,9 @@ struct AgentConfig {
   std::vector<std::string> pids;
   // Regex on comm/exe; empty matches every process.
   std::string comm;
+  // Container ids or prefixes, and a regex on the cgroup path; empty = all.
+  std::vector<std::string> container_ids;
+  std::string cgroup;
   // Deepest user stack the BPF frame-pointer walk follows (1..1024).
   uint32_t user_stack_depth = 512;
   bool kernel_stacks = true;

@@ -1,5 +1,7 @@
 #include "processor.h"
 
+#include <algorithm>
+
 namespace flamestream::agent {
 
 Result<std::unique_ptr<SampleProcessor>> SampleProcessor::Create(ProcessorOptions options,
@@ -12,6 +14,14 @@ Result<std::unique_ptr<SampleProcessor>> SampleProcessor::Create(ProcessorOption
     } catch (const std::regex_error& e) {
       return InvalidArgument("comm filter \"{}\" is not a valid regex: {}", p->options_.comm,
                              e.what());
+    }
+  }
+  if (!p->options_.cgroup.empty()) {
+    try {
+      p->cgroup_re_.emplace(p->options_.cgroup, std::regex::ECMAScript | std::regex::optimize);
+    } catch (const std::regex_error& e) {
+      return InvalidArgument("cgroup filter \"{}\" is not a valid regex: {}",
+                             p->options_.cgroup, e.what());
     }
   }
   return p;
@@ -48,6 +58,24 @@ SampleProcessor::Process& SampleProcessor::Lookup(uint32_t pid, const std::strin
 }
 
 bool SampleProcessor::Matches(Process& p, const std::string& thread_comm) {
+  if (!p.process_match) {
+    bool ok = true;
+    if (!options_.container_ids.empty()) {
+      const std::string& id = p.info.cgroup.container_id;
+      ok = !id.empty() && std::any_of(options_.container_ids.begin(),
+                                      options_.container_ids.end(),
+                                      [&](const std::string& want) {
+                                        return !want.empty() && id.rfind(want, 0) == 0;
+                                      });
+    }
+    if (ok && cgroup_re_) {
+      ok = std::regex_search(p.info.cgroup.path, *cgroup_re_);
+    }
+    p.process_match = ok;
+  }
+  if (!*p.process_match) {
+    return false;
+  }
   if (!comm_re_) {
     return true;
   }

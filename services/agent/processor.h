@@ -50,13 +50,17 @@ class SampleSink {
 
 struct ProcessorOptions {
   std::string comm;      // ECMAScript regex on thread comm, process comm or exe; "" = all
+  // Container ids (or unique prefixes, as `docker ps` prints them); empty = all. A process
+  // must match every filter that is set.
+  std::vector<std::string> container_ids;
+  std::string cgroup;    // ECMAScript regex on the cgroup path; "" = all
   bool cmdline = false;  // read cmdlines into ProcessInfo (privacy: off by default)
   std::string proc_root = "/proc";
 };
 
 struct ProcessorStats {
   std::atomic<uint64_t> samples{0};            // handed to the sink
-  std::atomic<uint64_t> filtered_by_comm{0};
+  std::atomic<uint64_t> filtered_by_comm{0};       // samples dropped by any process filter
   std::atomic<uint64_t> unknown_mappings{0};   // user frames in no mapping
   std::atomic<uint64_t> processes{0};          // processes announced
   std::atomic<uint64_t> process_read_failures{0};  // exited before we read /proc
@@ -64,7 +68,7 @@ struct ProcessorStats {
 
 class SampleProcessor {
  public:
-  // `clock` and `sink` must outlive the processor. Fails on a bad comm regex.
+  // `clock` and `sink` must outlive the processor. Fails on a bad comm or cgroup regex.
   static Result<std::unique_ptr<SampleProcessor>> Create(ProcessorOptions options,
                                                          const bpf::ClockOffset* clock,
                                                          SampleSink* sink);
@@ -76,7 +80,8 @@ class SampleProcessor {
  private:
   struct Process {
     proc::ProcessInfo info;
-    std::optional<bool> comm_match;  // cached filter verdict
+    std::optional<bool> comm_match;  // cached comm/exe verdict
+    std::optional<bool> process_match;  // cached container/cgroup verdict
     bool announced = false;          // OnProcess called
   };
 
@@ -86,6 +91,7 @@ class SampleProcessor {
 
   ProcessorOptions options_;
   std::optional<std::regex> comm_re_;
+  std::optional<std::regex> cgroup_re_;
   const bpf::ClockOffset* clock_;
   SampleSink* sink_;
   proc::MapsCache maps_;
