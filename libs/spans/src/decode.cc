@@ -205,16 +205,12 @@ bool Is(const std::string& key, std::string_view camel, std::string_view snake =
 class JsonWalker {
  public:
   Status Request(const json& j, otlp::ExportTraceServiceRequest* out) {
-    if (!j.is_object()) return Bad("", fmt::format("expected an object, got {}", TypeName(j)));
-    for (const auto& [key, v] : j.items()) {
-      if (v.is_null()) continue;
-      if (Is(key, "resourceSpans", "resource_spans")) {
-        FS_RETURN_IF_ERROR(Array(v, key, [&](const json& e, const std::string& p) {
-          return ResourceSpansOf(e, p, out->add_resource_spans());
-        }));
-      }
-    }
-    return OkStatus();
+    return Fields(j, "", [&](const auto& key, const json& v, const std::string& p) {
+      if (!Is(key, "resourceSpans", "resource_spans")) return OkStatus();
+      return Array(v, p, [&](const json& e, const std::string& ep) {
+        return ResourceSpansOf(e, ep, out->add_resource_spans());
+      });
+    });
   }
 
  private:
@@ -237,6 +233,27 @@ class JsonWalker {
 
   static Status Object(const json& v, const std::string& path) {
     if (!v.is_object()) return Bad(path, fmt::format("expected an object, got {}", TypeName(v)));
+    return OkStatus();
+  }
+
+  // Calls each(key, value, path) for an object's non-null members: the loop every OTLP/JSON
+  // message decoder below shares (null means "absent" in proto3 JSON).
+  template <typename Fn>
+  static Status Fields(const json& j, const std::string& path, Fn&& each) {
+    FS_RETURN_IF_ERROR(Object(j, path));
+    for (const auto& [key, v] : j.items()) {
+      if (v.is_null()) continue;
+      FS_RETURN_IF_ERROR(each(key, v, Child(path, key)));
+    }
+    return OkStatus();
+  }
+
+  // A uint32 member stored through a setter (dropped counts, flags).
+  template <typename Set>
+  static Status Uint32Into(const json& v, const std::string& path, Set&& set) {
+    uint32_t n = 0;
+    FS_RETURN_IF_ERROR(Uint32(v, path, &n));
+    set(n);
     return OkStatus();
   }
 
@@ -348,10 +365,7 @@ class JsonWalker {
   }
 
   Status ResourceSpansOf(const json& j, const std::string& path, ResourceSpans* out) {
-    FS_RETURN_IF_ERROR(Object(j, path));
-    for (const auto& [key, v] : j.items()) {
-      if (v.is_null()) continue;
-      const std::string p = Child(path, key);
+    return Fields(j, path, [&](const auto& key, const json& v, const std::string& p) {
       if (Is(key, "resource")) {
         FS_RETURN_IF_ERROR(ResourceOf(v, p, out->mutable_resource()));
       } else if (Is(key, "scopeSpans", "scope_spans")) {
@@ -361,31 +375,24 @@ class JsonWalker {
       } else if (Is(key, "schemaUrl", "schema_url")) {
         FS_RETURN_IF_ERROR(String(v, p, out->mutable_schema_url()));
       }
-    }
-    return OkStatus();
+      return OkStatus();
+    });
   }
 
   Status ResourceOf(const json& j, const std::string& path, Resource* out) {
-    FS_RETURN_IF_ERROR(Object(j, path));
-    for (const auto& [key, v] : j.items()) {
-      if (v.is_null()) continue;
-      const std::string p = Child(path, key);
+    return Fields(j, path, [&](const auto& key, const json& v, const std::string& p) {
       if (Is(key, "attributes")) {
         FS_RETURN_IF_ERROR(Attributes(v, p, out->mutable_attributes()));
       } else if (Is(key, "droppedAttributesCount", "dropped_attributes_count")) {
-        uint32_t n = 0;
-        FS_RETURN_IF_ERROR(Uint32(v, p, &n));
-        out->set_dropped_attributes_count(n);
+        FS_RETURN_IF_ERROR(
+            Uint32Into(v, p, [&](uint32_t n) { out->set_dropped_attributes_count(n); }));
       }
-    }
-    return OkStatus();
+      return OkStatus();
+    });
   }
 
   Status ScopeSpansOf(const json& j, const std::string& path, ScopeSpans* out) {
-    FS_RETURN_IF_ERROR(Object(j, path));
-    for (const auto& [key, v] : j.items()) {
-      if (v.is_null()) continue;
-      const std::string p = Child(path, key);
+    return Fields(j, path, [&](const auto& key, const json& v, const std::string& p) {
       if (Is(key, "scope")) {
         FS_RETURN_IF_ERROR(ScopeOf(v, p, out->mutable_scope()));
       } else if (Is(key, "spans")) {
@@ -395,15 +402,12 @@ class JsonWalker {
       } else if (Is(key, "schemaUrl", "schema_url")) {
         FS_RETURN_IF_ERROR(String(v, p, out->mutable_schema_url()));
       }
-    }
-    return OkStatus();
+      return OkStatus();
+    });
   }
 
   Status ScopeOf(const json& j, const std::string& path, InstrumentationScope* out) {
-    FS_RETURN_IF_ERROR(Object(j, path));
-    for (const auto& [key, v] : j.items()) {
-      if (v.is_null()) continue;
-      const std::string p = Child(path, key);
+    return Fields(j, path, [&](const auto& key, const json& v, const std::string& p) {
       if (Is(key, "name")) {
         FS_RETURN_IF_ERROR(String(v, p, out->mutable_name()));
       } else if (Is(key, "version")) {
@@ -411,19 +415,15 @@ class JsonWalker {
       } else if (Is(key, "attributes")) {
         FS_RETURN_IF_ERROR(Attributes(v, p, out->mutable_attributes()));
       } else if (Is(key, "droppedAttributesCount", "dropped_attributes_count")) {
-        uint32_t n = 0;
-        FS_RETURN_IF_ERROR(Uint32(v, p, &n));
-        out->set_dropped_attributes_count(n);
+        FS_RETURN_IF_ERROR(
+            Uint32Into(v, p, [&](uint32_t n) { out->set_dropped_attributes_count(n); }));
       }
-    }
-    return OkStatus();
+      return OkStatus();
+    });
   }
 
   Status SpanOf(const json& j, const std::string& path, Span* out) {
-    FS_RETURN_IF_ERROR(Object(j, path));
-    for (const auto& [key, v] : j.items()) {
-      if (v.is_null()) continue;
-      const std::string p = Child(path, key);
+    return Fields(j, path, [&](const auto& key, const json& v, const std::string& p) {
       if (Is(key, "traceId", "trace_id")) {
         FS_RETURN_IF_ERROR(HexId(v, p, out->mutable_trace_id()));
       } else if (Is(key, "spanId", "span_id")) {
@@ -449,32 +449,28 @@ class JsonWalker {
       } else if (Is(key, "attributes")) {
         FS_RETURN_IF_ERROR(Attributes(v, p, out->mutable_attributes()));
       } else if (Is(key, "droppedAttributesCount", "dropped_attributes_count")) {
-        uint32_t n = 0;
-        FS_RETURN_IF_ERROR(Uint32(v, p, &n));
-        out->set_dropped_attributes_count(n);
+        FS_RETURN_IF_ERROR(
+            Uint32Into(v, p, [&](uint32_t n) { out->set_dropped_attributes_count(n); }));
       } else if (Is(key, "flags")) {
-        uint32_t n = 0;
-        FS_RETURN_IF_ERROR(Uint32(v, p, &n));
-        out->set_flags(n);
+        FS_RETURN_IF_ERROR(Uint32Into(v, p, [&](uint32_t n) { out->set_flags(n); }));
       } else if (Is(key, "status")) {
-        FS_RETURN_IF_ERROR(Object(v, p));
-        for (const auto& [skey, sv] : v.items()) {
-          if (sv.is_null()) continue;
-          if (Is(skey, "message")) {
-            FS_RETURN_IF_ERROR(String(sv, Child(p, skey), out->mutable_status()->mutable_message()));
-          } else if (Is(skey, "code")) {
-            int code = 0;
-            FS_RETURN_IF_ERROR(Enum<opentelemetry::proto::trace::v1::Status::StatusCode>(
-                sv, Child(p, skey), &opentelemetry::proto::trace::v1::Status::StatusCode_Parse,
-                &code));
-            out->mutable_status()->set_code(
-                static_cast<opentelemetry::proto::trace::v1::Status::StatusCode>(code));
-          }
-        }
+        using SpanStatus = opentelemetry::proto::trace::v1::Status;
+        FS_RETURN_IF_ERROR(
+            Fields(v, p, [&](const auto& skey, const json& sv, const std::string& sp) {
+              if (Is(skey, "message")) {
+                return String(sv, sp, out->mutable_status()->mutable_message());
+              }
+              if (!Is(skey, "code")) return OkStatus();
+              int code = 0;
+              FS_RETURN_IF_ERROR(
+                  Enum<SpanStatus::StatusCode>(sv, sp, &SpanStatus::StatusCode_Parse, &code));
+              out->mutable_status()->set_code(static_cast<SpanStatus::StatusCode>(code));
+              return OkStatus();
+            }));
       }
       // events, links and their dropped counts: not kept by the router.
-    }
-    return OkStatus();
+      return OkStatus();
+    });
   }
 
   Status Attributes(const json& v, const std::string& path, KeyValues* out) {
@@ -484,25 +480,19 @@ class JsonWalker {
   }
 
   Status KeyValueOf(const json& j, const std::string& path, KeyValue* out, int depth) {
-    FS_RETURN_IF_ERROR(Object(j, path));
-    for (const auto& [key, v] : j.items()) {
-      if (v.is_null()) continue;
-      const std::string p = Child(path, key);
+    return Fields(j, path, [&](const auto& key, const json& v, const std::string& p) {
       if (Is(key, "key")) {
         FS_RETURN_IF_ERROR(String(v, p, out->mutable_key()));
       } else if (Is(key, "value")) {
         FS_RETURN_IF_ERROR(AnyValueOf(v, p, out->mutable_value(), depth + 1));
       }
-    }
-    return OkStatus();
+      return OkStatus();
+    });
   }
 
   Status AnyValueOf(const json& j, const std::string& path, AnyValue* out, int depth) {
     if (depth > kMaxAnyValueDepth) return Bad(path, "attribute value nested too deeply");
-    FS_RETURN_IF_ERROR(Object(j, path));
-    for (const auto& [key, v] : j.items()) {
-      if (v.is_null()) continue;
-      const std::string p = Child(path, key);
+    return Fields(j, path, [&](const auto& key, const json& v, const std::string& p) {
       if (Is(key, "stringValue", "string_value")) {
         FS_RETURN_IF_ERROR(String(v, p, out->mutable_string_value()));
       } else if (Is(key, "boolValue", "bool_value")) {
@@ -526,21 +516,23 @@ class JsonWalker {
         FS_RETURN_IF_ERROR(Object(v, p));
         auto* arr = out->mutable_array_value();
         if (auto it = v.find("values"); it != v.end() && !it->is_null()) {
-          FS_RETURN_IF_ERROR(Array(*it, Child(p, "values"), [&](const json& e, const std::string& ep) {
-            return AnyValueOf(e, ep, arr->add_values(), depth + 1);
-          }));
+          FS_RETURN_IF_ERROR(
+              Array(*it, Child(p, "values"), [&](const json& e, const std::string& ep) {
+                return AnyValueOf(e, ep, arr->add_values(), depth + 1);
+              }));
         }
       } else if (Is(key, "kvlistValue", "kvlist_value")) {
         FS_RETURN_IF_ERROR(Object(v, p));
         auto* kvl = out->mutable_kvlist_value();
         if (auto it = v.find("values"); it != v.end() && !it->is_null()) {
-          FS_RETURN_IF_ERROR(Array(*it, Child(p, "values"), [&](const json& e, const std::string& ep) {
-            return KeyValueOf(e, ep, kvl->add_values(), depth + 1);
-          }));
+          FS_RETURN_IF_ERROR(
+              Array(*it, Child(p, "values"), [&](const json& e, const std::string& ep) {
+                return KeyValueOf(e, ep, kvl->add_values(), depth + 1);
+              }));
         }
       }
-    }
-    return OkStatus();
+      return OkStatus();
+    });
   }
 
   static Status Double(const json& v, const std::string& path, AnyValue* out) {
