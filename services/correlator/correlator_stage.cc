@@ -37,6 +37,45 @@ namespace v1 = ::flamestream::v1;
 // Commit metadata on samples partitions: the earliest span end the uncommitted samples may
 // still need ("fs-corr rf=<unix ns>").
 constexpr std::string_view kMetadataPrefix = "fs-corr rf=";
+// Commit metadata on keyed-span partitions: the first offset a restart must re-read to rebuild
+// the span state ("fs-corr from=<offset>"); the committed offset itself is the position read.
+constexpr std::string_view kSpansMetadataPrefix = "fs-corr from=";
+// How often the input-pending state of every partition is refreshed, and how often a span
+// replay seek that did not take is issued again.
+constexpr auto kPendingRefresh = std::chrono::milliseconds(50);
+constexpr auto kSeekRetry = std::chrono::milliseconds(500);
+
+struct Committed {
+  int64_t offset = kafka::kOffsetInvalid;
+  std::string metadata;
+};
+
+// The committed offset and metadata of (topic, p) for the consumer's group.
+Committed QueryCommitted(rd_kafka_t* rk, const std::string& topic, int32_t p) {
+  Committed out;
+  kafka::PartitionList list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
+  if (rd_kafka_committed(rk, list.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return out;
+  }
+  const rd_kafka_topic_partition_t& e = list->elems[0];
+  out.offset = e.offset;
+  if (e.metadata != nullptr && e.metadata_size > 0) {
+    out.metadata.assign(static_cast<const char*>(e.metadata), e.metadata_size);
+  }
+  return out;
+}
+
+std::optional<int64_t> ParseMetadata(std::string_view md, std::string_view prefix) {
+  if (!md.starts_with(prefix)) {
+    return std::nullopt;
+  }
+  Result<int64_t> v = common::ParseInt<int64_t>(md.substr(prefix.size()));
+  if (!v.ok()) {
+    return std::nullopt;
+  }
+  return *v;
+}
 
 
 }  // namespace
@@ -46,6 +85,8 @@ void ApplyReplayMode(StageConfig& config) {
   config.output_topic = kafka::topics::Replay(kafka::topics::kSamplesCorrelated);
   config.group += "-replay";
   config.stop_when_caught_up = true;
+  // A replay reads the spans of its own time range: no position to resume from.
+  config.commit_span_offsets = false;
 }
 
 Status CheckCopartitioned(rd_kafka_t* rk, const std::string& samples_topic,
@@ -136,6 +177,24 @@ struct CorrelatorStage::State {
     // From the samples commit's metadata: spans ending before this are not needed.
     std::optional<int64_t> replay_from;
     bool seek_checked = false;
+    // From the spans commit: where the rebuild re-reads from (its metadata) and the committed
+    // position. Until a record at or after seek_target (and before spans_committed) arrives,
+    // the seek is issued again: librdkafka may still override one made right after the
+    // assignment with the committed position it is resolving.
+    std::optional<int64_t> seek_target;
+    int64_t spans_committed = kafka::kOffsetInvalid;
+    Clock::time_point last_seek;
+    // The spans position and restart offset last committed: the metadata is committed again
+    // when the restart offset moves (the watermark advanced) though the position did not.
+    int64_t spans_commit_pos = kafka::kOffsetInvalid;
+    int64_t spans_commit_from = kafka::kOffsetInvalid;
+    // Keyed-span records read, in offset order: (offset, latest span end in it). The first
+    // record whose spans end at or after the replay start is where a restart re-reads from.
+    std::deque<std::pair<int64_t, int64_t>> span_records;
+    // Next offset to read of the samples and spans partitions (committed or earliest at the
+    // assignment, then one past each record read); for the input-pending state.
+    int64_t samples_next = kafka::kOffsetInvalid;
+    int64_t spans_next = kafka::kOffsetInvalid;
     // Counter export.
     correlate::JoinCounters exported;
   };
@@ -243,8 +302,9 @@ struct CorrelatorStage::State {
 
   // --- Input ---------------------------------------------------------------------------------
 
-  // `track`: the input offset waits for the DLQ record (samples). Spans offsets are never
-  // committed, so a bad spans record goes to the DLQ again after a restart.
+  // `track`: the input offset waits for the DLQ record (always for samples; for spans when
+  // their offsets are committed, else a bad spans record goes to the DLQ again after a
+  // restart).
   void Dlq(const kafka::Message& msg, const Status& error, bool track = true) {
     metrics.Errors("decode").Inc();
     log::Warn("record sent to the DLQ", {{"stage", config.stage_name},
@@ -274,14 +334,38 @@ struct CorrelatorStage::State {
     }
   }
 
+  // While a restart's span re-read has not reached its first offset: true (and the seek is
+  // issued again) when `offset` shows the seek did not take -- a record before the target, or
+  // the committed position itself; false once a record of [target, committed) arrives.
+  bool AwaitingSeek(Partition& part, int64_t offset) {
+    if (!part.rebuilding || !part.seek_target.has_value()) {
+      return false;
+    }
+    const int64_t target = *part.seek_target;
+    if (offset < target || (part.spans_committed > target && offset >= part.spans_committed)) {
+      SeekSpansTo(part, target);
+      return true;
+    }
+    part.seek_target.reset();  // reading from the restart offset on
+    return false;
+  }
+
   void OnSpans(const kafka::Message& msg) {
-    v1::SpanBatch spans;
-    if (!spans.ParseFromArray(msg.value().data(), static_cast<int>(msg.value().size()))) {
-      Dlq(msg, DataLoss("not a flamestream.v1.SpanBatch ({} bytes)", msg.value().size()),
-          /*track=*/false);
+    Partition& part = Part(msg.partition());
+    if (AwaitingSeek(part, msg.offset())) {
       return;
     }
-    Partition& part = Part(msg.partition());
+    v1::SpanBatch spans;
+    if (!spans.ParseFromArray(msg.value().data(), static_cast<int>(msg.value().size()))) {
+      part.last_span_offset = msg.offset();
+      part.spans_next = msg.offset() + 1;
+      if (msg.offset() < part.spans_committed) {
+        return;  // re-read: the run that committed past it wrote its DLQ record
+      }
+      Dlq(msg, DataLoss("not a flamestream.v1.SpanBatch ({} bytes)", msg.value().size()),
+          /*track=*/config.commit_span_offsets);
+      return;
+    }
     if (part.rebuilding && !part.seek_checked) {
       part.seek_checked = true;
       // The partition is being read from its earliest record; skip ahead to the spans the
@@ -294,6 +378,7 @@ struct CorrelatorStage::State {
       }
     }
     const bool replay = part.rebuilding && msg.offset() < part.rebuild_until;
+    int64_t max_end = std::numeric_limits<int64_t>::min();
     std::string fallback_key;
     std::string_view key = msg.key();
     if (key.empty()) {
@@ -318,17 +403,26 @@ struct CorrelatorStage::State {
         s.pid = ks.pid();
       }
       s.thread_id = ks.thread_id() > 0 ? static_cast<uint64_t>(ks.thread_id()) : 0;
+      max_end = std::max(max_end, s.end_ns);
       part.engine.AddSpan(s, replay ? correlate::SpanOrigin::kReplay
                                     : correlate::SpanOrigin::kLive);
     }
-    // Spans offsets are not committed: every assignment re-reads the spans partition (from
-    // the earliest record, skipping to the replay start when known), and the engine ignores
-    // spans it already holds.
+    // The engine ignores spans it already holds, so re-reading a record is harmless. The
+    // committed spans offset is the position read; its metadata names the first record a
+    // restart needs (see Commit()).
+    if (config.commit_span_offsets) {
+      if (part.span_records.empty() || part.span_records.back().first < msg.offset()) {
+        part.span_records.emplace_back(msg.offset(), max_end);
+      }
+      acks.Track(std::string(msg.topic()), msg.partition(), msg.offset(), 0);
+    }
     part.last_span_offset = msg.offset();
+    part.spans_next = msg.offset() + 1;
   }
 
   void OnSamples(kafka::Message msg) {
     Partition& target = Part(msg.partition());
+    target.samples_next = msg.offset() + 1;
     if (target.rebuilding) {
       target.deferred.push_back(std::move(msg));  // joined once the spans are back
       return;
@@ -505,6 +599,34 @@ struct CorrelatorStage::State {
     }
   }
 
+  // Whether (topic, p) has records at or after `next` (high watermark from the last fetch; no
+  // broker round trip). Unknown watermark: assumed behind until a fetch answers.
+  bool Behind(const std::string& topic, int32_t p, int64_t next) {
+    if (next < 0) {
+      return false;  // start position unknown: cannot tell; keep the plain idle rule
+    }
+    int64_t low = -1;
+    int64_t high = -1;
+    if (rd_kafka_get_watermark_offsets(consumer->handle(), topic.c_str(), p, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      return true;
+    }
+    return next < high;
+  }
+
+  // Idle means caught up: a partition whose samples or spans are not all read yet (a backlog
+  // after a pause, the span rebuild, deferred records) must not have its watermark moved by
+  // processing time, or the spans its backlog needs expire before the backlog is joined.
+  void RefreshPending() {
+    for (auto& [p, part] : parts) {
+      const bool pending = part->rebuilding || !part->deferred.empty() ||
+                           Behind(config.samples_topic, p, part->samples_next) ||
+                           Behind(config.spans_topic, p, part->spans_next);
+      part->engine.SetInputPending(pending);
+    }
+  }
+
   void Advance(bool flush) {
     for (auto& [p, part] : parts) {
       Partition& pr = *part;
@@ -521,24 +643,34 @@ struct CorrelatorStage::State {
 
   // The replay-from time in the committed metadata of samples partition `p`, if any.
   std::optional<int64_t> CommittedReplayFrom(int32_t p) {
-    kafka::PartitionList list(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(list.get(), config.samples_topic.c_str(), p);
-    if (rd_kafka_committed(consumer->handle(), list.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return std::nullopt;
+    return ParseMetadata(QueryCommitted(consumer->handle(), config.samples_topic, p).metadata,
+                         kMetadataPrefix);
+  }
+
+  // On assignment of samples partition `p`: where reading starts (for the pending state).
+  void StartSamples(int32_t p) {
+    Partition& part = Part(p);
+    const Committed c = QueryCommitted(consumer->handle(), config.samples_topic, p);
+    int64_t low = -1;
+    int64_t high = -1;
+    if (c.offset >= 0) {
+      part.samples_next = c.offset;
+    } else if (rd_kafka_query_watermark_offsets(consumer->handle(), config.samples_topic.c_str(),
+                                                p, &low, &high, 10000) ==
+               RD_KAFKA_RESP_ERR_NO_ERROR) {
+      part.samples_next = low;  // auto.offset.reset=earliest
     }
-    const rd_kafka_topic_partition_t& e = list->elems[0];
-    if (e.metadata == nullptr || e.metadata_size == 0) {
-      return std::nullopt;
-    }
-    std::string_view md(static_cast<const char*>(e.metadata), e.metadata_size);
-    if (!md.starts_with(kMetadataPrefix)) {
-      return std::nullopt;
-    }
-    Result<int64_t> v = common::ParseInt<int64_t>(md.substr(kMetadataPrefix.size()));
-    if (!v.ok()) {
-      return std::nullopt;
-    }
-    return *v;
+  }
+
+  void SeekSpansTo(Partition& part, int64_t target) {
+    part.last_seek = Clock::now();
+    kafka::PartitionList seek(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(seek.get(), config.spans_topic.c_str(), part.partition)
+        ->offset = target;
+    // Asynchronous (timeout 0): the main loop must not block on a partition whose fetch is
+    // still starting. Issued again until a record at the target arrives (CheckRebuilds).
+    kafka::KafkaError err(rd_kafka_seek_partitions(consumer->handle(), seek.get(), 0));
+    (void)err;
   }
 
   // Seeks spans partition `p` forward to the first record at or after `from_ns` minus the
@@ -568,28 +700,63 @@ struct CorrelatorStage::State {
 
   // On assignment: the samples of `p` wait until its spans partition has been re-read up to
   // its current end.
+  //
+  // Where the re-read starts: with a committed spans offset, the first record the committed
+  // samples still need (the commit's metadata), so a restart re-reads about one lateness
+  // window of spans, not the topic. Without one (first start, replay mode), the earliest
+  // record, skipping ahead by time where the broker can look offsets up by time (OnSpans).
   void StartRebuild(int32_t p) {
     Partition& part = Part(p);
     part.replay_from = CommittedReplayFrom(p);
     part.seek_checked = false;
+    part.seek_target.reset();
+    part.span_records.clear();
+    const Committed committed = config.commit_span_offsets
+                                    ? QueryCommitted(consumer->handle(), config.spans_topic, p)
+                                    : Committed{};
+    part.spans_committed = committed.offset;
+    part.spans_commit_pos = committed.offset;
+    part.spans_commit_from = kafka::kOffsetInvalid;
     int64_t low = -1;
     int64_t high = -1;
     if (rd_kafka_query_watermark_offsets(consumer->handle(), config.spans_topic.c_str(), p, &low,
-                                         &high, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        high <= low) {
+                                         &high, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
       part.rebuilding = false;
+      return;
+    }
+    int64_t start = low;
+    if (committed.offset >= 0) {
+      start = committed.offset;
+      if (std::optional<int64_t> from = ParseMetadata(committed.metadata, kSpansMetadataPrefix);
+          from.has_value() && *from < committed.offset) {
+        start = std::max(*from, low);
+        if (start < committed.offset) {
+          part.seek_target = start;
+          part.seek_checked = true;  // the offset is exact: no lookup by time
+        }
+      }
+    }
+    part.spans_next = start;
+    if (high <= start) {
+      part.rebuilding = false;
+      part.seek_target.reset();
       return;
     }
     part.rebuilding = true;
     part.rebuild_until = high;
     part.rebuild_started = Clock::now();
-    part.last_span_offset = -1;
+    part.last_span_offset = start - 1;
     PauseSamples(p);
+    if (part.seek_target.has_value()) {
+      SeekSpansTo(part, *part.seek_target);
+    }
     log::Info("rebuilding span state",
               {{"stage", config.stage_name},
                {"partition", p},
-               {"from", part.replay_from.has_value() ? std::to_string(*part.replay_from)
-                                                     : std::string("earliest")},
+               {"from_offset", static_cast<long long>(start)},
+               {"committed_offset", static_cast<long long>(committed.offset)},
+               {"from_time", part.replay_from.has_value() ? std::to_string(*part.replay_from)
+                                                          : std::string("-")},
                {"until_offset", static_cast<long long>(high)}});
   }
 
@@ -611,10 +778,14 @@ struct CorrelatorStage::State {
       if (!part->rebuilding) {
         continue;
       }
+      if (part->seek_target.has_value() && Clock::now() - part->last_seek >= kSeekRetry) {
+        SeekSpansTo(*part, *part->seek_target);  // no record yet: the seek may not have taken
+      }
       const bool done = part->last_span_offset + 1 >= part->rebuild_until;
       const bool timed_out = Clock::now() - part->rebuild_started >= config.rebuild_timeout;
       if (done || timed_out) {
         part->rebuilding = false;
+        part->seek_target.reset();
         if (timed_out && !done) {
           log::Warn("span state rebuild timed out; joining anyway",
                     {{"stage", config.stage_name}, {"partition", p}});
@@ -653,38 +824,88 @@ struct CorrelatorStage::State {
 
   // --- Commit --------------------------------------------------------------------------------
 
+  // The span end from which partition `part`'s uncommitted samples may still need spans after a
+  // restart: those the engine still holds, and those around every batch from the committed
+  // offset on (emitted but not yet acknowledged batches, late samples).
+  int64_t SpanReplayStart(const Partition& part) const {
+    int64_t from = part.engine.SpanReplayStartNs();
+    for (const auto& [offset, t] : part.uncommitted_times) {
+      from = std::min(from, t - config.join.allowed_lateness.count());
+    }
+    return from;
+  }
+
+  // The first keyed-span record (offset) a restart must re-read: every record before it holds
+  // only spans ending before `from_ns`. At most `position` (nothing needed: the position).
+  static int64_t SpanRestartOffset(Partition& part, int64_t from_ns, int64_t position) {
+    while (!part.span_records.empty() && part.span_records.front().second < from_ns) {
+      part.span_records.pop_front();
+    }
+    return part.span_records.empty() ? position
+                                     : std::min(part.span_records.front().first, position);
+  }
+
   Status Commit() {
-    const kafka::TopicPartitions offsets = acks.CommittableOffsets();
+    kafka::TopicPartitions offsets = acks.CommittableOffsets();
+    // A spans partition being rebuilt is read below its committed position: not committed
+    // until the rebuild is over.
+    std::erase_if(offsets, [this](const kafka::TopicPartition& tp) {
+      if (tp.topic != config.spans_topic) return false;
+      auto it = parts.find(tp.partition);
+      return it == parts.end() || it->second->rebuilding ||
+             tp.offset < it->second->spans_committed;
+    });
+    // Spans partitions whose position did not move but whose restart offset would: commit the
+    // same position with the new metadata.
+    if (config.commit_span_offsets) {
+      for (auto& [p, part] : parts) {
+        if (part->rebuilding || part->spans_commit_pos < 0) continue;
+        const bool listed = std::any_of(offsets.begin(), offsets.end(), [&](const auto& tp) {
+          return tp.topic == config.spans_topic && tp.partition == p;
+        });
+        if (!listed && part->spans_commit_from < part->spans_commit_pos &&
+            SpanRestartOffset(*part, SpanReplayStart(*part), part->spans_commit_pos) !=
+                part->spans_commit_from) {
+          offsets.push_back({config.spans_topic, p, part->spans_commit_pos});
+        }
+      }
+    }
     if (offsets.empty()) {
       return OkStatus();
     }
+    // First what this commit takes off the uncommitted samples, then the replay starts.
+    for (const kafka::TopicPartition& tp : offsets) {
+      if (tp.topic != config.samples_topic) continue;
+      if (auto it = parts.find(tp.partition); it != parts.end()) {
+        Partition& part = *it->second;
+        part.uncommitted_times.erase(part.uncommitted_times.begin(),
+                                     part.uncommitted_times.lower_bound(tp.offset));
+      }
+    }
     kafka::PartitionList list = kafka::ToPartitionList(offsets);
     std::vector<std::string> metadata(static_cast<size_t>(list->cnt));
+    std::vector<std::pair<Partition*, int64_t>> span_commits;  // (partition, restart offset)
     for (int i = 0; i < list->cnt; ++i) {
       rd_kafka_topic_partition_t& e = list->elems[i];
-      if (config.samples_topic != e.topic) {
-        continue;
-      }
       auto it = parts.find(e.partition);
       if (it == parts.end()) {
         continue;
       }
-      // Spans the uncommitted samples may still need after a restart: those the engine still
-      // holds, and those around every batch from the committed offset on (emitted but not yet
-      // acknowledged batches, late samples).
       Partition& part = *it->second;
-      part.uncommitted_times.erase(part.uncommitted_times.begin(),
-                                   part.uncommitted_times.lower_bound(e.offset));
-      int64_t from = part.engine.SpanReplayStartNs();
-      for (const auto& [offset, t] : part.uncommitted_times) {
-        from = std::min(from, t - config.join.allowed_lateness.count());
+      const int64_t from = SpanReplayStart(part);
+      std::string& md = metadata[static_cast<size_t>(i)];
+      if (config.samples_topic == e.topic) {
+        if (from <= 0) {
+          continue;
+        }
+        md = fmt::format("{}{}", kMetadataPrefix, from);
+      } else {
+        const int64_t restart = SpanRestartOffset(part, from, e.offset);
+        span_commits.emplace_back(&part, restart);
+        md = fmt::format("{}{}", kSpansMetadataPrefix, restart);
       }
-      if (from <= 0) {
-        continue;
-      }
-      metadata[static_cast<size_t>(i)] = fmt::format("{}{}", kMetadataPrefix, from);
-      e.metadata = metadata[static_cast<size_t>(i)].data();
-      e.metadata_size = metadata[static_cast<size_t>(i)].size();
+      e.metadata = md.data();
+      e.metadata_size = md.size();
     }
     rd_kafka_resp_err_t err = rd_kafka_commit(consumer->handle(), list.get(), /*async=*/0);
     // librdkafka must not free our strings.
@@ -697,6 +918,13 @@ struct CorrelatorStage::State {
       return Unavailable("kafka commit: {}", rd_kafka_err2str(err));
     }
     acks.MarkCommitted(offsets);
+    for (const kafka::TopicPartition& tp : offsets) {
+      if (tp.topic != config.spans_topic) continue;
+      if (auto it = parts.find(tp.partition); it != parts.end()) {
+        it->second->spans_commit_pos = tp.offset;
+      }
+    }
+    for (auto [part, restart] : span_commits) part->spans_commit_from = restart;
     return OkStatus();
   }
 
@@ -785,6 +1013,7 @@ Status CorrelatorStage::Run(service::Context& ctx) {
 
   Clock::time_point last_commit = Clock::now();
   Clock::time_point last_record = Clock::now();
+  Clock::time_point last_pending_refresh = Clock::now();
   Status result;
   while (!ctx.stop.stop_requested()) {
     if (Status f = st.failure.Get(); !f.ok()) {
@@ -798,7 +1027,7 @@ Status CorrelatorStage::Run(service::Context& ctx) {
         if (tp.topic == config_.spans_topic) {
           st.StartRebuild(tp.partition);
         } else {
-          st.Part(tp.partition);
+          st.StartSamples(tp.partition);
         }
       }
       if (st.backpressure) {
@@ -822,6 +1051,10 @@ Status CorrelatorStage::Run(service::Context& ctx) {
       }
     }
     st.CheckRebuilds();
+    if (Clock::now() - last_pending_refresh >= kPendingRefresh) {
+      st.RefreshPending();
+      last_pending_refresh = Clock::now();
+    }
     st.Advance(/*flush=*/false);
     if (Clock::now() - last_commit >= config_.commit_interval) {
       if (Status s = st.Commit(); !s.ok()) {

@@ -20,12 +20,19 @@
 //   samples keep span_index 0.
 // - Commits: a samples offset is committed only once its correlated batch is acknowledged (a
 //   batch still held in the engine counts as unacknowledged); the commit's metadata records
-//   the earliest span end the uncommitted samples may need. Keyed-span offsets are never
-//   committed: on every assignment the spans partition is read from its earliest record,
-//   skipping ahead by time to that replay start minus max_clock_skew where the broker can
-//   look offsets up by time, and the samples partition stays paused until the spans partition
-//   has been re-read up to its end as of the assignment. So a restart rebuilds the span state
-//   before joining again and matches do not change (spans are idempotent in the engine).
+//   the earliest span end R the uncommitted samples may need. A keyed-span offset is committed
+//   as the position read (spans produce nothing; a DLQ'd one waits for its DLQ record), with
+//   metadata "from=<offset>": the first record holding a span that ends at or after R.
+// - Rebuild: on every assignment the samples partition stays paused until the spans partition
+//   has been re-read, from that "from" offset, up to its end as of the assignment. So a
+//   restart rebuilds the span state (about one lateness window of records, not the topic)
+//   before joining again, and matches do not change (spans are idempotent in the engine).
+//   Without a spans commit (first start; replay mode, which commits no spans) the re-read
+//   starts at the earliest record, skipping ahead by time to R minus max_clock_skew where the
+//   broker can look offsets up by time.
+// - Idle partitions: the engine's idle rule (watermark follows processing time) runs only
+//   while the partition is caught up -- both its samples and its spans read up to their high
+//   watermarks, no rebuild, nothing deferred -- so a backlog after a pause keeps its spans.
 // - On stop: stop consuming, Flush every engine, produce, flush the producer, commit, leave.
 //   Abandon() instead makes the next stop behave like a crash (tests).
 #pragma once
@@ -61,6 +68,10 @@ struct StageConfig {
   std::chrono::milliseconds drain_timeout{20000};
   // Upper bound on waiting for the span state rebuild before the samples resume anyway.
   std::chrono::milliseconds rebuild_timeout{60000};
+  // Commit keyed-span offsets (with the first offset a restart must re-read as metadata), so a
+  // restart re-reads about one lateness window of spans instead of the whole topic. Off in
+  // replay mode.
+  bool commit_span_offsets = true;
   // Replay: stop (after draining) once every partition is read to its end and nothing arrived
   // for `caught_up_idle`.
   bool stop_when_caught_up = false;

@@ -426,6 +426,27 @@ TEST(CorrelatorStage, JoinsEverySampleOnceWithItsInnermostSpan) {
             static_cast<uint64_t>(kBatches + 1) * kNodes.size());  // + the ticks, on drain
 }
 
+// No tick: once the stage has read everything (caught up on both topics), the idle rule moves
+// the watermark with processing time and releases every sample without a stop. (Input pending
+// turns the rule off; this shows "caught up" is recognised.)
+TEST(CorrelatorStage, CaughtUpIdlePartitionsReleaseTheirSamples) {
+  Harness h;
+  ASSERT_NO_FATAL_FAILURE(h.Start());
+  const int64_t base = BaseNs();
+  ASSERT_NO_FATAL_FAILURE(h.ProduceSpans(base));
+  ASSERT_NO_FATAL_FAILURE(h.ProduceBatches(base, 0, kBatches, /*tick=*/false));
+  StageConfig cfg = h.Config();
+  cfg.join.idle_timeout = 1s;
+  RunningStage stage(cfg);
+  Output out = ReadCorrelated(h.props, ExpectedSamples(), base, 60s);
+  EXPECT_EQ(stage.Counter("fs_records_out_total", {{"stage", "correlator"}}),
+            static_cast<uint64_t>(kBatches) * kNodes.size())
+      << "written before the stop";
+  ASSERT_TRUE(stage.StopAndJoin().ok()) << stage.result;
+  EXPECT_EQ(out.samples.size(), ExpectedSamples());
+  EXPECT_EQ(CheckMatches(out, base), 0u);
+}
+
 TEST(CorrelatorStage, RefusesToStartWhenPartitionCountsDiffer) {
   Harness h;
   ASSERT_NO_FATAL_FAILURE(h.Start({.brokers = 1, .topics = {"mm.samples:4", "mm.spans:2"}}));
@@ -478,6 +499,117 @@ TEST(CorrelatorStage, CrashAndRestartEmitsEverySampleWithTheSameMatch) {
     EXPECT_GT(second.Counter("fs_correlator_samples_total",
                              {{"result", "matched"}, {"stage", "correlator"}}),
               0u);
+  }
+}
+
+// One app sample per time, in one batch of node `node_index`.
+std::string BatchAt(int node_index, uint64_t seq, const std::vector<int64_t>& times_ns) {
+  batch::BatchBuilder builder;
+  const std::string& node = kNodes[static_cast<size_t>(node_index)];
+  builder.SetHeader("prod/" + node + "/agent", seq, "prod", node);
+  builder.mutable_batch().set_stage(v1::STAGE_SYMBOLIZED);
+  builder.mutable_batch().set_period_ns(5 * kMs);
+  const std::vector<uint32_t> frames = {};
+  const uint32_t stack = builder.InternStack(frames);
+  for (int64_t t : times_ns) {
+    builder.AddSample({.stack_index = stack, .pid = kAppPid, .tid = kAppPid, .timestamp_ns = t});
+  }
+  return builder.Finish().SerializeAsString();
+}
+
+// A restart re-reads the keyed spans from about one lateness window before the committed
+// position, not from the start of the topic. 100 span records, one span each, 1 s apart; the
+// first run joins samples up to 102 s (watermark 100 s, lateness 2 s: spans ending before
+// 98 s are no longer needed), commits and stops. The second run in the same group re-reads
+// only the records of spans ending at or after 98 s (s98, s99). Without span commits (the
+// second row, as in replay mode) it re-reads all 100.
+TEST(CorrelatorStage, RestartRereadsSpansFromTheCommittedPositionNotTheBeginning) {
+  Harness h;
+  ASSERT_NO_FATAL_FAILURE(h.Start());
+  const int64_t base = BaseNs();
+  constexpr int kRecords = 100;
+  {
+    auto producer = kafka::Producer::Create({.properties = {{"bootstrap.servers",
+                                                             h.broker->bootstrap()}}});
+    ASSERT_TRUE(producer.ok()) << producer.error();
+    for (int i = 0; i < kRecords; ++i) {
+      v1::SpanBatch b;
+      b.set_cluster("prod");
+      b.set_node(kNodes[0]);
+      v1::KeyedSpan* k = b.add_spans();
+      k->set_trace_id(TraceIdBytes(0, 1));
+      k->mutable_trace_id()->at(14) = static_cast<char>(i);
+      k->set_span_id(SpanIdBytes(0, 1));
+      k->mutable_span_id()->at(6) = static_cast<char>(i);
+      k->set_name("s" + std::to_string(i));
+      k->set_start_time_unix_ns(static_cast<uint64_t>(base + i * 1000 * kMs));
+      k->set_end_time_unix_ns(static_cast<uint64_t>(base + i * 1000 * kMs + 500 * kMs));
+      k->set_cluster("prod");
+      k->set_node(kNodes[0]);
+      k->set_pid(kAppPid);
+      ASSERT_TRUE((*producer)->Produce(kafka::topics::kSpansKeyed, Key(kNodes[0]),
+                                       b.SerializeAsString()).ok());
+    }
+    for (int i = 0; i <= kRecords; ++i) {
+      // Inside span i; the last (102 s, no span) is the tick that moves the watermark to 100 s.
+      const int64_t t = i < kRecords ? base + i * 1000 * kMs + 200 * kMs : base + 102'000 * kMs;
+      ASSERT_TRUE((*producer)->Produce(kafka::topics::kSamplesSymbolized, Key(kNodes[0]),
+                                       BatchAt(0, static_cast<uint64_t>(i), {t}))
+                      .ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(10s).ok());
+  }
+  struct Case {
+    const char* name;
+    bool commit_span_offsets;
+    uint64_t min_reread;
+    uint64_t max_reread;
+  };
+  const std::vector<Case> cases = {
+      {"span offsets committed", true, 2, 2},
+      {"span offsets not committed", false, kRecords, kRecords},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    StageConfig cfg = h.Config();
+    cfg.group = std::string("restart-reread-") + (c.commit_span_offsets ? "on" : "off");
+    cfg.commit_span_offsets = c.commit_span_offsets;
+    {
+      RunningStage first(cfg);
+      const auto deadline = std::chrono::steady_clock::now() + 60s;
+      while (std::chrono::steady_clock::now() < deadline &&
+             first.Counter("fs_correlator_samples_total",
+                           {{"result", "matched"}, {"stage", "correlator"}}) < kRecords) {
+        std::this_thread::sleep_for(100ms);
+      }
+      ASSERT_EQ(first.Counter("fs_correlator_samples_total",
+                              {{"result", "matched"}, {"stage", "correlator"}}),
+                static_cast<uint64_t>(kRecords));
+      EXPECT_EQ(first.Counter("fs_correlator_spans_total",
+                              {{"kind", "replayed"}, {"stage", "correlator"}}),
+                static_cast<uint64_t>(kRecords));  // the first start reads them all
+      std::this_thread::sleep_for(500ms);  // a periodic commit
+      ASSERT_TRUE(first.StopAndJoin().ok()) << first.result;
+    }
+    RunningStage second(cfg);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < deadline &&
+           second.Counter("fs_correlator_spans_total",
+                          {{"kind", "replayed"}, {"stage", "correlator"}}) < c.min_reread) {
+      std::this_thread::sleep_for(100ms);
+    }
+    std::this_thread::sleep_for(2s);  // anything more would be read by now
+    ASSERT_TRUE(second.StopAndJoin().ok()) << second.result;
+    const uint64_t reread = second.Counter("fs_correlator_spans_total",
+                                           {{"kind", "replayed"}, {"stage", "correlator"}});
+    std::cout << c.name << ": spans re-read after restart: " << reread << " of " << kRecords
+              << "\n";
+    EXPECT_GE(reread, c.min_reread);
+    EXPECT_LE(reread, c.max_reread);
+    EXPECT_EQ(second.Counter("fs_correlator_spans_total", {{"kind", "in"}, {"stage", "correlator"}}),
+              0u);
+    // Nothing of the samples topic was read again: all of it was committed.
+    EXPECT_EQ(second.Counter("fs_records_in_total", {{"stage", "correlator"}}), reread);
   }
 }
 

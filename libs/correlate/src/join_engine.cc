@@ -111,6 +111,7 @@ JoinEngine::JoinEngine(JoinConfig config, Clock clock)
       last_sample_wall_(clock_()),
       max_span_end_(kMinNs),
       last_span_wall_(last_sample_wall_),
+      caught_up_wall_(last_sample_wall_),
       last_process_gc_(kMinNs) {}
 
 JoinEngine::~JoinEngine() = default;
@@ -283,15 +284,23 @@ void JoinEngine::AddSample(const Sample& s) {
   ++held_count_;
 }
 
+void JoinEngine::SetInputPending(bool pending) {
+  if (input_pending_ && !pending) caught_up_wall_ = clock_();
+  input_pending_ = pending;
+}
+
 void JoinEngine::ComputeWatermark() {
   const int64_t now = clock_();
-  const int64_t idle_for = SatSub(now, last_sample_wall_);
-  const bool idle = idle_for >= Ns(config_.idle_timeout);
+  // Idle only with nothing left to read: time spent behind a backlog says nothing about event
+  // time, so it neither counts as idle nor adds to the advance.
+  const int64_t idle_for = SatSub(now, std::max(last_sample_wall_, caught_up_wall_));
+  const bool idle = !input_pending_ && idle_for >= Ns(config_.idle_timeout);
   int64_t max_event = kMinNs;
   if (samples_seen_) {
     max_event = idle ? SatAdd(max_sample_ns_, idle_for) : max_sample_ns_;
   } else if (spans_seen_ && idle) {
-    max_event = SatAdd(max_span_end_, std::max<int64_t>(SatSub(now, last_span_wall_), 0));
+    const int64_t span_idle = SatSub(now, std::max(last_span_wall_, caught_up_wall_));
+    max_event = SatAdd(max_span_end_, std::max<int64_t>(span_idle, 0));
   }
   if (max_event != kMinNs) watermark_ = std::max(watermark_, SatSub(max_event, lateness_));
 }

@@ -212,6 +212,92 @@ TEST(JoinEngine, IdlePartitionWatermarkFollowsProcessingTime) {
   ASSERT_EQ(h.out().size(), 1u);
 }
 
+// A pause (the stage stalled, or was stopped) followed by a catch-up: while the stage is
+// behind its input the idle rule must not run the watermark ahead, or the spans the backlog
+// needs expire and its samples come out late and unmatched. The second row is what the idle
+// rule does when the stage wrongly reports a caught-up partition.
+TEST(JoinEngine, BacklogCatchUpAfterAPauseKeepsMatches) {
+  struct Case {
+    const char* name;
+    bool pending_during_pause;
+    std::string want_backlog_span;
+    bool want_backlog_late;
+  };
+  const std::vector<Case> cases = {
+      {"input pending: no idle advance", true, "checkout", false},
+      {"reported idle: spans expire", false, "", true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    JoinConfig config;
+    config.idle_timeout = std::chrono::seconds(5);  // lateness 30 s
+    Harness h(config);
+    h.engine().AddSpan(ToSpan({"checkout", 1, 0, 10 * kSec}));
+    for (uint64_t i = 1; i <= 5; ++i) {
+      h.engine().AddSample(ToSample({.t = static_cast<int64_t>(i) * kSec}, i));
+    }
+    h.Advance();
+    // 120 s of polling with no record while behind (or, wrongly, "caught up").
+    h.engine().SetInputPending(c.pending_during_pause);
+    for (int s = 0; s < 120; ++s) {
+      h.now += kSec;
+      h.Advance();
+    }
+    if (c.pending_during_pause) {
+      EXPECT_EQ(h.engine().watermark_ns(), kBase + 5 * kSec - 30 * kSec);
+      EXPECT_TRUE(h.out().empty());
+      EXPECT_EQ(h.engine().active_spans(), 1u);
+    }
+    // The backlog: the rest of the span's samples, then one past it.
+    h.engine().SetInputPending(true);
+    for (uint64_t i = 6; i <= 9; ++i) {
+      h.engine().AddSample(ToSample({.t = static_cast<int64_t>(i) * kSec}, i));
+      h.Advance();
+    }
+    h.engine().AddSample(ToSample({.t = 60 * kSec}, 10));
+    h.Advance();
+    h.engine().SetInputPending(false);  // caught up
+    h.Advance();
+    h.Flush();
+    ASSERT_EQ(h.out().size(), 10u);
+    for (uint64_t i = 1; i <= 10; ++i) {
+      SCOPED_TRACE(::testing::Message() << "sample at " << (i == 10 ? 60 : i) << " s");
+      const Out* o = h.Find(i);
+      ASSERT_NE(o, nullptr);
+      if (i <= 5) {
+        EXPECT_EQ(o->name, "checkout");  // emitted after the pause in both cases
+      } else if (i <= 9) {
+        EXPECT_EQ(o->name, c.want_backlog_span);
+        EXPECT_EQ(o->late, c.want_backlog_late);
+      } else {
+        EXPECT_EQ(o->kind, MatchKind::kUnmatched);
+      }
+    }
+    EXPECT_EQ(h.engine().counters().late_samples, c.want_backlog_late ? 5u : 0u);  // + the 60 s one
+  }
+}
+
+// Idle time counts from the moment the input caught up, not from the last sample: the time
+// spent behind a backlog is not evidence that the node went quiet.
+TEST(JoinEngine, IdleTimeCountsFromCatchingUp) {
+  JoinConfig config;
+  config.idle_timeout = std::chrono::seconds(5);
+  Harness h(config);
+  h.engine().AddSample(ToSample({.t = 0}, 1));
+  h.engine().SetInputPending(true);
+  h.now += 100 * kSec;
+  h.Advance();
+  EXPECT_EQ(h.engine().watermark_ns(), kBase - 30 * kSec);
+  h.engine().SetInputPending(false);
+  h.now += 4 * kSec;
+  h.Advance();
+  EXPECT_EQ(h.engine().watermark_ns(), kBase - 30 * kSec);  // caught up 4 s ago: not idle
+  h.now += 31 * kSec;
+  h.Advance();  // idle for 35 s since catching up: max event time 35 s, watermark 5 s
+  EXPECT_EQ(h.engine().watermark_ns(), kBase + 5 * kSec);
+  ASSERT_EQ(h.out().size(), 1u);
+}
+
 TEST(JoinEngine, FutureTimestampsDoNotRunTheWatermarkAhead) {
   Harness h;  // max_clock_skew 60 s
   h.now = kBase + 100 * kSec;

@@ -25,10 +25,14 @@
 // Event time:
 // - watermark = max sample time seen - allowed_lateness (a sample time beyond
 //   now + max_clock_skew counts as now + max_clock_skew, so one node's fast clock cannot push
-//   a partition's watermark ahead). When no sample arrives for idle_timeout, the max sample
-//   time advances with processing time. A partition that never saw a sample advances from its
-//   spans' ends the same way once idle_timeout passes, so its spans still expire. The watermark
-//   never moves back.
+//   a partition's watermark ahead). When the partition is idle -- its input is caught up
+//   (SetInputPending(false), the default) and no sample arrived for idle_timeout -- the max
+//   sample time advances with processing time, counted from the later of the last sample and
+//   the moment the input caught up. While input is pending (a backlog the stage has not read
+//   yet) the watermark follows event time only, however long no sample arrives: a pause
+//   followed by a catch-up must not expire the spans the backlog needs. A partition that never
+//   saw a sample advances from its spans' ends the same way once idle, so its spans still
+//   expire. The watermark never moves back.
 // - A sample is held until watermark > its time, then emitted, in (time, arrival) order. So a
 //   span arriving up to allowed_lateness (in sample event time) after a sample still joins it.
 // - A sample arriving with time < watermark is "late": emitted at the next Advance() against
@@ -148,6 +152,11 @@ class JoinEngine {
   JoinEngine& operator=(const JoinEngine&) = delete;
 
   void AddSpan(const Span& span, SpanOrigin origin = SpanOrigin::kLive);
+  // Whether this partition's input has records not yet read (the stage's position is behind
+  // the high watermark of its samples or spans partition). While true the idle rule is off;
+  // when it turns false, idle time starts counting from then.
+  void SetInputPending(bool pending);
+  [[nodiscard]] bool input_pending() const { return input_pending_; }
   void AddSample(const Sample& sample);
 
   // Moves the watermark, emits every sample it released (in time, then arrival, order), then
@@ -281,6 +290,8 @@ class JoinEngine {
   int64_t last_span_wall_;
   bool samples_seen_ = false;
   bool spans_seen_ = false;
+  bool input_pending_ = false;
+  int64_t caught_up_wall_;  // when the input last stopped being pending
 
   // Spans.
   std::vector<SpanRecord> spans_;
