@@ -66,7 +66,7 @@ RUN apt-get update \
       libbpf1 libelf1 libllvm14 libdw1 libdebuginfod1 \
  && rm -rf /var/lib/apt/lists/* \
  && install -d /var/lib/flamestream/spool
-COPY --from=build /out/bin/flamestream-agent /usr/local/bin/
+COPY --from=build /out/bin/flamestream-agent /out/bin/flamestream-dwarf-worker /usr/local/bin/
 RUN if ldd /usr/local/bin/flamestream-agent | grep 'not found'; then exit 1; fi
 USER root
 EXPOSE 9400
@@ -80,8 +80,10 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libllvm14 libdw1 libdebuginfod1 libelf1 libhiredis0.14 \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/bin/flamestream-symbolizer /usr/local/bin/
-RUN if ldd /usr/local/bin/flamestream-symbolizer | grep 'not found'; then exit 1; fi
+# The DWARF worker parses debug info in its own process (a corrupt file kills it, not the stage).
+COPY --from=build /out/bin/flamestream-symbolizer /out/bin/flamestream-dwarf-worker /usr/local/bin/
+RUN for b in flamestream-symbolizer flamestream-dwarf-worker; do \
+      if ldd /usr/local/bin/$b | grep 'not found'; then exit 1; fi; done
 USER 10001:10001
 EXPOSE 9401
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/flamestream-symbolizer"]

@@ -159,6 +159,15 @@ Status Run(const Config& cfg, service::Context& ctx) {
         .Set(static_cast<double>(st.shared_hits));
     ctx.metrics.Gauge("fs_symbolizer_open_files", "Debug files kept open")
         .Set(static_cast<double>(st.open_files));
+    ctx.metrics.Gauge("fs_symbolizer_debug_searches", "Debug info searches since start")
+        .Set(static_cast<double>(st.searches));
+    ctx.metrics.Gauge("fs_symbolizer_negative_hits",
+                      "Build ids skipped as found nowhere, by who searched",
+                      {{"cache", "shared"}})
+        .Set(static_cast<double>(st.shared_negative_hits));
+    ctx.metrics.Gauge("fs_symbolizer_dwarf_worker_crashes",
+                      "DWARF worker deaths or hangs (each marks one debug file bad)")
+        .Set(static_cast<double>(st.worker_crashes));
   });
 
   stage::MapStageConfig mcfg;
@@ -187,7 +196,10 @@ Status Run(const Config& cfg, service::Context& ctx) {
     mcfg.stop_when_caught_up = true;
     epoch = std::to_string(cfg.epoch != 0 ? cfg.epoch : static_cast<uint64_t>(now / 1000000));
     for (const std::string& id : cfg.build_ids) {
-      symbolizer->DropBuildId(id);
+      // Cached symbols and negative entries must go, or the replay repeats the old answer.
+      if (!symbolizer->DropBuildId(id)) {
+        return Unavailable("replay: could not drop build id {} from the Redis cache", id);
+      }
     }
     log::Info("replay", {{"from_ns", static_cast<long long>(from_ns)},
                          {"to_ns", static_cast<long long>(to_ns)}, {"epoch", epoch},

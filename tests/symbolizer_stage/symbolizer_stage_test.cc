@@ -78,8 +78,10 @@ Binary BuildBinary(const fs::path& dir) {
 
 // A raw batch with one stack main>outer>middle>leaf (leaf first; callers as return addresses
 // a few bytes into the function, as real return addresses are) plus a kernel frame.
+// `unknown_caller`: one more (outermost) frame in a library whose build id no source has.
+constexpr const char* kUnknownBuildId = "00deadbeef00deadbeef00deadbeef00deadbeef";
 v1::SampleBatch RawBatch(const Binary& b, uint64_t seq, int64_t t0_ns, int samples,
-                         uint64_t ret_delta = 4) {
+                         uint64_t ret_delta = 4, bool unknown_caller = false) {
   batch::BatchBuilder builder;
   builder.SetHeader("test-agent", seq, "c1", "node-a");
   builder.mutable_batch().set_period_ns(10101010);
@@ -102,6 +104,19 @@ v1::SampleBatch RawBatch(const Binary& b, uint64_t seq, int64_t t0_ns, int sampl
     const bool ret = std::string(fn) != "leaf";
     loc.set_address(b.offsets.at(fn) + (ret ? ret_delta : 1));
     loc.set_is_return_address(ret);
+    stack.push_back(builder.InternLocation(loc));
+  }
+  if (unknown_caller) {
+    v1::Mapping gone;
+    gone.set_memory_start(0x7f0000000000);
+    gone.set_memory_limit(0x7f0000100000);
+    gone.set_path_strx(builder.InternString("/nonexistent/libgone.so"));
+    gone.set_build_id(*common::HexDecode(kUnknownBuildId));
+    gone.set_kind(v1::MAPPING_KIND_FILE);
+    v1::Location loc;
+    loc.set_mapping_index(builder.InternMapping(gone));
+    loc.set_address(0x1234);
+    loc.set_is_return_address(true);
     stack.push_back(builder.InternLocation(loc));
   }
   const uint32_t si = builder.InternStack(stack);
@@ -232,7 +247,8 @@ class SymbolizerStage : public ::testing::Test {
 
 TEST_F(SymbolizerStage, ResolvesChainsSharesRedisAndSurvivesRedisDeath) {
   const int64_t t0 = 1795438862000000000;
-  Produce({RawBatch(bin_, 1, t0, 5), RawBatch(bin_, 2, t0 + 1000000000, 7)});
+  Produce({RawBatch(bin_, 1, t0, 5, 4, /*unknown_caller=*/true),
+           RawBatch(bin_, 2, t0 + 1000000000, 7, 4, /*unknown_caller=*/true)});
 
   auto [first, port1] = StartSymbolizer("sym-a");
   std::vector<Consumed> out = Consume(broker_->bootstrap(), std::string(topics::kSamplesSymbolized), 2);
@@ -243,7 +259,7 @@ TEST_F(SymbolizerStage, ResolvesChainsSharesRedisAndSurvivesRedisDeath) {
     ASSERT_TRUE(batch::Validate(c.batch).ok());
     EXPECT_EQ(StackNames(c.batch),
               (std::vector<std::string>{"do_syscall_64", "leaf chain.c:2", "middle chain.c:3",
-                                        "outer chain.c:4", "main chain.c:5"}));
+                                        "outer chain.c:4", "main chain.c:5", "?"}));
     // Mapping, build id and address travel beside the lines.
     EXPECT_EQ(common::HexEncode(c.batch.mappings(0).build_id()), bin_.build_id);
   }
@@ -251,6 +267,9 @@ TEST_F(SymbolizerStage, ResolvesChainsSharesRedisAndSurvivesRedisDeath) {
   for (const Consumed& c : out) samples += batch::DecodeSamples(c.batch).size();
   EXPECT_EQ(samples, 12u);
   EXPECT_GT(Metric(port1, "fs_symbolizer_redis_up"), 0);
+  // The chain binary and the unknown library were searched for; the latter found nowhere.
+  EXPECT_EQ(Metric(port1, "fs_symbolizer_debug_searches"), 2);
+  EXPECT_EQ(Metric(port1, "fs_symbolizer_negative_hits{cache=\"shared\"}"), 0);
   StopCleanly(*first);
 
   // A second instance (new group, empty LRU) re-reads the topic: every frame comes from Redis.
@@ -259,6 +278,10 @@ TEST_F(SymbolizerStage, ResolvesChainsSharesRedisAndSurvivesRedisDeath) {
   ASSERT_EQ(out.size(), 4u);
   EXPECT_EQ(StackNames(out[3].batch), StackNames(out[0].batch));
   EXPECT_GE(Metric(port2, "fs_symbolizer_cache_hits{cache=\"shared\"}"), 4);
+  // The unknown build id is not searched again: the first instance's negative entry in Redis
+  // says no source has it.
+  EXPECT_EQ(Metric(port2, "fs_symbolizer_debug_searches"), 0);
+  EXPECT_EQ(Metric(port2, "fs_symbolizer_negative_hits{cache=\"shared\"}"), 1);
 
   // Redis dies mid-stream: batches keep flowing (resolved from DWARF), none lost. New return
   // addresses, so the frames miss the in-process LRU and Redis is really asked.

@@ -517,6 +517,19 @@ TEST(Symbolizer, CorruptAndTruncatedFilesGiveErrorsNotCrashes) {
     }
     (*sym)->DropBuildId(build_id);  // next file, same build id
   }
+  // The same Symbolizer still answers for the intact file (through a restarted DWARF worker
+  // when a corrupt file killed one).
+  size_t resolved = 0;
+  for (uint64_t a : addresses) {
+    auto loc = (*sym)->ResolvePathAddress(good, a);
+    ASSERT_TRUE(loc.ok()) << loc.error();
+    resolved += loc->resolved ? 1 : 0;
+  }
+  EXPECT_EQ(resolved, addresses.size());
+  const Symbolizer::Stats st = (*sym)->stats();
+  EXPECT_EQ(st.worker_starts, st.worker_crashes + 1);
+  std::printf("DWARF worker: %llu crashes or hangs on %zu damaged files\n",
+              static_cast<unsigned long long>(st.worker_crashes), files.size());
 }
 
 // --- debuginfod --------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
+#include <httplib.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -683,6 +684,94 @@ TEST(RedisSymbolCache, SymbolizerDropBuildIdReachesRedis) {
   EXPECT_EQ(inspect.Keys("fs:sym:" + tiny.info.build_id + ":*").size(), tiny.frames.size());
   sym->DropBuildId(tiny.info.build_id);
   EXPECT_TRUE(inspect.Keys("fs:sym:*").empty());
+}
+
+// A build id one replica searched everywhere (debug dirs, debuginfod) and found nowhere is
+// shared through Redis: a second replica skips the whole search, debuginfod included, until
+// the negative entry expires or a replay drops it.
+TEST(RedisSymbolCache, SecondSymbolizerSkipsTheSearchAnotherReplicaFoundNothingFor) {
+  // A debuginfod server that knows nothing and counts what it is asked.
+  httplib::Server debuginfod;
+  std::atomic<int> asked{0};
+  debuginfod.Get(".*", [&](const httplib::Request&, httplib::Response& res) {
+    asked.fetch_add(1);
+    res.status = 404;
+  });
+  const int port = debuginfod.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread server([&] { debuginfod.listen_after_bind(); });
+  struct StopServer {
+    httplib::Server& s;
+    std::thread& t;
+    ~StopServer() {
+      s.stop();
+      t.join();
+    }
+  } stop_server{debuginfod, server};
+  const std::filesystem::path tmp =
+      std::filesystem::temp_directory_path() / fmt::format("fs-symneg-{}", ::getpid());
+  std::filesystem::create_directories(tmp);
+  ::setenv("DEBUGINFOD_URLS", fmt::format("http://127.0.0.1:{}", port).c_str(), 1);
+  ::setenv("DEBUGINFOD_TIMEOUT", "5", 1);
+
+  auto redis = RedisServer::Start();
+  ASSERT_TRUE(redis.ok()) << redis.error();
+  const std::string unknown = "00deadbeef00deadbeef00deadbeef00deadbeef";
+  const FrameRequest frame{.build_id = unknown, .path_hint = "/nonexistent/libgone.so",
+                           .file_offset = 0x1234, .is_return_address = false};
+  // Each replica its own debuginfod client cache, as on separate hosts (libdebuginfod caches
+  // misses locally too, which would hide the second replica's request).
+  auto replica = [&](const char* name, SymbolCache* cache) {
+    ::setenv("DEBUGINFOD_CACHE_PATH", (tmp / name).c_str(), 1);
+    SymbolizerConfig c = TinyConfig();
+    c.locator.debuginfod = true;
+    auto s = Symbolizer::Create(c, cache);
+    EXPECT_TRUE(s.ok()) << s.error();
+    return std::move(s).value();
+  };
+
+  auto cache_a = MakeCache(FastConfig(**redis));
+  ASSERT_NE(cache_a, nullptr);
+  auto first = replica("a", cache_a.get());
+  auto out = first->ResolveBatch({&frame, 1});
+  EXPECT_FALSE(out[0]->resolved);
+  EXPECT_EQ(out[0]->display_name, "libgone.so+0x1234");
+  EXPECT_EQ(first->stats().searches, 1u);
+  EXPECT_EQ(first->stats().shared_negative_hits, 0u);
+  const int asked_by_first = asked.load();
+  EXPECT_GE(asked_by_first, 1) << "the first replica should have asked debuginfod";
+  Inspector inspect((*redis)->port());
+  EXPECT_EQ(inspect.Keys("fs:sym:" + unknown + ":neg").size(), 1u);
+
+  auto cache_b = MakeCache(FastConfig(**redis));
+  ASSERT_NE(cache_b, nullptr);
+  auto second = replica("b", cache_b.get());
+  out = second->ResolveBatch({&frame, 1});
+  EXPECT_FALSE(out[0]->resolved);
+  EXPECT_EQ(out[0]->display_name, "libgone.so+0x1234");
+  EXPECT_EQ(second->stats().searches, 0u);
+  EXPECT_EQ(second->stats().shared_negative_hits, 1u);
+  EXPECT_EQ(cache_b->stats().negative_hits, 1u);
+  EXPECT_EQ(asked.load(), asked_by_first) << "the second replica asked debuginfod again";
+  // Later batches of the same replica do not ask Redis again (the entry is now local).
+  second->ResolveBatch({&frame, 1});
+  EXPECT_EQ(cache_b->stats().negative_hits, 1u);
+
+  // Replay's --build-id drops the shared negative entry: a fresh replica searches again.
+  EXPECT_TRUE(second->DropBuildId(unknown));
+  EXPECT_TRUE(inspect.Keys("fs:sym:" + unknown + ":neg").empty());
+  auto cache_c = MakeCache(FastConfig(**redis));
+  ASSERT_NE(cache_c, nullptr);
+  auto third = replica("c", cache_c.get());
+  third->ResolveBatch({&frame, 1});
+  EXPECT_EQ(third->stats().searches, 1u);
+  EXPECT_EQ(third->stats().shared_negative_hits, 0u);
+  EXPECT_GT(asked.load(), asked_by_first);
+
+  ::unsetenv("DEBUGINFOD_URLS");
+  ::unsetenv("DEBUGINFOD_CACHE_PATH");
+  ::unsetenv("DEBUGINFOD_TIMEOUT");
+  std::filesystem::remove_all(tmp);
 }
 
 TEST(RedisSymbolCache, NegativeEntriesHaveTheirOwnTtl) {

@@ -2,6 +2,7 @@
 
 #include <absl/container/flat_hash_map.h>
 
+#include <algorithm>
 #include <atomic>
 #include <list>
 #include <mutex>
@@ -15,21 +16,34 @@ namespace {
 
 std::string BuildIdKey(std::string_view build_id) { return "b:" + std::string(build_id); }
 std::string PathKey(std::string_view path) { return "p:" + std::string(path); }
+std::string ModuleKey(std::string_view build_id, std::string_view path_hint) {
+  return build_id.empty() ? PathKey(path_hint) : BuildIdKey(build_id);
+}
 
 }  // namespace
 
 class Symbolizer::Impl {
  public:
-  Impl(SymbolizerConfig config, SymbolCache* shared)
+  Impl(SymbolizerConfig config, SymbolCache* shared, std::unique_ptr<DwarfWorker> worker)
       : config_(std::move(config)),
         locator_(config_.locator),
         lru_(config_.lru_bytes),
-        shared_(shared) {}
+        shared_(shared),
+        worker_(std::move(worker)) {}
+  ~Impl() {
+    // Kill the worker before the modules' destructors ask it to free each file one by one.
+    if (worker_ != nullptr) {
+      worker_->Shutdown();
+    }
+  }
 
   std::vector<LocationPtr> ResolveBatch(std::span<const FrameRequest> frames);
   Result<LlvmModule*> ModuleForBuildId(std::string_view build_id, std::string_view path_hint);
   Result<LlvmModule*> ModuleForPath(const std::string& path);
-  void DropBuildId(std::string_view build_id);
+  // Symbolizes with the module open under `key`; a file that killed the DWARF worker is
+  // evicted and negatively cached (DataLoss for every later lookup until the TTL passes).
+  Result<Location> SymbolizeAt(const std::string& key, LlvmModule* module, uint64_t address);
+  bool DropBuildId(std::string_view build_id);
   void AddBuildIdPath(std::string build_id, std::string path) {
     std::lock_guard<std::mutex> lock(resolve_mu_);
     locator_.AddBuildIdPath(std::move(build_id), std::move(path));
@@ -49,14 +63,26 @@ class Symbolizer::Impl {
   };
 
   // Returns the open module for `key`, locating and opening it with `locate` on a miss.
+  // `build_id` (may be empty) is shared as unknown through the shared cache when no source
+  // has it.
   template <typename LocateFn>
-  Result<LlvmModule*> GetModule(const std::string& key, LocateFn&& locate);
-  LocationPtr ResolveOne(const FrameRequest& req, uint64_t lookup_offset, bool* cacheable);
+  Result<LlvmModule*> GetModule(const std::string& key, std::string_view build_id,
+                                LocateFn&& locate);
+  // Resolves the distinct, sorted `offsets` of one file (the frame `req` names it) in one pass;
+  // out[i] is null when offsets[i] could not be resolved, cacheable[i] when the debug file
+  // answered (the answer will not change).
+  void ResolveFile(const FrameRequest& req, std::span<const uint64_t> offsets,
+                   std::vector<LocationPtr>& out, std::vector<bool>& cacheable);
+  // Asks the shared cache which of the build ids no replica found debug info for, and
+  // negatively caches those here, so no search (debug dirs, debuginfod) repeats fleet-wide.
+  void CheckSharedNegatives(std::span<const std::string_view> build_ids);
+  void MarkBad(const std::string& key, const Status& error);
 
   SymbolizerConfig config_;
   DebugLocator locator_;
   LruSymbolCache lru_;
   SymbolCache* shared_;
+  std::unique_ptr<DwarfWorker> worker_;  // null: DWARF parsed in this process
 
   std::list<OpenModule> modules_;  // most recently used first
   absl::flat_hash_map<std::string, std::list<OpenModule>::iterator> module_index_;
@@ -70,10 +96,13 @@ class Symbolizer::Impl {
   std::atomic<uint64_t> negative_hits_{0};
   std::atomic<uint64_t> files_opened_{0};
   std::atomic<uint64_t> files_evicted_{0};
+  std::atomic<uint64_t> searches_{0};
+  std::atomic<uint64_t> shared_negative_hits_{0};
 };
 
 template <typename LocateFn>
-Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key, LocateFn&& locate) {
+Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key,
+                                                std::string_view build_id, LocateFn&& locate) {
   if (auto it = module_index_.find(key); it != module_index_.end()) {
     modules_.splice(modules_.begin(), modules_, it->second);
     return it->second->module.get();
@@ -86,9 +115,15 @@ Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key, LocateFn
     }
     negative_.erase(it);
   }
+  searches_.fetch_add(1, std::memory_order_relaxed);
   Result<DebugFiles> files = locate();
+  if (!files.ok() && files.error().code() == StatusCode::kNotFound && shared_ != nullptr &&
+      !build_id.empty()) {
+    // Found nowhere: tell the other replicas, so they skip the same search.
+    shared_->PutUnknownBuildId(build_id, files.error().message());
+  }
   Result<std::unique_ptr<LlvmModule>> module =
-      files.ok() ? LlvmModule::Open(std::move(files).value(), config_.probe_debug_info)
+      files.ok() ? LlvmModule::Open(std::move(files).value(), worker_.get())
                  : Result<std::unique_ptr<LlvmModule>>(files.error());
   if (!module.ok()) {
     log::Warn("no debug info", {{"key", key}, {"error", module.error()}});
@@ -120,41 +155,110 @@ Result<LlvmModule*> Symbolizer::Impl::ModuleForBuildId(std::string_view build_id
     if (path_hint.empty()) {
       return InvalidArgument("a frame needs a build id or a path");
     }
-    return GetModule(PathKey(path_hint), [&] { return locator_.Locate("", path_hint); });
+    return GetModule(PathKey(path_hint), "", [&] { return locator_.Locate("", path_hint); });
   }
-  return GetModule(BuildIdKey(build_id), [&] { return locator_.Locate(build_id, path_hint); });
+  return GetModule(BuildIdKey(build_id), build_id,
+                   [&] { return locator_.Locate(build_id, path_hint); });
 }
 
 Result<LlvmModule*> Symbolizer::Impl::ModuleForPath(const std::string& path) {
-  return GetModule(PathKey(path), [&] { return locator_.LocateForPath(path); });
+  return GetModule(PathKey(path), "", [&] { return locator_.LocateForPath(path); });
 }
 
-LocationPtr Symbolizer::Impl::ResolveOne(const FrameRequest& req, uint64_t lookup_offset,
-                                         bool* cacheable) {
-  *cacheable = false;
+void Symbolizer::Impl::MarkBad(const std::string& key, const Status& error) {
+  log::Warn("debug info unusable", {{"key", key}, {"error", error}});
+  negative_[key] = {config_.now() + config_.negative_ttl, error};
+  if (auto it = module_index_.find(key); it != module_index_.end()) {
+    open_bytes_ -= it->second->module->bytes();
+    modules_.erase(it->second);
+    module_index_.erase(it);
+  }
+}
+
+Result<Location> Symbolizer::Impl::SymbolizeAt(const std::string& key, LlvmModule* module,
+                                               uint64_t address) {
+  auto out = module->SymbolizeMany({&address, 1});
+  if (!out.ok()) {
+    MarkBad(key, out.error());
+    return out.error();
+  }
+  return std::move(out->front());
+}
+
+void Symbolizer::Impl::CheckSharedNegatives(std::span<const std::string_view> build_ids) {
+  if (shared_ == nullptr) {
+    return;
+  }
+  // Only build ids this process would search for now: not open, not negatively cached here.
+  const auto now = config_.now();
+  std::vector<std::string_view> ask;
+  for (std::string_view id : build_ids) {
+    if (id.empty()) continue;
+    std::string key = BuildIdKey(id);
+    if (module_index_.contains(key)) continue;
+    if (auto it = negative_.find(key); it != negative_.end() && now < it->second.expires) continue;
+    ask.push_back(id);
+  }
+  if (ask.empty()) {
+    return;
+  }
+  std::vector<bool> unknown = shared_->GetUnknownBuildIds(ask);
+  for (size_t i = 0; i < ask.size() && i < unknown.size(); ++i) {
+    if (unknown[i]) {
+      shared_negative_hits_.fetch_add(1, std::memory_order_relaxed);
+      negative_[BuildIdKey(ask[i])] = {
+          now + config_.negative_ttl,
+          NotFound("no debug info or symbols for build id {} (another replica searched)",
+                   ask[i])};
+    }
+  }
+}
+
+void Symbolizer::Impl::ResolveFile(const FrameRequest& req, std::span<const uint64_t> offsets,
+                                   std::vector<LocationPtr>& out,
+                                   std::vector<bool>& cacheable) {
+  out.assign(offsets.size(), nullptr);
+  cacheable.assign(offsets.size(), false);
   auto module = ModuleForBuildId(req.build_id, req.path_hint);
   if (!module.ok()) {
-    return nullptr;
+    return;
   }
   const DebugFiles& files = (*module)->files();
   if (!files.code) {
-    return nullptr;
+    return;
   }
-  auto address = files.code->FileOffsetToVaddr(lookup_offset);
-  if (!address.ok()) {
-    return nullptr;
+  std::vector<uint64_t> addresses;
+  std::vector<size_t> positions;
+  addresses.reserve(offsets.size());
+  positions.reserve(offsets.size());
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    if (auto address = files.code->FileOffsetToVaddr(offsets[i]); address.ok()) {
+      addresses.push_back(*address);
+      positions.push_back(i);
+    }
   }
-  auto loc = (*module)->Symbolize(*address);
-  if (!loc.ok()) {
-    return nullptr;
+  if (addresses.empty()) {
+    return;
   }
-  *cacheable = true;  // the debug file answered; the answer will not change
-  if (loc->resolved) {
-    loc->display_name = loc->frames.front().function;
-  } else {
-    loc->frames.clear();
+  // One round trip for the whole file; sorted addresses walk each unit's tables once.
+  auto locs = (*module)->SymbolizeMany(addresses);
+  if (!locs.ok()) {
+    MarkBad(ModuleKey(req.build_id, req.path_hint), locs.error());
+    return;
   }
-  return std::make_shared<const Location>(std::move(loc).value());
+  for (size_t j = 0; j < positions.size(); ++j) {
+    Result<Location>& loc = (*locs)[j];
+    if (!loc.ok()) {
+      continue;
+    }
+    if (loc->resolved) {
+      loc->display_name = loc->frames.front().function;
+    } else {
+      loc->frames.clear();
+    }
+    out[positions[j]] = std::make_shared<const Location>(std::move(loc).value());
+    cacheable[positions[j]] = true;
+  }
 }
 
 std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameRequest> frames) {
@@ -202,20 +306,52 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
     std::vector<CacheKey> new_keys;
     std::vector<LocationPtr> new_values;
     {
-      std::lock_guard<std::mutex> lock(resolve_mu_);
-      // A batch repeats (build id, offset) pairs; resolve each once.
+      // A batch repeats (build id, offset) pairs: resolve each once, grouped by file so each
+      // file is found, opened and asked once, its offsets in order.
       absl::flat_hash_map<std::pair<std::string_view, uint64_t>, LocationPtr> seen;
+      absl::flat_hash_map<std::string_view, std::vector<size_t>> by_file;  // -> frame indexes
+      std::vector<std::string_view> file_order;
       for (size_t i : missing) {
-        auto [it, inserted] = seen.try_emplace({keys[i].build_id, keys[i].offset}, nullptr);
-        if (inserted) {
-          bool cacheable = false;
-          it->second = ResolveOne(frames[i], keys[i].offset, &cacheable);
-          if (cacheable) {
+        if (seen.try_emplace({keys[i].build_id, keys[i].offset}, nullptr).second) {
+          auto [it, inserted] = by_file.try_emplace(keys[i].build_id);
+          if (inserted) {
+            file_order.push_back(keys[i].build_id);
+          }
+          it->second.push_back(i);
+        }
+      }
+      std::lock_guard<std::mutex> lock(resolve_mu_);
+      std::vector<std::string_view> build_ids;
+      for (std::string_view file : file_order) {
+        const FrameRequest& first = frames[by_file[file].front()];
+        if (!first.build_id.empty()) {
+          build_ids.push_back(first.build_id);
+        }
+      }
+      CheckSharedNegatives(build_ids);
+      std::vector<uint64_t> offsets;
+      std::vector<LocationPtr> locs;
+      std::vector<bool> cacheable;
+      for (std::string_view file : file_order) {
+        std::vector<size_t>& idx = by_file[file];
+        std::sort(idx.begin(), idx.end(),
+                  [&](size_t a, size_t b) { return keys[a].offset < keys[b].offset; });
+        offsets.clear();
+        for (size_t i : idx) {
+          offsets.push_back(keys[i].offset);
+        }
+        ResolveFile(frames[idx.front()], offsets, locs, cacheable);
+        for (size_t j = 0; j < idx.size(); ++j) {
+          const size_t i = idx[j];
+          seen[{keys[i].build_id, keys[i].offset}] = locs[j];
+          if (cacheable[j]) {
             new_keys.push_back(keys[i]);
-            new_values.push_back(it->second);
+            new_values.push_back(locs[j]);
           }
         }
-        out[i] = it->second;
+      }
+      for (size_t i : missing) {
+        out[i] = seen[{keys[i].build_id, keys[i].offset}];
       }
     }
     lru_.PutBatch(new_keys, new_values);
@@ -224,6 +360,10 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
     }
   }
   // Unresolved frames name their file and offset (the frame's own offset, not offset - 1).
+  std::vector<bool> was_missing(out.size(), false);
+  for (size_t i : missing) {
+    was_missing[i] = true;
+  }
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == nullptr || !out[i]->resolved) {
       auto loc = std::make_shared<Location>();
@@ -231,18 +371,16 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
           UnresolvedName(frames[i].path_hint, frames[i].build_id, frames[i].file_offset);
       out[i] = std::move(loc);
       unresolved_.fetch_add(1, std::memory_order_relaxed);
-    } else if (std::find(missing.begin(), missing.end(), i) != missing.end()) {
+    } else if (was_missing[i]) {
       resolved_.fetch_add(1, std::memory_order_relaxed);
     }
   }
   return out;
 }
 
-void Symbolizer::Impl::DropBuildId(std::string_view build_id) {
+bool Symbolizer::Impl::DropBuildId(std::string_view build_id) {
   lru_.DropBuildId(build_id);
-  if (shared_ != nullptr) {
-    shared_->DropBuildId(build_id);
-  }
+  bool dropped = shared_ == nullptr || shared_->DropBuildId(build_id);
   std::lock_guard<std::mutex> lock(resolve_mu_);
   std::string key = BuildIdKey(build_id);
   negative_.erase(key);
@@ -251,6 +389,7 @@ void Symbolizer::Impl::DropBuildId(std::string_view build_id) {
     modules_.erase(it->second);
     module_index_.erase(it);
   }
+  return dropped;
 }
 
 Symbolizer::Stats Symbolizer::Impl::stats() const {
@@ -262,6 +401,12 @@ Symbolizer::Stats Symbolizer::Impl::stats() const {
   s.negative_hits = negative_hits_.load();
   s.files_opened = files_opened_.load();
   s.files_evicted = files_evicted_.load();
+  s.searches = searches_.load();
+  s.shared_negative_hits = shared_negative_hits_.load();
+  if (worker_ != nullptr) {
+    s.worker_starts = worker_->starts();
+    s.worker_crashes = worker_->crashes();
+  }
   s.open_files = module_index_.size();
   s.open_bytes = open_bytes_;
   return s;
@@ -275,8 +420,18 @@ Result<std::unique_ptr<Symbolizer>> Symbolizer::Create(SymbolizerConfig config,
   if (!config.now) {
     return InvalidArgument("symbolizer: a clock is required");
   }
-  return std::unique_ptr<Symbolizer>(
-      new Symbolizer(std::make_unique<Impl>(std::move(config), shared_cache)));
+  std::unique_ptr<DwarfWorker> worker;
+  if (config.probe_debug_info) {
+    std::string executable = FindDwarfWorkerBinary(config.dwarf_worker);
+    if (executable.empty()) {
+      log::Warn("flamestream-dwarf-worker not found; the DWARF worker will be a fork of this "
+                "process (slower to start)",
+                {{"configured", config.dwarf_worker}});
+    }
+    FS_ASSIGN_OR_RETURN(worker, DwarfWorker::Create(std::move(executable)));
+  }
+  return std::unique_ptr<Symbolizer>(new Symbolizer(
+      std::make_unique<Impl>(std::move(config), shared_cache, std::move(worker))));
 }
 
 Symbolizer::Symbolizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -289,7 +444,7 @@ std::vector<LocationPtr> Symbolizer::ResolveBatch(std::span<const FrameRequest> 
 Result<Location> Symbolizer::ResolvePathAddress(const std::string& path, uint64_t address) {
   std::lock_guard<std::mutex> lock(impl_->resolve_mu_);
   FS_ASSIGN_OR_RETURN(LlvmModule * module, impl_->ModuleForPath(path));
-  return module->Symbolize(address);
+  return impl_->SymbolizeAt(PathKey(path), module, address);
 }
 
 Result<Location> Symbolizer::ResolveBuildIdAddress(std::string_view build_id,
@@ -297,7 +452,7 @@ Result<Location> Symbolizer::ResolveBuildIdAddress(std::string_view build_id,
                                                    uint64_t address) {
   std::lock_guard<std::mutex> lock(impl_->resolve_mu_);
   FS_ASSIGN_OR_RETURN(LlvmModule * module, impl_->ModuleForBuildId(build_id, path_hint));
-  return module->Symbolize(address);
+  return impl_->SymbolizeAt(ModuleKey(build_id, path_hint), module, address);
 }
 
 namespace {
@@ -326,7 +481,7 @@ Result<uint64_t> Symbolizer::BuildIdOffsetToAddress(std::string_view build_id,
   return OffsetToAddress(*module, offset);
 }
 
-void Symbolizer::DropBuildId(std::string_view build_id) { impl_->DropBuildId(build_id); }
+bool Symbolizer::DropBuildId(std::string_view build_id) { return impl_->DropBuildId(build_id); }
 
 void Symbolizer::AddBuildIdPath(std::string build_id, std::string path) {
   impl_->AddBuildIdPath(std::move(build_id), std::move(path));

@@ -91,9 +91,10 @@ class RedisSymbolCache final : public SymbolCache {
   bool DropBuildId(std::string_view build_id) override;
 
   // Negative cache shared by replicas: `reason` (truncated) is stored for people reading Redis.
-  void PutUnknownBuildId(std::string_view build_id, std::string_view reason);
+  void PutUnknownBuildId(std::string_view build_id, std::string_view reason) override;
   // One flag per build id: true when a negative entry exists. All false when Redis is down.
-  [[nodiscard]] std::vector<bool> GetUnknownBuildIds(std::span<const std::string_view> build_ids);
+  [[nodiscard]] std::vector<bool> GetUnknownBuildIds(
+      std::span<const std::string_view> build_ids) override;
 
   // Checks the connection now (PING), connecting if the backoff allows. For readiness probes.
   bool Ping();

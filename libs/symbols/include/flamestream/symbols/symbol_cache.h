@@ -38,6 +38,16 @@ class SymbolCache {
   // Forgets every entry of a build id (re-symbolization after new debug info arrived). May be
   // unsupported (returns false) by caches that cannot enumerate.
   virtual bool DropBuildId(std::string_view build_id) = 0;
+
+  // Negative entries shared by replicas: build ids whose debug info no source had. The
+  // defaults share nothing (an in-process cache has no other replicas to tell).
+  virtual void PutUnknownBuildId(std::string_view /*build_id*/, std::string_view /*reason*/) {}
+  // One flag per build id: true when some replica recorded it as unknown (and it has not
+  // expired).
+  [[nodiscard]] virtual std::vector<bool> GetUnknownBuildIds(
+      std::span<const std::string_view> build_ids) {
+    return std::vector<bool>(build_ids.size(), false);
+  }
 };
 
 // In-process LRU bounded by bytes (keys + locations), sharded by key hash to keep lock hold

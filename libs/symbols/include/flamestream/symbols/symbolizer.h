@@ -13,6 +13,9 @@
 // llvm-symbolizer; README.md says why) reads DWARF, falling back to .symtab/.dynsym. Open debug
 // files stay in a cache bounded by count and bytes; a build id found nowhere, or whose files are
 // corrupt, is negatively cached for `negative_ttl` and its frames come back unresolved.
+// With a shared cache, build ids that no replica found anywhere are shared as negative entries
+// too (SymbolCache::GetUnknownBuildIds), so one replica's failed search (debug dirs,
+// debuginfod) is not repeated by the others.
 // Thread-safe: cache lookups run in parallel, resolution is serialized (LLVM's symbolizer is
 // single-threaded); run one Symbolizer per core for parallel cold resolution.
 #pragma once
@@ -43,10 +46,16 @@ struct SymbolizerConfig {
   // How long a build id that could not be found (or opened) stays unresolvable before the
   // locator tries again (debug info may be uploaded to debuginfod later).
   std::chrono::nanoseconds negative_ttl = std::chrono::minutes(5);
-  // Walk each debug file's DWARF in a forked child before using it, so DWARF that crashes
-  // LLVM 14's parser becomes an error for its build id instead of a crash. Costs a fork and
-  // roughly one extra parse per file opened; turn off only for trusted debug info.
+  // Parse DWARF only in a worker process started by Create() (and again after it dies), so
+  // DWARF that crashes or hangs LLVM 14's parser becomes an error for its build id instead of
+  // taking this process down. Costs one process start per Symbolizer (a few ms) and a socket
+  // round trip per file per batch; turn off only for trusted debug info (then DWARF is parsed
+  // in this process).
   bool probe_debug_info = true;
+  // The worker executable (flamestream-dwarf-worker). Empty: $FLAMESTREAM_DWARF_WORKER, else
+  // next to this executable, else ../bin/; when none is found the worker is a fork of this
+  // process (equally safe, slower to start).
+  std::string dwarf_worker;
   // Clock for the negative cache; tests inject a fake one.
   std::function<std::chrono::steady_clock::time_point()> now = [] {
     return std::chrono::steady_clock::now();
@@ -88,9 +97,10 @@ class Symbolizer {
                                                         std::string_view path_hint,
                                                         uint64_t offset);
 
-  // Forgets a build id: its LRU and shared-cache entries, negative entry and open files (replay
-  // after new debug info arrived).
-  void DropBuildId(std::string_view build_id);
+  // Forgets a build id: its LRU and shared-cache entries (the shared negative entry included),
+  // local negative entry and open files (replay after new debug info arrived). False when the
+  // shared cache could not drop its entries (Redis down): they may still be served later.
+  bool DropBuildId(std::string_view build_id);
   // A build id -> path hint (an agent's process table, a config file).
   void AddBuildIdPath(std::string build_id, std::string path);
 
@@ -100,6 +110,10 @@ class Symbolizer {
     uint64_t resolved = 0;        // frames resolved from debug info in this process
     uint64_t unresolved = 0;      // frames returned unresolved
     uint64_t negative_hits = 0;   // frames skipped because their build id is negatively cached
+    uint64_t searches = 0;        // debug info searches (locate + open), successful or not
+    uint64_t shared_negative_hits = 0;  // build ids skipped: another replica found them nowhere
+    uint64_t worker_starts = 0;   // DWARF worker processes forked (restarts included)
+    uint64_t worker_crashes = 0;  // DWARF worker deaths and hangs (each blames one file)
     uint64_t files_opened = 0;
     uint64_t files_evicted = 0;
     size_t open_files = 0;
