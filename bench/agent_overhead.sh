@@ -11,7 +11,10 @@
 #     --seconds    target wall time of one baseline workload run (default 10); every case runs
 #                  the workload 3 times and reports the median
 #     --agent-set  extra `--set KEY=VALUE` for the agent (repeatable), e.g.
-#                  kafka.compression.type=zstd
+#                  kafka.compression.type=zstd; agent.comm=^spin$ measures the workload's own
+#                  stream (bytes/sample without the machine's other processes, whose many
+#                  distinct stacks dominate a batch's tables on a busy shared machine);
+#                  agent.batch.encoding=plain for the pre-compact sample columns
 #
 # Slowdown = median wall time under the profiler / median wall time alone. The workload is a
 # tiny frame-pointer C program compiled here that does a fixed number of loop iterations
@@ -35,7 +38,7 @@ while (($#)); do
     --seconds=*) seconds="${1#*=}"; shift ;;
     --agent-set) agent_sets+=(--set "$2"); shift 2 ;;
     --agent-set=*) agent_sets+=(--set "${1#*=}"); shift ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "agent_overhead.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -12,7 +12,8 @@
  *
  * Two tracepoints report execve() and process exit, so user space refreshes
  * or drops its /proc/<pid>/maps cache at the right moment instead of
- * guessing from misses.
+ * guessing from misses, and the agent retires the process's record on the
+ * processes topic when its last thread exits.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -274,8 +275,11 @@ int BPF_PROG(profile_exec, struct task_struct *p)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(profile_exit, struct task_struct *p)
 {
-	/* Fires for every thread; only the group leader's exit ends the process. */
-	if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid))
+	/* Fires for every thread. The process ends with its last thread, which
+	 * need not be the group leader (the main thread may pthread_exit()
+	 * first): do_exit() decrements signal->live before this tracepoint, so
+	 * zero means the whole thread group is gone. */
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
 	emit_process_event(p, FS_EVENT_EXIT);
 	return 0;

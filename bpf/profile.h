@@ -22,7 +22,7 @@
 enum fs_event_kind {
 	FS_EVENT_SAMPLE = 1,
 	FS_EVENT_EXEC = 2, /* a process called execve(): its mappings changed */
-	FS_EVENT_EXIT = 3, /* a thread-group leader exited */
+	FS_EVENT_EXIT = 3, /* the last thread of a process exited */
 };
 
 enum fs_sample_flags {

@@ -79,11 +79,20 @@ struct bpf_perf_event_data {
 
 struct mm_struct;
 
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct signal_struct {
+	atomic_t live;
+};
+
 struct task_struct {
 	unsigned int flags;
 	struct mm_struct *mm;
 	pid_t pid;
 	pid_t tgid;
+	struct signal_struct *signal;
 };
 
 struct linux_binprm;

@@ -89,6 +89,18 @@ void AgentConfig::Declare(config::Schema& s) {
         "publish a batch when it has this many samples");
   s.Require(
       "agent.batch.max_samples", [this] { return batch_max_samples > 0; }, "1 or more");
+  s.AddChoice("agent.batch.encoding", &batch_encoding, {"compact", "plain"},
+              "raw batch sample columns: compact (thread index, per-CPU tick timestamps; "
+              "smallest) or plain (pid/tid and ns deltas, for decoders older than compact)");
+  s.Add("agent.batch.timestamp_unit", &timestamp_unit,
+        "compact encoding: sample times are rounded down to this (1ns = exact; the sampling "
+        "timer's own jitter is tens of microseconds)");
+  s.Require(
+      "agent.batch.timestamp_unit",
+      [this] {
+        return timestamp_unit.count() >= 1 && timestamp_unit <= std::chrono::milliseconds(1);
+      },
+      "1ns..1ms");
   s.Add("agent.publish_queue", &publish_queue,
         "samples queued for the publisher thread before dropping");
   s.Add("agent.spool.dir", &spool_dir, "where batches wait while Kafka is unreachable");
@@ -161,6 +173,9 @@ Status RunAgent(const AgentConfig& config, service::Context& ctx, std::ostream& 
                         .frequency_hz = config.frequency_hz,
                         .batch_interval = config.batch_interval,
                         .batch_max_samples = config.batch_max_samples,
+                        .encoding = {.compact = config.batch_encoding == "compact",
+                                     .timestamp_unit_ns = config.timestamp_unit.count(),
+                                     .sort_locations = true},
                         .queue_capacity = config.publish_queue,
                         .spool = {.dir = config.spool_dir, .limit_bytes = config.spool_limit.value},
                         .kafka = config.kafka},

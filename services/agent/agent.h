@@ -54,6 +54,8 @@ struct AgentConfig {
   std::map<std::string, std::string> kafka;       // kafka.* librdkafka properties
   std::chrono::nanoseconds batch_interval = std::chrono::seconds(1);
   uint64_t batch_max_samples = 10000;
+  std::string batch_encoding = "compact";  // "compact" | "plain" (samples.proto)
+  std::chrono::nanoseconds timestamp_unit = std::chrono::microseconds(1);
   uint64_t publish_queue = 16384;  // samples queued for the publisher thread before dropping
   std::string spool_dir = "/var/lib/flamestream/spool";
   config::Bytes spool_limit{256ull << 20};

@@ -90,6 +90,35 @@ bool SampleProcessor::Matches(Process& p, const std::string& thread_comm) {
   return *p.comm_match || std::regex_search(thread_comm, *comm_re_);
 }
 
+void SampleProcessor::Retire(uint32_t pid) {
+  maps_.OnExit(pid);
+  auto it = processes_.find(pid);
+  if (it == processes_.end()) return;
+  if (it->second.announced) {
+    stats_.exits.fetch_add(1, std::memory_order_relaxed);
+    sink_->OnExit(it->second.info);
+  }
+  processes_.erase(it);
+}
+
+void SampleProcessor::CheckExits() {
+  std::vector<uint32_t> gone;
+  for (const auto& [pid, p] : processes_) {
+    // One small read per known process per interval; start time tells a reused pid apart.
+    Result<uint64_t> ticks = proc::ReadStartTicks(pid, options_.proc_root);
+    if (!ticks.ok() || (p.info.start_ticks != 0 && *ticks != p.info.start_ticks)) {
+      gone.push_back(pid);
+    }
+  }
+  std::sort(gone.begin(), gone.end());  // deterministic order of the sink's OnExit calls
+  for (uint32_t pid : gone) {
+    if (processes_.at(pid).announced) {
+      stats_.exits_found_by_check.fetch_add(1, std::memory_order_relaxed);
+    }
+    Retire(pid);
+  }
+}
+
 void SampleProcessor::Handle(bpf::RawSample&& raw) {
   switch (raw.kind) {
     case bpf::EventKind::kExec:
@@ -97,11 +126,15 @@ void SampleProcessor::Handle(bpf::RawSample&& raw) {
       processes_.erase(raw.pid);  // new exe, comm, maybe cgroup: re-read and re-announce
       return;
     case bpf::EventKind::kExit:
-      maps_.OnExit(raw.pid);
-      processes_.erase(raw.pid);
+      Retire(raw.pid);
       return;
     case bpf::EventKind::kSample:
       break;
+  }
+  if (raw.monotonic_ns >= next_exit_check_ns_) {
+    if (next_exit_check_ns_ != 0) CheckExits();
+    next_exit_check_ns_ =
+        raw.monotonic_ns + static_cast<uint64_t>(options_.exit_check_interval.count());
   }
   Process& p = Lookup(raw.pid, raw.comm);
   if (!Matches(p, raw.comm)) {

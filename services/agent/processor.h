@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <regex>
@@ -46,6 +47,9 @@ class SampleSink {
   virtual ~SampleSink() = default;
   virtual void OnProcess(const proc::ProcessInfo& process) { (void)process; }
   virtual void OnSample(const ResolvedSample& sample, const proc::ProcessInfo& process) = 0;
+  // An announced process exited (BPF exit event, or /proc/<pid> gone at a periodic check).
+  // Called once per OnProcess; exec re-announces without an exit in between.
+  virtual void OnExit(const proc::ProcessInfo& process) { (void)process; }
 };
 
 struct ProcessorOptions {
@@ -56,6 +60,9 @@ struct ProcessorOptions {
   std::string cgroup;    // ECMAScript regex on the cgroup path; "" = all
   bool cmdline = false;  // read cmdlines into ProcessInfo (privacy: off by default)
   std::string proc_root = "/proc";
+  // How often (in sample time) announced processes are checked against /proc, so a process
+  // whose BPF exit event was lost (ring full) is still retired.
+  std::chrono::nanoseconds exit_check_interval = std::chrono::seconds(10);
 };
 
 struct ProcessorStats {
@@ -64,6 +71,8 @@ struct ProcessorStats {
   std::atomic<uint64_t> unknown_mappings{0};   // user frames in no mapping
   std::atomic<uint64_t> processes{0};          // processes announced
   std::atomic<uint64_t> process_read_failures{0};  // exited before we read /proc
+  std::atomic<uint64_t> exits{0};              // announced processes retired (OnExit)
+  std::atomic<uint64_t> exits_found_by_check{0};  // of those, found gone by the /proc check
 };
 
 class SampleProcessor {
@@ -88,6 +97,10 @@ class SampleProcessor {
   SampleProcessor(ProcessorOptions options, const bpf::ClockOffset* clock, SampleSink* sink);
   Process& Lookup(uint32_t pid, const std::string& comm);
   bool Matches(Process& p, const std::string& thread_comm);
+  // Forgets `pid`, telling the sink when it had been announced.
+  void Retire(uint32_t pid);
+  // Retires processes whose /proc entry is gone or belongs to a new process (pid reuse).
+  void CheckExits();
 
   ProcessorOptions options_;
   std::optional<std::regex> comm_re_;
@@ -97,6 +110,7 @@ class SampleProcessor {
   proc::MapsCache maps_;
   std::unordered_map<uint32_t, Process> processes_;
   ProcessorStats stats_;
+  uint64_t next_exit_check_ns_ = 0;  // sample monotonic time of the next CheckExits()
 };
 
 }  // namespace flamestream::agent

@@ -99,5 +99,66 @@ TEST_F(ProcessFilters, BadCgroupRegexIsAnError) {
   EXPECT_NE(p.error().message().find("cgroup filter \"(\""), std::string::npos);
 }
 
+// Records announcements and exits, in order: "+101" / "-101".
+class LifecycleSink : public SampleSink {
+ public:
+  void OnProcess(const proc::ProcessInfo& p) override { events.push_back(fmt("+", p)); }
+  void OnSample(const ResolvedSample&, const proc::ProcessInfo&) override {}
+  void OnExit(const proc::ProcessInfo& p) override { events.push_back(fmt("-", p)); }
+  static std::string fmt(const char* sign, const proc::ProcessInfo& p) {
+    return sign + std::to_string(p.pid) + "@" + std::to_string(p.start_ticks);
+  }
+  std::vector<std::string> events;
+};
+
+bpf::RawSample Event(bpf::EventKind kind, uint32_t pid, uint64_t monotonic_ns = 1) {
+  bpf::RawSample raw;
+  raw.kind = kind;
+  raw.pid = pid;
+  raw.tid = pid;
+  raw.monotonic_ns = monotonic_ns;
+  raw.comm = "thread";
+  return raw;
+}
+
+TEST_F(ProcessFilters, ExitEventRetiresAnAnnouncedProcessOnce) {
+  bpf::ClockOffset clock;
+  LifecycleSink sink;
+  auto p = SampleProcessor::Create({.comm = "^(nginx|bash)$", .proc_root = root_.string()},
+                                   &clock, &sink);
+  ASSERT_TRUE(p.ok());
+  for (uint32_t pid : {101u, 102u, 103u}) (*p)->Handle(Event(bpf::EventKind::kSample, pid));
+  (*p)->Handle(Event(bpf::EventKind::kExit, 101));
+  (*p)->Handle(Event(bpf::EventKind::kExit, 101));  // again: nothing left to retire
+  (*p)->Handle(Event(bpf::EventKind::kExit, 102));  // filtered out, never announced
+  (*p)->Handle(Event(bpf::EventKind::kExec, 103));  // exec: announced again, no exit
+  (*p)->Handle(Event(bpf::EventKind::kSample, 103));
+  EXPECT_EQ(sink.events, (std::vector<std::string>{"+101@100", "+103@100", "-101@100",
+                                                   "+103@100"}));
+  EXPECT_EQ((*p)->stats().exits.load(), 1u);
+}
+
+TEST_F(ProcessFilters, ProcCheckRetiresVanishedAndReusedPids) {
+  bpf::ClockOffset clock;
+  LifecycleSink sink;
+  auto p = SampleProcessor::Create(
+      {.proc_root = root_.string(), .exit_check_interval = std::chrono::seconds(10)}, &clock,
+      &sink);
+  ASSERT_TRUE(p.ok());
+  constexpr uint64_t kSec = 1'000'000'000;
+  for (uint32_t pid : {101u, 102u, 103u}) (*p)->Handle(Event(bpf::EventKind::kSample, pid, kSec));
+  fs::remove_all(root_ / "101");  // exited, exit event lost
+  std::ofstream(root_ / "102" / "stat")  // pid reused by a process started at tick 555
+      << "102 (java) S 1 1 1 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 555 0 0\n";
+  (*p)->Handle(Event(bpf::EventKind::kSample, 103, 5 * kSec));  // before the interval
+  EXPECT_EQ(sink.events.size(), 3u);
+  (*p)->Handle(Event(bpf::EventKind::kSample, 103, 11 * kSec));
+  EXPECT_EQ(sink.events, (std::vector<std::string>{"+101@100", "+102@100", "+103@100",
+                                                   "-101@100", "-102@100"}));
+  EXPECT_EQ((*p)->stats().exits_found_by_check.load(), 2u);
+  (*p)->Handle(Event(bpf::EventKind::kSample, 102, 12 * kSec));  // the new process
+  EXPECT_EQ(sink.events.back(), "+102@555");
+}
+
 }  // namespace
 }  // namespace flamestream::agent

@@ -85,6 +85,8 @@ Publisher::Publisher(PublisherOptions options, const bpf::ClockOffset* clock,
                                     {{"result", "published"}});
   m_.process_failed = &r.Counter("fs_agent_process_records_total", "process records by outcome",
                                  {{"result", "failed"}});
+  m_.process_tombstones = &r.Counter("fs_agent_process_records_total",
+                                     "process records by outcome", {{"result", "tombstone"}});
   m_.bytes_per_sample = &r.Gauge("fs_agent_bytes_per_sample",
                                  "serialized raw batch bytes per sample (before compression)");
   m_.spool_bytes = &r.Gauge("fs_agent_spool_bytes", "bytes of batches in the spool");
@@ -122,7 +124,8 @@ Result<std::unique_ptr<Publisher>> Publisher::Create(PublisherOptions options,
                       .cluster = common::ToLower(p->options_.cluster),
                       .node = common::ToLower(p->options_.node),
                       .frequency_hz = p->options_.frequency_hz,
-                      .first_sequence = first},
+                      .first_sequence = first,
+                      .encoding = p->options_.encoding},
       clock, kernel);
 
   kafka::ProducerConfig pc;
@@ -175,6 +178,14 @@ void Publisher::OnSample(const ResolvedSample& sample, const proc::ProcessInfo& 
   if (mail_->queued_samples >= options_.batch_max_samples) mail_->cv.notify_one();
 }
 
+void Publisher::OnExit(const proc::ProcessInfo& process) {
+  auto info = std::make_shared<const proc::ProcessInfo>(process);
+  infos_.erase(process.pid);
+  std::lock_guard lock(mail_->mu);
+  if (mail_->stop) return;
+  mail_->events.push_back({std::move(info), std::nullopt, /*exit=*/true});
+}
+
 void Publisher::Stop(std::chrono::nanoseconds timeout) {
   std::call_once(stop_once_, [&] {
     {
@@ -189,6 +200,7 @@ void Publisher::Stop(std::chrono::nanoseconds timeout) {
                                     {"dropped", stats_.dropped.load()},
                                     {"dropped_samples", stats_.dropped_samples.load()},
                                     {"process_records", stats_.process_records.load()},
+                                    {"process_tombstones", stats_.process_tombstones.load()},
                                     {"first_sequence", stats_.first_sequence.load()},
                                     {"next_sequence", stats_.next_sequence.load()},
                                     {"spool_batches", spool_ ? spool_->count() : 0},
@@ -296,10 +308,19 @@ void Publisher::Pump() {
   }
 }
 
-void Publisher::ProduceProcess(std::string key, std::string value) {
+void Publisher::RetryProcess(std::string key, std::optional<std::string> value) {
+  if (value && retired_keys_.contains(key)) return;  // exited meanwhile: stay retired
+  if (process_retry_.size() < kMaxProcessRetries) {
+    process_retry_.emplace_back(std::move(key), std::move(value));
+  }
+}
+
+void Publisher::ProduceProcess(std::string key, std::optional<std::string> value) {
   std::weak_ptr<Mailbox> weak = mail_;
+  // A default string_view (null data) is a null Kafka value: the compaction tombstone.
+  const std::string_view payload = value ? std::string_view(*value) : std::string_view();
   Status s =
-      producer_->Produce(kafka::topics::kProcesses, key, value, {},
+      producer_->Produce(kafka::topics::kProcesses, key, payload, {},
                          [weak, key, value](const kafka::DeliveryReport& r) {
                            if (auto mail = weak.lock()) {
                              std::lock_guard lock(mail->mu);
@@ -310,23 +331,24 @@ void Publisher::ProduceProcess(std::string key, std::string value) {
   if (!s.ok()) {
     stats_.process_failures.fetch_add(1);
     m_.process_failed->Inc();
-    if (process_retry_.size() < kMaxProcessRetries) {
-      process_retry_.emplace_back(std::move(key), std::move(value));
-    }
+    RetryProcess(std::move(key), std::move(value));
   }
 }
 
 void Publisher::HandleAck(Ack& ack) {
   if (ack.kind == AckKind::kProcess) {
     if (ack.status.ok()) {
-      stats_.process_records.fetch_add(1);
-      m_.process_published->Inc();
+      if (ack.value) {
+        stats_.process_records.fetch_add(1);
+        m_.process_published->Inc();
+      } else {
+        stats_.process_tombstones.fetch_add(1);
+        m_.process_tombstones->Inc();
+      }
     } else {
       stats_.process_failures.fetch_add(1);
       m_.process_failed->Inc();
-      if (process_retry_.size() < kMaxProcessRetries) {
-        process_retry_.emplace_back(std::move(ack.key), std::move(ack.value));
-      }
+      RetryProcess(std::move(ack.key), std::move(ack.value));
     }
     return;
   }
@@ -352,7 +374,7 @@ void Publisher::HandleAck(Ack& ack) {
       outage_logged_ = false;
     }
     // Kafka is back: re-send process records that failed meanwhile.
-    std::deque<std::pair<std::string, std::string>> retry;
+    std::deque<std::pair<std::string, std::optional<std::string>>> retry;
     retry.swap(process_retry_);
     for (auto& [k, v] : retry) ProduceProcess(std::move(k), std::move(v));
     return;
@@ -369,9 +391,20 @@ void Publisher::HandleAck(Ack& ack) {
 }
 
 void Publisher::ApplyEvent(const Event& e) {
+  if (e.exit) {
+    std::string key = ProcessKey(options_.cluster, options_.node, *e.process);
+    // Announcements still waiting for a retry would revive the process after its tombstone.
+    std::erase_if(process_retry_, [&](const auto& r) { return r.first == key && r.second; });
+    if (retired_keys_.size() > 65536) retired_keys_.clear();
+    retired_keys_.insert(key);
+    ProduceProcess(std::move(key), std::nullopt);
+    return;
+  }
   if (!e.sample) {
+    std::string key = ProcessKey(options_.cluster, options_.node, *e.process);
+    retired_keys_.erase(key);  // exec of a process we thought gone: announce it again
     v1::ProcessRecord r = ToProcessRecord(options_.cluster, options_.node, *e.process);
-    ProduceProcess(ProcessKey(options_.cluster, options_.node, *e.process), r.SerializeAsString());
+    ProduceProcess(std::move(key), r.SerializeAsString());
     return;
   }
   encoder_->OnSample(*e.sample, *e.process);

@@ -1,7 +1,8 @@
 // Kafka mode's sink: batches processed samples into STAGE_RAW SampleBatches on
 // flamestream.samples.raw.v1 (key "<cluster>/<node>") and announces each process once on the
-// compacted flamestream.processes.v1. While Kafka is unreachable batches go to an on-disk
-// spool and drain from it, oldest first, when it comes back.
+// compacted flamestream.processes.v1, where a tombstone (null value) retires it when it exits.
+// While Kafka is unreachable batches go to an on-disk spool and drain from it, oldest first,
+// when it comes back.
 //
 //   FS_ASSIGN_OR_RETURN(std::unique_ptr<Publisher> pub,
 //                       Publisher::Create({.cluster = "prod", .node = "node-1", ...,
@@ -37,6 +38,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "flamestream/bpf/clock_offset.h"
 #include "flamestream/common/status.h"
@@ -58,6 +60,8 @@ struct PublisherOptions {
   uint32_t frequency_hz = 19;
   std::chrono::nanoseconds batch_interval = std::chrono::seconds(1);
   uint64_t batch_max_samples = 10000;
+  batch::SampleEncoding encoding{
+      .compact = true, .timestamp_unit_ns = 1000, .sort_locations = true};
   // Samples (and process announcements) queued for the publisher thread before dropping.
   uint64_t queue_capacity = 16384;
   SpoolOptions spool;
@@ -79,6 +83,7 @@ struct PublisherStats {
   std::atomic<uint64_t> dropped_samples{0};  // samples lost because the queue was full
   std::atomic<uint64_t> process_records{0};  // ProcessRecords acknowledged
   std::atomic<uint64_t> process_failures{0};
+  std::atomic<uint64_t> process_tombstones{0};  // tombstones (process exits) acknowledged
   std::atomic<uint64_t> first_sequence{0};  // sequence of this run's first batch
   std::atomic<uint64_t> next_sequence{0};   // sequence the next batch will get
 };
@@ -96,6 +101,8 @@ class Publisher : public SampleSink {
 
   void OnProcess(const proc::ProcessInfo& process) override;
   void OnSample(const ResolvedSample& sample, const proc::ProcessInfo& process) override;
+  // Retires the process on flamestream.processes.v1: a tombstone (null value) under its key.
+  void OnExit(const proc::ProcessInfo& process) override;
 
   // Encodes what is queued into a last batch, then keeps delivering (in-flight batch and
   // spool) until everything is acknowledged or `timeout` passes; what is left stays in the
@@ -115,7 +122,8 @@ class Publisher : public SampleSink {
  private:
   struct Event {
     std::shared_ptr<const proc::ProcessInfo> process;
-    std::optional<ResolvedSample> sample;  // absent: announce `process`
+    std::optional<ResolvedSample> sample;  // absent: announce `process` (or retire it, `exit`)
+    bool exit = false;
   };
   enum class AckKind { kBatch, kProcess };
   struct Ack {
@@ -123,7 +131,7 @@ class Publisher : public SampleSink {
     uint64_t sequence = 0;
     Status status;
     std::string key;  // process records: to retry
-    std::string value;
+    std::optional<std::string> value;  // nullopt: a tombstone
   };
   // Shared with delivery callbacks, which may outlive the publisher inside librdkafka.
   struct Mailbox {
@@ -148,6 +156,7 @@ class Publisher : public SampleSink {
     obs::Counter* dropped_samples;
     obs::Counter* process_published;
     obs::Counter* process_failed;
+    obs::Counter* process_tombstones;
     obs::Gauge* bytes_per_sample;
     obs::Gauge* spool_bytes;
     obs::Gauge* spool_batches;
@@ -163,7 +172,9 @@ class Publisher : public SampleSink {
   void ToSpool(uint64_t sequence, const std::string& bytes);
   void SpillBacklog();
   void ProduceBatch(uint64_t sequence, std::string bytes, int samples, bool from_spool);
-  void ProduceProcess(std::string key, std::string value);
+  // `value` nullopt produces a tombstone (null value).
+  void ProduceProcess(std::string key, std::optional<std::string> value);
+  void RetryProcess(std::string key, std::optional<std::string> value);
   void Pump();
   bool CanProduce() const;
   void UpdateSpoolMetrics();
@@ -190,7 +201,9 @@ class Publisher : public SampleSink {
   // Sequences below this are promised to this run (saved ahead, so a crash never reuses one).
   uint64_t reserved_sequence_ = 0;
   uint64_t spool_dropped_seen_ = 0;
-  std::deque<std::pair<std::string, std::string>> process_retry_;
+  std::deque<std::pair<std::string, std::optional<std::string>>> process_retry_;
+  // Keys retired with a tombstone: a late retry of their announcement must not revive them.
+  std::unordered_set<std::string> retired_keys_;
   std::unique_ptr<kafka::Producer> producer_;  // destroyed (flushed) before the spool
 
   std::once_flag stop_once_;

@@ -42,7 +42,9 @@ RawBatchEncoder::RawBatchEncoder(RawBatchOptions options, const bpf::ClockOffset
     : options_(std::move(options)),
       clock_(clock),
       kernel_(kernel),
-      sequence_(options_.first_sequence) {}
+      sequence_(options_.first_sequence) {
+  builder_.set_encoding(options_.encoding);
+}
 
 void RawBatchEncoder::OnProcess(const proc::ProcessInfo& process) {
   (void)process;  // listed per batch in OnSample; the processes topic is the publisher's job

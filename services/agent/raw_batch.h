@@ -32,6 +32,10 @@ struct RawBatchOptions {
   std::string node;
   uint32_t frequency_hz = 19;
   uint64_t first_sequence = 0;  // restored from the spool on restart
+  // Sample column layout (samples.proto): compact, sample times rounded down to whole
+  // microseconds, unless configured otherwise.
+  batch::SampleEncoding encoding{
+      .compact = true, .timestamp_unit_ns = 1000, .sort_locations = true};
 };
 
 class RawBatchEncoder : public SampleSink {

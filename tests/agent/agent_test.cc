@@ -4,9 +4,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
+#include <optional>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -46,17 +50,22 @@ std::vector<std::string> AgentArgs(pid_t pid, const std::string& duration, uint3
   return args;
 }
 
-// Relative tolerance for "samples == frequency x CPU seconds". On an idle machine (the
-// workload had most of a CPU) that is the specified +-20%. When other processes compete for
-// the CPU, which thread is on it when each CPU's sampling timer fires correlates with the
-// scheduler's own timer-driven decisions, and counts swing further around the CPU-time
-// expectation; we then allow +-35% and say so.
-double RateTolerance(double cpu_seconds, double wall_seconds) {
-  const double share = cpu_seconds / wall_seconds;
-  if (share >= 0.8) return 0.2;
-  std::printf("note: workload got %.0f%% of a CPU (machine busy); tolerance +-35%%\n",
-              100 * share);
-  return 0.35;
+// The issue's bound: sample count within +-20% of frequency x on-CPU seconds of the busy
+// threads. The CPU time is the scheduler's own (per-thread schedstat, exact ns) over the
+// window the sampler was attached, so it stays right when the shared test machine is loaded
+// (the workload then gets less than a CPU per thread and so do the samples).
+constexpr double kRateTolerance = 0.2;
+
+// Prints how the count compares with both expectations: the one asserted (CPU time) and the
+// nominal frequency x wall seconds x busy threads (which only holds on an idle machine).
+void ReportRate(const char* what, size_t samples, uint32_t hz, double cpu_s, double wall_s,
+                int busy_threads) {
+  const double expected = hz * cpu_s;
+  const double nominal = hz * wall_s * busy_threads;
+  std::printf("%s: %zu samples at %u Hz; threads on CPU %.3f s -> expected %.0f (ratio %.3f); "
+              "nominal %u Hz x %.2f s x %d threads = %.0f (ratio %.3f)\n",
+              what, samples, hz, cpu_s, expected, static_cast<double>(samples) / expected, hz,
+              wall_s, busy_threads, nominal, static_cast<double>(samples) / nominal);
 }
 
 // Workload frames of one stack, root first, as function names ("?" when in no function).
@@ -81,14 +90,17 @@ TEST(AgentPrint, CallChainSamplesLandInExpectedFunctionsInCallerOrder) {
   // Workload CPU time between the agent's "sampling" (perf events attached) and "sampler
   // stopped" (detached) log lines: exactly the window samples can come from.
   double cpu_start = -1, cpu = -1;
+  std::chrono::steady_clock::time_point t_start, t_end;
   std::vector<std::string> args = AgentArgs(w.pid(), "5s", hz);
   args.back() = "info";  // --log-level: we need the info lines
   std::string out = RunWatchingStderr(args, [&](const std::string& line) {
     if (line.find("msg=sampling ") != std::string::npos ||
         line.find("msg=\"sampling\"") != std::string::npos) {
-      cpu_start = CpuSeconds(w.pid());
+      cpu_start = TaskCpuSeconds(w.pid());
+      t_start = std::chrono::steady_clock::now();
     } else if (line.find("sampler stopped") != std::string::npos && cpu_start >= 0) {
-      cpu = CpuSeconds(w.pid()) - cpu_start;
+      cpu = TaskCpuSeconds(w.pid()) - cpu_start;
+      t_end = std::chrono::steady_clock::now();
     }
   });
   ASSERT_GE(cpu, 0) << "agent did not log the sampling window";
@@ -105,15 +117,14 @@ TEST(AgentPrint, CallChainSamplesLandInExpectedFunctionsInCallerOrder) {
       good += l.count;
     }
   }
-  // One busy thread: frequency x seconds x 1 on an idle machine. The machine running the tests
-  // is shared, so the honest expectation is frequency x the CPU time the workload actually got
-  // while the sampler was attached.
+  // One busy thread: frequency x seconds x 1 on an idle machine; frequency x the CPU time it
+  // actually got while the sampler was attached in general.
   const double expected = hz * cpu;
-  std::printf("callchain: %lu samples; workload used %.2f CPU-s -> expected %.0f (%.1f%%); "
-              "%lu (%.1f%%) in main>outer>middle>leaf\n",
-              static_cast<unsigned long>(total), cpu, expected, 100.0 * total / expected,
+  ReportRate("callchain", total, hz, cpu,
+             std::chrono::duration<double>(t_end - t_start).count(), 1);
+  std::printf("callchain: %lu (%.1f%%) in main>outer>middle>leaf\n",
               static_cast<unsigned long>(good), 100.0 * good / total);
-  EXPECT_NEAR(static_cast<double>(total), expected, expected * RateTolerance(cpu, 5.0));
+  EXPECT_NEAR(static_cast<double>(total), expected, expected * kRateTolerance);
   EXPECT_GE(good * 100, total * 90) << out.substr(0, 4000);
 }
 
@@ -222,7 +233,9 @@ struct SamplingRun {
   std::unique_ptr<bpf::ClockOffset> clock = std::make_unique<bpf::ClockOffset>();
   CollectingSink sink;
   uint64_t wall_start = 0, wall_end = 0;
-  double cpu_seconds = 0;  // CPU the target used between Start() and Stop()
+  double cpu_seconds = 0;  // CPU the target's threads used between Start() and Stop()
+  std::map<uint32_t, double> thread_cpu;  // the same by tid
+  double wall_seconds = 0;
   bpf::SamplerStats stats;
 };
 
@@ -238,10 +251,13 @@ void Sample(SamplingRun& run, uint32_t pid, uint32_t hz, std::chrono::millisecon
   ASSERT_TRUE(sampler.ok()) << sampler.status();
   run.wall_start = WallNowNs();
   ASSERT_TRUE((*sampler)->Start().ok());
-  const double cpu0 = CpuSeconds(static_cast<pid_t>(pid));
+  const auto cpu0 = ThreadCpuSeconds(static_cast<pid_t>(pid));
+  const auto t0 = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(d);
   (*sampler)->Stop();
-  run.cpu_seconds = CpuSeconds(static_cast<pid_t>(pid)) - cpu0;
+  run.thread_cpu = CpuBetween(cpu0, ThreadCpuSeconds(static_cast<pid_t>(pid)));
+  run.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (const auto& [tid, s] : run.thread_cpu) run.cpu_seconds += s;
   run.wall_end = WallNowNs();
   run.stats = (*sampler)->Stats();
 }
@@ -256,17 +272,14 @@ TEST(AgentLibrary, WallTimestampsBuildIdsAndRate) {
   // frequency x seconds x busy threads, with "seconds" the CPU time the workload got (the
   // test machine is shared; on an idle one this is ~3 s).
   const double expected = 99 * run.cpu_seconds;
-  std::printf("library: %zu samples in 3 s at 99 Hz; workload used %.2f CPU-s -> expected %.0f "
-              "(%.1f%%); ring drops %lu, queue drops %lu, bpf %lu ns/run\n",
-              run.sink.samples.size(), run.cpu_seconds, expected,
-              100.0 * static_cast<double>(run.sink.samples.size()) / expected,
+  ReportRate("library", run.sink.samples.size(), 99, run.cpu_seconds, run.wall_seconds, 1);
+  std::printf("library: ring drops %lu, queue drops %lu, bpf %lu ns/run\n",
               static_cast<unsigned long>(run.stats.ring_drops),
               static_cast<unsigned long>(run.stats.queue_drops),
               static_cast<unsigned long>(run.stats.bpf_run_count
                                              ? run.stats.bpf_run_ns / run.stats.bpf_run_count
                                              : 0));
-  EXPECT_NEAR(static_cast<double>(run.sink.samples.size()), expected,
-              expected * RateTolerance(run.cpu_seconds, 3.0));
+  EXPECT_NEAR(static_cast<double>(run.sink.samples.size()), expected, expected * kRateTolerance);
   EXPECT_EQ(run.stats.ring_drops, 0u);
   EXPECT_EQ(run.stats.queue_drops, 0u);
   Result<std::string> build_id = proc::ReadBuildId(BinPath(exe));
@@ -284,6 +297,95 @@ TEST(AgentLibrary, WallTimestampsBuildIdsAndRate) {
   ASSERT_EQ(run.sink.processes.size(), 1u);
   EXPECT_EQ(run.sink.processes[0].comm, Comm(exe));
   EXPECT_NE(run.sink.processes[0].exe.find(exe), std::string::npos);
+}
+
+// Two busy threads named with pthread_setname_np: the count holds per thread and in total,
+// and every sample (and the raw batch's thread table) names its thread, not the process.
+TEST(AgentLibrary, NamedThreadsAreSampledByCpuTimeAndCarryTheirNames) {
+  SKIP_UNLESS_PRIVILEGED();
+  const std::string exe = "fs-workload-threads";
+  Child w = Child::Spawn({BinPath(exe), "10", "2"});
+  const uint32_t pid = static_cast<uint32_t>(w.pid());
+  std::map<uint32_t, std::string> names;  // tid -> name, as the kernel has it
+  for (const auto& [tid, s] : ThreadCpuSeconds(w.pid())) names[tid] = ThreadName(w.pid(), tid);
+  ASSERT_EQ(names.size(), 3u);
+  EXPECT_EQ(names.at(pid), Comm(exe));
+
+  bpf::ClockOffset clock;
+  agent::RawBatchEncoder enc({.agent_id = "test/node/1", .cluster = "test", .node = "node",
+                              .frequency_hz = 99},
+                             &clock, nullptr);
+  std::mutex mu;
+  std::map<uint32_t, size_t> per_thread;
+  std::map<uint32_t, std::set<std::string>> comms;
+  struct Tee : agent::SampleSink {
+    agent::SampleSink* next;
+    std::function<void(const agent::ResolvedSample&)> each;
+    void OnProcess(const proc::ProcessInfo& p) override { next->OnProcess(p); }
+    void OnSample(const agent::ResolvedSample& s, const proc::ProcessInfo& p) override {
+      each(s);
+      next->OnSample(s, p);
+    }
+  } tee;
+  tee.next = &enc;
+  tee.each = [&](const agent::ResolvedSample& s) {
+    std::lock_guard lock(mu);
+    ++per_thread[s.tid];
+    comms[s.tid].insert(s.comm);
+  };
+  auto processor = agent::SampleProcessor::Create({}, &clock, &tee);
+  ASSERT_TRUE(processor.ok());
+  bpf::SamplerConfig cfg;
+  cfg.frequency_hz = 99;
+  cfg.pids = {pid};
+  auto sampler = bpf::Sampler::Create(cfg, [&](bpf::RawSample&& s) {
+    (*processor)->Handle(std::move(s));
+  });
+  ASSERT_TRUE(sampler.ok()) << sampler.status();
+  ASSERT_TRUE((*sampler)->Start().ok());
+  const auto cpu0 = ThreadCpuSeconds(w.pid());
+  const auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  (*sampler)->Stop();
+  const auto cpu = CpuBetween(cpu0, ThreadCpuSeconds(w.pid()));
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::optional<v1::SampleBatch> batch = enc.Flush();
+  ASSERT_TRUE(batch.has_value());
+
+  std::lock_guard lock(mu);
+  size_t total = 0;
+  double total_cpu = 0;
+  for (const auto& [tid, name] : names) {
+    SCOPED_TRACE(name);
+    const size_t n = per_thread.count(tid) ? per_thread.at(tid) : 0;
+    total += n;
+    total_cpu += cpu.at(tid);
+    if (tid == pid) {
+      EXPECT_LE(n, 3u) << "the main thread only waits";
+      continue;
+    }
+    ReportRate(name.c_str(), n, 99, cpu.at(tid), wall, 1);
+    EXPECT_NEAR(static_cast<double>(n), 99 * cpu.at(tid), 99 * cpu.at(tid) * kRateTolerance);
+    EXPECT_EQ(comms[tid], (std::set<std::string>{name}));
+  }
+  ReportRate("threads total", total, 99, total_cpu, wall, 2);
+  EXPECT_NEAR(static_cast<double>(total), 99 * total_cpu, 99 * total_cpu * kRateTolerance);
+
+  // The raw batch: the process under its /proc/<pid>/comm, each worker under its own name.
+  ASSERT_TRUE(batch::Validate(*batch).ok()) << batch::Validate(*batch);
+  ASSERT_EQ(batch->processes_size(), 1);
+  EXPECT_EQ(batch->processes(0).comm(), Comm(exe));
+  std::map<uint32_t, std::string> batch_names;
+  for (const v1::Thread& t : batch->threads()) {
+    EXPECT_EQ(t.pid(), pid);
+    batch_names[t.tid()] = t.name();
+  }
+  for (const auto& [tid, name] : names) {
+    if (tid == pid) continue;
+    ASSERT_TRUE(batch_names.contains(tid)) << name;
+    EXPECT_EQ(batch_names.at(tid), name);
+    EXPECT_NE(batch_names.at(tid), batch->processes(0).comm());
+  }
 }
 
 TEST(AgentLibrary, PidNamespaceProcessIsRecordedWithBothPids) {

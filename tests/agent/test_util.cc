@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -246,6 +247,43 @@ std::optional<std::pair<std::string, uint64_t>> SplitFrame(const std::string& fr
   const size_t at = frame.rfind("+0x");
   if (at == std::string::npos) return std::nullopt;
   return std::make_pair(frame.substr(0, at), std::strtoull(frame.c_str() + at + 3, nullptr, 16));
+}
+
+std::map<uint32_t, double> ThreadCpuSeconds(pid_t pid) {
+  std::map<uint32_t, double> out;
+  std::error_code ec;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(dir, ec)) {
+    std::ifstream in(task.path() / "schedstat");
+    uint64_t run_ns = 0;
+    if (!(in >> run_ns)) continue;  // exited meanwhile
+    out[static_cast<uint32_t>(std::stoul(task.path().filename().string()))] =
+        static_cast<double>(run_ns) / 1e9;
+  }
+  return out;
+}
+
+double TaskCpuSeconds(pid_t pid) {
+  double sum = 0;
+  for (const auto& [tid, s] : ThreadCpuSeconds(pid)) sum += s;
+  return sum;
+}
+
+std::map<uint32_t, double> CpuBetween(const std::map<uint32_t, double>& start,
+                                      const std::map<uint32_t, double>& end) {
+  std::map<uint32_t, double> out;
+  for (const auto& [tid, s] : end) {
+    auto it = start.find(tid);
+    out[tid] = s - (it == start.end() ? 0.0 : it->second);
+  }
+  return out;
+}
+
+std::string ThreadName(pid_t pid, uint32_t tid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/comm");
+  std::string name;
+  std::getline(in, name);
+  return name;
 }
 
 }  // namespace flamestream::testing_agent

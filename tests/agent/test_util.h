@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,6 +69,18 @@ std::vector<FoldedLine> ParseFolded(const std::string& text);
 
 // CPU time (user + system) a process has used so far, in seconds (from /proc/<pid>/stat).
 double CpuSeconds(pid_t pid);
+
+// On-CPU time of each live thread of `pid` so far, in seconds, by tid: the first field of
+// /proc/<pid>/task/<tid>/schedstat (the scheduler's exact sum_exec_runtime, in ns).
+std::map<uint32_t, double> ThreadCpuSeconds(pid_t pid);
+// Sum of ThreadCpuSeconds(pid).
+double TaskCpuSeconds(pid_t pid);
+// Per-thread CPU used between two ThreadCpuSeconds() snapshots (threads in `end` only).
+std::map<uint32_t, double> CpuBetween(const std::map<uint32_t, double>& start,
+                                      const std::map<uint32_t, double>& end);
+
+// Name of a thread (/proc/<pid>/task/<tid>/comm without the newline).
+std::string ThreadName(pid_t pid, uint32_t tid);
 
 // "name+0x1f" -> ("name", 0x1f); nullopt when the frame has no "+0x".
 std::optional<std::pair<std::string, uint64_t>> SplitFrame(const std::string& frame);

@@ -211,6 +211,73 @@ TEST_F(AgentKafka, PublishesWorkloadSamplesWithBuildIdAndItsProcessRecord) {
   EXPECT_FALSE(rec.cgroup_path().empty());
 }
 
+// A workload with two named threads exits while the agent runs: its batches name each thread
+// apart from the process, and its processes-topic key gets a tombstone after the record.
+TEST_F(AgentKafka, NamesThreadsAndTombstonesAnExitedProcess) {
+  SKIP_UNLESS_PRIVILEGED();
+  Result<std::unique_ptr<DevBroker>> broker = DevBroker::Start({.brokers = kBrokers});
+  ASSERT_TRUE(broker.ok()) << broker.status();
+  Result<std::unique_ptr<Subprocess>> started =
+      Subprocess::Start({.argv = {Bin("fs-workload-threads"), "3", "2"}});
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<Subprocess> w = std::move(*started);
+  ASSERT_TRUE(w->WaitForLine([](std::string_view l) { return l == "ready"; }, 10s).ok());
+  const uint32_t pid = static_cast<uint32_t>(w->pid());
+  Result<proc::ProcessInfo> info = proc::ReadProcessInfo(pid);
+  ASSERT_TRUE(info.ok()) << info.status();
+  std::map<uint32_t, std::string> want_names;  // workers: tid -> name from /proc
+  for (const auto& task : fs::directory_iterator(fmt::format("/proc/{}/task", pid))) {
+    const uint32_t tid = static_cast<uint32_t>(std::stoul(task.path().filename().string()));
+    Result<std::string> name = proc::ReadProcFile(task.path().string() + "/comm");
+    ASSERT_TRUE(name.ok());
+    if (tid != pid) want_names[tid] = std::string(common::Trim(*name));
+  }
+  ASSERT_EQ(want_names.size(), 2u);
+
+  // The workload exits ~3 s into the agent's 6 s.
+  AgentRun run = RunAgent(AgentArgs(**broker, w->pid(), "6s"), nullptr);
+  ASSERT_EQ(run.exit_code, 0) << common::Join(run.lines, "\n");
+  EXPECT_GE(run.stopped["process_tombstones"], 1u) << common::Join(run.lines, "\n");
+
+  const std::string pkey = fmt::format("ci/node-t/{}/{}", pid, info->start_ticks);
+  const uint64_t published = run.stopped["published"];
+  Published got = ConsumeUntil((*broker)->bootstrap(),
+                               [&](const Published& p) {
+                                 auto h = p.process_history.find(pkey);
+                                 return p.batches.size() >= published &&
+                                        h != p.process_history.end() && !h->second.empty() &&
+                                        !h->second.back();
+                               },
+                               30s);
+  EXPECT_EQ(got.undecodable, 0);
+  ASSERT_TRUE(got.process_history.contains(pkey)) << "nothing on the processes topic for " << pkey;
+  EXPECT_EQ(got.process_history.at(pkey), (std::vector<bool>{true, false}))
+      << "want the record, then its tombstone";
+  EXPECT_FALSE(got.processes.contains(pkey)) << "compaction view: the process is retired";
+
+  std::map<uint32_t, std::string> names;  // from the batches' thread tables
+  uint64_t samples = 0;
+  for (const RawRecord& r : got.batches) {
+    for (const v1::Process& p : r.batch.processes()) {
+      if (p.host_pid() == pid) {
+        EXPECT_EQ(p.comm(), "fs-workload-thr");
+      }
+    }
+    for (const v1::Thread& t : r.batch.threads()) {
+      if (t.pid() == pid) names[t.tid()] = t.name();
+    }
+    for (const batch::SampleRow& row : batch::DecodeSamples(r.batch)) samples += row.pid == pid;
+  }
+  std::printf("threads workload: %llu samples\n", static_cast<unsigned long long>(samples));
+  EXPECT_GE(samples, 100u);  // 2 threads x 3 s x 99 Hz, give or take a loaded machine
+  for (const auto& [tid, name] : want_names) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(names.contains(tid));
+    EXPECT_EQ(names.at(tid), name);
+    EXPECT_TRUE(name.starts_with("fs-worker-"));
+  }
+}
+
 TEST_F(AgentKafka, EveryBatchDeliveredInOrderThroughABrokerOutage) {
   SKIP_UNLESS_PRIVILEGED();
   Result<std::unique_ptr<DevBroker>> broker = DevBroker::Start({.brokers = kBrokers});

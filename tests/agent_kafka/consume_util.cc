@@ -39,6 +39,12 @@ Published ConsumeUntil(const std::string& bootstrap,
       }
       out.batches.push_back(std::move(r));
     } else if (m.topic() == kafka::topics::kProcesses) {
+      if (m.value().data() == nullptr) {  // tombstone: the process exited
+        out.processes.erase(std::string(m.key()));
+        out.process_history[std::string(m.key())].push_back(false);
+        continue;
+      }
+      out.process_history[std::string(m.key())].push_back(true);
       v1::ProcessRecord p;
       if (!p.ParseFromString(std::string(m.value()))) {
         ++out.undecodable;

@@ -27,7 +27,11 @@ struct RawRecord {
 
 struct Published {
   std::vector<RawRecord> batches;                      // consumption order
-  std::map<std::string, v1::ProcessRecord> processes;  // by key (latest wins: compacted)
+  std::map<std::string, v1::ProcessRecord> processes;  // by key (latest wins: compacted;
+                                                       // a tombstone removes the key)
+  // Every record on the processes topic by key, in order: true = a ProcessRecord, false = a
+  // tombstone (null value).
+  std::map<std::string, std::vector<bool>> process_history;
   int undecodable = 0;
 };
 

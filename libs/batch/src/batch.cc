@@ -78,11 +78,18 @@ Status ValidateSamples(const v1::SampleBatch& b) {
     int size;
     bool optional;  // may be empty instead of n long
   };
+  // Which encoding (samples.proto): the compact columns, when present, replace plain ones.
+  // With n == 0 every column is empty and either reading is right.
+  const bool compact_threads = s.thread_index_size() > 0;
+  const bool compact_times = s.timestamp_ticks_size() > 0 || s.timestamp_rest_size() > 0;
   const Column columns[] = {
-      {"pid", s.pid_size(), false},
-      {"tid", s.tid_size(), false},
+      {"pid", s.pid_size(), compact_threads},
+      {"tid", s.tid_size(), compact_threads},
+      {"thread_index", s.thread_index_size(), true},
       {"cpu", s.cpu_size(), false},
-      {"timestamp_delta_ns", s.timestamp_delta_ns_size(), false},
+      {"timestamp_delta_ns", s.timestamp_delta_ns_size(), compact_times},
+      {"timestamp_ticks", s.timestamp_ticks_size(), !compact_times},
+      {"timestamp_rest", s.timestamp_rest_size(), !compact_times},
       {"value_ns", s.value_ns_size(), true},
       {"span_index", s.span_index_size(), true},
   };
@@ -90,6 +97,23 @@ Status ValidateSamples(const v1::SampleBatch& b) {
     if (c.size != n && !(c.optional && c.size == 0)) {
       return DataLoss("samples.{} has {} entries, stack_index has {}{}", c.name, c.size, n,
                       c.optional ? " (must be equal or empty)" : "");
+    }
+  }
+  if (compact_threads && s.pid_size() + s.tid_size() > 0) {
+    return DataLoss("samples has both thread_index and pid/tid columns");
+  }
+  if (compact_times && s.timestamp_delta_ns_size() > 0) {
+    return DataLoss("samples has both timestamp_ticks/rest and timestamp_delta_ns columns");
+  }
+  if (compact_times && b.timestamp_unit_ns() <= 0) {
+    return DataLoss("timestamp_unit_ns is {} with compact timestamps (must be > 0)",
+                    b.timestamp_unit_ns());
+  }
+  const auto num_threads = static_cast<uint32_t>(b.threads_size());
+  for (int i = 0; i < s.thread_index_size(); ++i) {
+    if (s.thread_index(i) >= num_threads) {
+      return DataLoss("samples.thread_index[{}] {} >= {} threads", i, s.thread_index(i),
+                      num_threads);
     }
   }
 

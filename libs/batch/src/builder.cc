@@ -1,5 +1,6 @@
 #include "flamestream/batch/builder.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "flamestream/batch/batch.h"
@@ -20,6 +21,15 @@ uint32_t StringInterner::Intern(std::string_view s) {
   auto [it, inserted] = index_.try_emplace(std::string(s), static_cast<uint32_t>(table_->size()));
   if (inserted) table_->Add(std::string(s));
   return it->second;
+}
+
+SampleEncoding EncodingOf(const v1::SampleBatch& batch) {
+  if (batch.samples().thread_index_size() > 0 || batch.samples().timestamp_ticks_size() > 0) {
+    return {.compact = true,
+            .timestamp_unit_ns = std::max<int64_t>(batch.timestamp_unit_ns(), 1),
+            .sort_locations = false};
+  }
+  return {};
 }
 
 BatchBuilder::BatchBuilder() { Reset(); }
@@ -55,6 +65,7 @@ Result<BatchBuilder> BatchBuilder::FromBatch(v1::SampleBatch batch) {
                        .value_ns = row.value_ns,
                        .span_index = row.span_index});
   }
+  b.encoding_ = EncodingOf(batch);
   batch.clear_samples();
   *b.batch_ = std::move(batch);
   b.Reindex();
@@ -150,7 +161,6 @@ void BatchBuilder::AddSample(const SampleInput& sample) { rows_.push_back(sample
 v1::SampleBatch BatchBuilder::Finish() {
   v1::Samples* s = batch_->mutable_samples();
   s->Clear();
-  const int n = static_cast<int>(rows_.size());
   const int64_t period = batch_->period_ns();
   bool need_values = false;
   bool need_spans = false;
@@ -158,6 +168,47 @@ v1::SampleBatch BatchBuilder::Finish() {
     need_values = need_values || (r.value_ns != 0 && r.value_ns != period);
     need_spans = need_spans || r.span_index != 0;
   }
+  if (encoding_.sort_locations) SortLocations();
+  if (encoding_.compact) {
+    EncodeCompact(s, need_values, need_spans);
+  } else {
+    EncodePlain(s, need_values, need_spans);
+  }
+  v1::SampleBatch out = std::move(*batch_);
+  Reset();
+  return out;
+}
+
+void BatchBuilder::SortLocations() {
+  auto* locations = batch_->mutable_locations();
+  const int n = locations->size();
+  std::vector<uint32_t> order(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) order[static_cast<size_t>(i)] = static_cast<uint32_t>(i);
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    const v1::Location& x = locations->Get(static_cast<int>(a));
+    const v1::Location& y = locations->Get(static_cast<int>(b));
+    return x.mapping_index() != y.mapping_index() ? x.mapping_index() < y.mapping_index()
+                                                  : x.address() < y.address();
+  });
+  std::vector<uint32_t> new_index(static_cast<size_t>(n));
+  google::protobuf::RepeatedPtrField<v1::Location> sorted;
+  sorted.Reserve(n);
+  for (int i = 0; i < n; ++i) {
+    new_index[order[static_cast<size_t>(i)]] = static_cast<uint32_t>(i);
+    *sorted.Add() = std::move(*locations->Mutable(static_cast<int>(order[static_cast<size_t>(i)])));
+  }
+  locations->Swap(&sorted);
+  for (v1::Stack& stack : *batch_->mutable_stacks()) {
+    for (uint32_t& li : *stack.mutable_location_indices()) li = new_index[li];
+  }
+  locations_.clear();  // stale now; Finish() resets the builder anyway
+}
+
+void BatchBuilder::EncodePlain(v1::Samples* s, bool need_values, bool need_spans) {
+  const int n = static_cast<int>(rows_.size());
+  const int64_t period = batch_->period_ns();
+  batch_->set_timestamp_unit_ns(0);
+  batch_->set_timestamp_tick(0);
   s->mutable_stack_index()->Reserve(n);
   s->mutable_pid()->Reserve(n);
   s->mutable_tid()->Reserve(n);
@@ -181,10 +232,76 @@ v1::SampleBatch BatchBuilder::Finish() {
     if (need_values) s->add_value_ns(r.value_ns == 0 ? period : r.value_ns);
     if (need_spans) s->add_span_index(r.span_index);
   }
+}
 
-  v1::SampleBatch out = std::move(*batch_);
-  Reset();
-  return out;
+namespace {
+
+// floor(t / unit) * unit, also for negative t.
+int64_t FloorTo(int64_t t, int64_t unit) {
+  int64_t q = t / unit;
+  if (t % unit != 0 && t < 0) --q;
+  return q * unit;
+}
+
+// round(a / b) for b > 0, halves away from zero; no overflow anywhere in int64.
+int64_t RoundDiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  const int64_t r = a % b;
+  if (r >= b - r) ++q;          // r > 0 and r >= b / 2
+  if (-r >= b + r) --q;         // r < 0 and -r >= b / 2
+  return q;
+}
+
+}  // namespace
+
+void BatchBuilder::EncodeCompact(v1::Samples* s, bool need_values, bool need_spans) {
+  const int n = static_cast<int>(rows_.size());
+  const int64_t period = batch_->period_ns();
+  const int64_t unit = std::max<int64_t>(encoding_.timestamp_unit_ns, 1);
+  const int64_t tick = std::max<int64_t>(period / unit, 1);
+  batch_->set_timestamp_unit_ns(unit);
+  batch_->set_timestamp_tick(tick);
+  for (SampleInput& r : rows_) r.timestamp_ns = FloorTo(r.timestamp_ns, unit);
+  // One CPU's samples in time order: gaps of ~one period (see samples.proto).
+  std::stable_sort(rows_.begin(), rows_.end(), [](const SampleInput& a, const SampleInput& b) {
+    return a.cpu != b.cpu ? a.cpu < b.cpu : a.timestamp_ns < b.timestamp_ns;
+  });
+  s->mutable_stack_index()->Reserve(n);
+  s->mutable_thread_index()->Reserve(n);
+  s->mutable_cpu()->Reserve(n);
+  s->mutable_timestamp_ticks()->Reserve(n);
+  s->mutable_timestamp_rest()->Reserve(n);
+  if (need_values) s->mutable_value_ns()->Reserve(n);
+  if (need_spans) s->mutable_span_index()->Reserve(n);
+
+  const int64_t base = rows_.empty() ? 0 : rows_.front().timestamp_ns;
+  batch_->set_base_timestamp_ns(base);
+  int64_t prev = base;
+  for (const SampleInput& r : rows_) {
+    auto [it, inserted] =
+        threads_.try_emplace(uint64_t{r.pid} << 32 | r.tid, batch_->threads_size());
+    if (inserted) {
+      v1::Thread* t = batch_->add_threads();
+      t->set_pid(r.pid);
+      t->set_tid(r.tid);
+    }
+    s->add_stack_index(r.stack_index);
+    s->add_thread_index(static_cast<uint32_t>(it->second));
+    s->add_cpu(r.cpu);
+    // Both times are multiples of unit, so the delta in units is exact. With unit 1 it wraps
+    // like the plain encoding's; the cursor's wrapping sum restores the exact value either way.
+    const int64_t delta =
+        unit == 1 ? static_cast<int64_t>(static_cast<uint64_t>(r.timestamp_ns) -
+                                         static_cast<uint64_t>(prev))
+                  : r.timestamp_ns / unit - prev / unit;
+    const int64_t ticks = RoundDiv(delta, tick);
+    s->add_timestamp_ticks(ticks);
+    s->add_timestamp_rest(static_cast<int64_t>(
+        static_cast<uint64_t>(delta) - static_cast<uint64_t>(ticks) * static_cast<uint64_t>(tick)));
+    prev = r.timestamp_ns;
+    if (need_values) s->add_value_ns(r.value_ns == 0 ? period : r.value_ns);
+    if (need_spans) s->add_span_index(r.span_index);
+  }
 }
 
 }  // namespace flamestream::batch

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "flamestream/batch/batch.h"
@@ -169,6 +171,158 @@ TEST(BatchBuilder, DeltaEncodesOutOfOrderTimestamps) {
   while (cursor.Next(&row)) decoded.push_back(row.timestamp_ns);
   EXPECT_EQ(decoded, times);
   EXPECT_FALSE(cursor.Next(&row));
+}
+
+// Rows as the compact encoding stores them: by (cpu, time), times rounded down to `unit`.
+std::vector<SampleRow> CompactOrder(std::vector<SampleRow> rows, int64_t unit) {
+  for (SampleRow& r : rows) {
+    r.timestamp_ns -= ((r.timestamp_ns % unit) + unit) % unit;
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const SampleRow& a, const SampleRow& b) {
+    return a.cpu != b.cpu ? a.cpu < b.cpu : a.timestamp_ns < b.timestamp_ns;
+  });
+  return rows;
+}
+
+TEST(BatchBuilder, CompactEncodingRoundTripsEverySampleByCpuAndTime) {
+  struct Case {
+    const char* name;
+    int64_t unit;
+    std::vector<int64_t> times;  // sample i is on cpu i % 3
+  };
+  const std::vector<Case> cases = {
+      {"exact, timer-like", 1,
+       {kT0, kT0 + 17, kT0 + 3, kT0 + kPeriod + 25'000, kT0 + kPeriod - 9'000,
+        kT0 + kPeriod + 1, kT0 + 2 * kPeriod, kT0 + 5 * kPeriod + 7, kT0 + 2 * kPeriod - 1}},
+      {"microseconds", 1000,
+       {kT0 + 999, kT0 + 1000, kT0 + 1001, kT0 + kPeriod + 25'123, kT0 + kPeriod - 9'876,
+        kT0 + 3 * kPeriod + 500}},
+      {"wild gaps, both ways", 1,
+       {kT0, kT0 - 3'000'000'000, kT0 + 1, INT64_C(1), kT0 + 7'777'777'777, INT64_C(0),
+        INT64_MAX - 5, INT64_MIN + 7, kT0}},
+      {"wild gaps in microseconds", 1000,
+       {kT0, kT0 - 3'000'000'000, INT64_MAX - 5, INT64_MIN + 7001, kT0 + 123'456}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    BatchBuilder b = NewBuilder();
+    b.set_encoding({.compact = true, .timestamp_unit_ns = c.unit});
+    const std::vector<uint32_t> frames = {b.InternLocation(Loc(0, 0x10, false))};
+    const uint32_t stack = b.InternStack(frames);
+    b.AddThread(100, 101, "worker");
+    std::vector<SampleRow> want;
+    for (size_t i = 0; i < c.times.size(); ++i) {
+      const SampleRow row{stack,
+                          static_cast<uint32_t>(100 + i % 2),
+                          static_cast<uint32_t>(101 + i % 4),
+                          static_cast<uint32_t>(i % 3),
+                          c.times[i],
+                          i == 2 ? 77 : kPeriod,
+                          0};
+      want.push_back(row);
+      b.AddSample({.stack_index = row.stack_index, .pid = row.pid, .tid = row.tid,
+                   .cpu = row.cpu, .timestamp_ns = row.timestamp_ns, .value_ns = row.value_ns});
+    }
+    v1::SampleBatch built = b.Finish();
+    ASSERT_TRUE(Validate(built).ok()) << Validate(built);
+    v1::SampleBatch parsed;
+    ASSERT_TRUE(parsed.ParseFromString(built.SerializeAsString()));
+    ASSERT_TRUE(Validate(parsed).ok()) << Validate(parsed);
+    EXPECT_EQ(parsed.samples().pid_size(), 0);
+    EXPECT_EQ(parsed.samples().tid_size(), 0);
+    EXPECT_EQ(parsed.samples().timestamp_delta_ns_size(), 0);
+    EXPECT_EQ(parsed.samples().thread_index_size(), static_cast<int>(c.times.size()));
+    EXPECT_EQ(parsed.timestamp_unit_ns(), c.unit);
+    EXPECT_EQ(parsed.timestamp_tick(), kPeriod / c.unit);
+    EXPECT_EQ(parsed.threads(0).name(), "worker") << "named threads keep their entry";
+    EXPECT_EQ(DecodeSamples(parsed), CompactOrder(want, c.unit));
+    // The builder keeps its encoding for the next batch.
+    EXPECT_TRUE(b.encoding().compact);
+  }
+}
+
+TEST(BatchBuilder, CompactTimestampsOfOneBusyCpuAreOneTickEach) {
+  BatchBuilder b = NewBuilder();
+  b.set_encoding({.compact = true, .timestamp_unit_ns = 1000});
+  const uint32_t stack = b.InternStack(std::vector<uint32_t>{b.InternLocation(Loc(0, 1, false))});
+  const std::vector<int64_t> jitter_ns = {3'000, 25'000, 1'200, 9'999, 0, 14'000};
+  for (size_t i = 0; i < jitter_ns.size(); ++i) {
+    b.AddSample({.stack_index = stack, .pid = 1, .tid = 1, .cpu = 1,
+                 .timestamp_ns = kT0 + static_cast<int64_t>(i) * kPeriod + jitter_ns[i]});
+  }
+  v1::SampleBatch batch = b.Finish();
+  ASSERT_TRUE(Validate(batch).ok()) << Validate(batch);
+  EXPECT_THAT(batch.samples().timestamp_ticks(), ElementsAre(0, 1, 1, 1, 1, 1));
+  // Rest = jitter difference in us (the 10'101.01 us period predicts 10'101 us per tick).
+  EXPECT_THAT(batch.samples().timestamp_rest(), ElementsAre(0, 22, -24, 9, -10, 14));
+  EXPECT_THAT(batch.samples().thread_index(), ElementsAre(0, 0, 0, 0, 0, 0));
+  ASSERT_EQ(batch.threads_size(), 1);
+  EXPECT_EQ(batch.threads(0).name(), "") << "added for the sample, no name known";
+}
+
+TEST(BatchBuilder, FromBatchKeepsTheCompactEncoding) {
+  BatchBuilder b = NewBuilder();
+  b.set_encoding({.compact = true, .timestamp_unit_ns = 1000});
+  const uint32_t stack = b.InternStack(std::vector<uint32_t>{b.InternLocation(Loc(0, 1, false))});
+  b.AddSample({.stack_index = stack, .pid = 5, .tid = 6, .cpu = 1, .timestamp_ns = kT0 + 1500});
+  b.AddSample({.stack_index = stack, .pid = 5, .tid = 7, .cpu = 0, .timestamp_ns = kT0 + 99});
+  const v1::SampleBatch first = b.Finish();
+  Result<BatchBuilder> again = BatchBuilder::FromBatch(first);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->encoding().compact);
+  EXPECT_EQ(again->encoding().timestamp_unit_ns, 1000);
+  v1::SpanRef span;
+  span.set_trace_id(std::string(16, 't'));
+  span.set_span_id(std::string(8, 's'));
+  const uint32_t sp = again->InternSpan(span);
+  again->AddSample({.stack_index = stack, .pid = 5, .tid = 6, .cpu = 1,
+                    .timestamp_ns = kT0 + 2 * kPeriod, .span_index = sp});
+  const v1::SampleBatch second = again->Finish();
+  ASSERT_TRUE(Validate(second).ok()) << Validate(second);
+  EXPECT_EQ(second.threads_size(), 2) << "existing thread entries are reused";
+  EXPECT_THAT(DecodeSamples(second),
+              ElementsAre(SampleRow{stack, 5, 7, 0, kT0, kPeriod, 0},
+                          SampleRow{stack, 5, 6, 1, kT0 + 1000, kPeriod, 0},
+                          SampleRow{stack, 5, 6, 1, kT0 + 2 * kPeriod / 1000 * 1000, kPeriod,
+                                    sp}));
+}
+
+TEST(BatchBuilder, SortLocationsRenumbersStacksConsistently) {
+  BatchBuilder b = NewBuilder();
+  b.set_encoding({.compact = true, .timestamp_unit_ns = 1, .sort_locations = true});
+  const uint32_t m1 = b.InternMapping(FileMapping(b, "/app", "id"));
+  const uint32_t m2 = b.InternMapping(FileMapping(b, "/lib", "id2"));
+  // Interned in call order; (mapping, address) order differs.
+  const std::vector<std::pair<uint32_t, uint64_t>> s0 = {{m2, 0x50}, {m1, 0x30}, {m1, 0x10}};
+  const std::vector<std::pair<uint32_t, uint64_t>> s1 = {{m1, 0x20}, {m1, 0x10}, {0, 0xffff}};
+  std::vector<uint32_t> stacks;
+  for (const auto* frames : {&s0, &s1}) {
+    std::vector<uint32_t> ids;
+    for (const auto& [m, a] : *frames) ids.push_back(b.InternLocation(Loc(m, a)));
+    stacks.push_back(b.InternStack(ids));
+  }
+  b.AddSample({.stack_index = stacks[1], .pid = 1, .tid = 1, .timestamp_ns = kT0});
+  b.AddSample({.stack_index = stacks[0], .pid = 1, .tid = 1, .timestamp_ns = kT0 + kPeriod});
+  v1::SampleBatch batch = b.Finish();
+  ASSERT_TRUE(Validate(batch).ok()) << Validate(batch);
+  std::vector<std::pair<uint32_t, uint64_t>> table;
+  for (const v1::Location& l : batch.locations()) {
+    table.emplace_back(l.mapping_index(), l.address());
+  }
+  EXPECT_EQ(table, (std::vector<std::pair<uint32_t, uint64_t>>{
+                       {0, 0xffff}, {m1, 0x10}, {m1, 0x20}, {m1, 0x30}, {m2, 0x50}}));
+  auto frames_of = [&](uint32_t stack) {
+    std::vector<std::pair<uint32_t, uint64_t>> out;
+    for (uint32_t li : batch.stacks(static_cast<int>(stack)).location_indices()) {
+      out.emplace_back(batch.locations(static_cast<int>(li)).mapping_index(),
+                       batch.locations(static_cast<int>(li)).address());
+    }
+    return out;
+  };
+  const std::vector<SampleRow> rows = DecodeSamples(batch);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(frames_of(rows[0].stack_index), s1);
+  EXPECT_EQ(frames_of(rows[1].stack_index), s0);
 }
 
 TEST(BatchBuilder, KeepsValueAndSpanColumnsOnlyWhenNeeded) {

@@ -13,11 +13,25 @@ bool SampleCursor::Next(SampleRow* row) {
   const int i = next_++;
   // Unsigned wrap-around keeps a corrupt delta from being undefined behaviour; Validate()
   // does not bound timestamps, and a wrapped time is just a wrong time.
-  timestamp_ns_ = static_cast<int64_t>(static_cast<uint64_t>(timestamp_ns_) +
-                                       static_cast<uint64_t>(s.timestamp_delta_ns(i)));
+  uint64_t delta_ns = 0;
+  if (s.timestamp_ticks_size() > 0) {  // compact: (ticks * tick + rest) * unit
+    delta_ns = (static_cast<uint64_t>(s.timestamp_ticks(i)) *
+                    static_cast<uint64_t>(batch_.timestamp_tick()) +
+                static_cast<uint64_t>(s.timestamp_rest(i))) *
+               static_cast<uint64_t>(batch_.timestamp_unit_ns());
+  } else {
+    delta_ns = static_cast<uint64_t>(s.timestamp_delta_ns(i));
+  }
+  timestamp_ns_ = static_cast<int64_t>(static_cast<uint64_t>(timestamp_ns_) + delta_ns);
   row->stack_index = s.stack_index(i);
-  row->pid = s.pid(i);
-  row->tid = s.tid(i);
+  if (s.thread_index_size() > 0) {  // compact: (pid, tid) from the thread table
+    const ::flamestream::v1::Thread& t = batch_.threads(static_cast<int>(s.thread_index(i)));
+    row->pid = t.pid();
+    row->tid = t.tid();
+  } else {
+    row->pid = s.pid(i);
+    row->tid = s.tid(i);
+  }
   row->cpu = s.cpu(i);
   row->timestamp_ns = timestamp_ns_;
   row->value_ns = s.value_ns_size() == 0 ? batch_.period_ns() : s.value_ns(i);

@@ -26,8 +26,10 @@ Status KeepSamplesInRange(v1::SampleBatch& batch, int64_t from_ns, int64_t to_ns
   if (keep.size() == rows.size()) {
     return OkStatus();
   }
+  const SampleEncoding encoding = EncodingOf(batch);  // kept: the batch stays as compact
   batch.clear_samples();
   FS_ASSIGN_OR_RETURN(BatchBuilder builder, BatchBuilder::FromBatch(std::move(batch)));
+  builder.set_encoding(encoding);
   for (const SampleInput& s : keep) {
     builder.AddSample(s);
   }

@@ -47,5 +47,21 @@ TEST(KeepSamplesInRange, AllOrNothing) {
   EXPECT_EQ(DecodeSamples(batch).size(), 0u);
 }
 
+TEST(KeepSamplesInRange, CompactBatchStaysCompact) {
+  v1::SampleBatch plain = MakeBatch({500, 100, 300, 299, 701, 700});
+  Result<BatchBuilder> b = BatchBuilder::FromBatch(plain);
+  ASSERT_TRUE(b.ok());
+  b->set_encoding({.compact = true, .timestamp_unit_ns = 1});
+  v1::SampleBatch batch = b->Finish();
+  size_t kept = 0;
+  ASSERT_TRUE(KeepSamplesInRange(batch, 300, 700, &kept).ok());
+  EXPECT_EQ(kept, 3u);
+  ASSERT_TRUE(Validate(batch).ok()) << Validate(batch);
+  EXPECT_EQ(batch.samples().timestamp_ticks_size(), 3);
+  std::vector<std::pair<int64_t, uint32_t>> got;
+  for (const SampleRow& r : DecodeSamples(batch)) got.emplace_back(r.timestamp_ns, r.tid);
+  EXPECT_EQ(got, (std::vector<std::pair<int64_t, uint32_t>>{{300, 3}, {500, 1}, {700, 6}}));
+}
+
 }  // namespace
 }  // namespace flamestream::batch

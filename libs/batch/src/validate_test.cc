@@ -156,6 +156,50 @@ TEST(Validate, AllowsEmptyOptionalColumnsAndNoMapping) {
   EXPECT_EQ(Validate(batch), OkStatus());
 }
 
+v1::SampleBatch ValidCompactBatch() {
+  Result<BatchBuilder> b = BatchBuilder::FromBatch(ValidBatch());
+  EXPECT_TRUE(b.ok());
+  b->set_encoding({.compact = true, .timestamp_unit_ns = 10});
+  b->AddSample({.stack_index = 0, .pid = 1, .tid = 3, .cpu = 0, .timestamp_ns = 120});
+  return b->Finish();
+}
+
+TEST(Validate, CompactEncodingAcceptedAndItsCorruptionRejected) {
+  ASSERT_TRUE(Validate(ValidCompactBatch()).ok()) << Validate(ValidCompactBatch());
+  const std::vector<BadCase> cases = {
+      {"thread_index out of range",
+       [](v1::SampleBatch& b) { b.mutable_samples()->set_thread_index(1, 3); },
+       StatusCode::kDataLoss, "samples.thread_index[1] 3 >= 3 threads"},
+      {"thread_index short",
+       [](v1::SampleBatch& b) { b.mutable_samples()->mutable_thread_index()->RemoveLast(); },
+       StatusCode::kDataLoss,
+       "samples.thread_index has 3 entries, stack_index has 4 (must be equal or empty)"},
+      {"both thread encodings", [](v1::SampleBatch& b) {
+         for (int i = 0; i < 4; ++i) b.mutable_samples()->add_pid(1);
+         for (int i = 0; i < 4; ++i) b.mutable_samples()->add_tid(1);
+       },
+       StatusCode::kDataLoss, "samples has both thread_index and pid/tid columns"},
+      {"ticks without rest",
+       [](v1::SampleBatch& b) { b.mutable_samples()->clear_timestamp_rest(); },
+       StatusCode::kDataLoss, "samples.timestamp_rest has 0 entries, stack_index has 4"},
+      {"both timestamp encodings", [](v1::SampleBatch& b) {
+         for (int i = 0; i < 4; ++i) b.mutable_samples()->add_timestamp_delta_ns(1);
+       },
+       StatusCode::kDataLoss,
+       "samples has both timestamp_ticks/rest and timestamp_delta_ns columns"},
+      {"no unit", [](v1::SampleBatch& b) { b.set_timestamp_unit_ns(0); }, StatusCode::kDataLoss,
+       "timestamp_unit_ns is 0 with compact timestamps (must be > 0)"},
+  };
+  for (const BadCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    v1::SampleBatch batch = ValidCompactBatch();
+    c.corrupt(batch);
+    const Status s = Validate(batch);
+    EXPECT_EQ(s.code(), c.code) << s;
+    EXPECT_EQ(s.message(), c.message);
+  }
+}
+
 TEST(BatchIdString, JoinsAgentAndSequence) {
   v1::BatchId id;
   id.set_agent_id("prod/node-1/4f2a");

@@ -109,6 +109,11 @@ uint64_t StartTicksToWallNs(uint64_t start_ticks) {
   return static_cast<uint64_t>(boot_wall + since_boot);
 }
 
+Result<uint64_t> ReadStartTicks(uint32_t pid, const std::string& proc_root) {
+  FS_ASSIGN_OR_RETURN(std::string stat, ReadProcFile(fmt::format("{}/{}/stat", proc_root, pid)));
+  return ParseStatStartTicks(stat);
+}
+
 Result<ProcessInfo> ReadProcessInfo(uint32_t pid, const ProcessInfoOptions& options) {
   const std::string dir = fmt::format("{}/{}", options.proc_root, pid);
   ProcessInfo info;

@@ -26,7 +26,8 @@ namespace v1 = ::flamestream::v1;
 // Checks a batch's internal consistency. Returns
 //   DataLoss        when references or columns are broken (the bytes cannot be interpreted):
 //                   strings[0] != "", any *_strx / index out of range, sample columns of
-//                   different lengths, trace/span ids of the wrong size;
+//                   different lengths, plain and compact columns mixed, compact timestamps
+//                   without timestamp_unit_ns, trace/span ids of the wrong size;
 //   InvalidArgument when the batch is well formed but unusable: no id.agent_id, stage
 //                   STAGE_UNSPECIFIED, samples without value_ns and period_ns <= 0.
 // The message names the first offending element, e.g.

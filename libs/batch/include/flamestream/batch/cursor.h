@@ -10,8 +10,11 @@
 //   // or, when all rows are needed at once:
 //   std::vector<SampleRow> rows = DecodeSamples(batch);
 //
-// Timestamps are decoded from the delta column (base_timestamp_ns + running sum), value_ns
-// falls back to period_ns when the value column is empty, span_index to 0.
+// Both sample encodings (samples.proto) decode the same way: timestamps from the delta
+// columns (base_timestamp_ns + running sum), pid/tid from their columns or the thread table;
+// value_ns falls back to period_ns when the value column is empty, span_index to 0. Rows come
+// in stored order (compact batches store them by (cpu, time)). A SampleCount() of zero and
+// an empty batch both yield no rows.
 #pragma once
 
 #include <cstdint>

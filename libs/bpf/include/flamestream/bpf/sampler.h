@@ -31,7 +31,7 @@ namespace flamestream::bpf {
 enum class EventKind : uint32_t {
   kSample = 1,
   kExec = 2,  // the process called execve(): mappings and comm changed
-  kExit = 3,  // the process (thread-group leader) exited
+  kExit = 3,  // the process exited (its last thread)
 };
 
 // Flags from bpf/profile.h, repeated so users need not include the BPF header.

@@ -24,6 +24,11 @@ Result<std::string> ReadProcFile(const std::string& path, size_t max_bytes = 1 <
 // contain spaces and parentheses, so fields are counted after the last ')'.
 Result<uint64_t> ParseStatStartTicks(std::string_view stat);
 
+// Start time (ticks since boot) of the live process `pid`: one read of <proc_root>/<pid>/stat.
+// NotFound-like errors when it is gone; a different value than remembered means the pid was
+// reused by a new process.
+Result<uint64_t> ReadStartTicks(uint32_t pid, const std::string& proc_root = "/proc");
+
 struct ProcStatus {
   std::string name;                // "Name:" (comm, maybe escaped by the kernel)
   uint32_t tgid = 0;
