@@ -63,7 +63,7 @@ WORKDIR /var/lib/flamestream
 FROM runtime-base AS agent
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libbpf1 libelf1 libllvm14 libdw1 libdebuginfod1 \
+      libbpf1 libelf1 libdw1 libdebuginfod1 \
  && rm -rf /var/lib/apt/lists/* \
  && install -d /var/lib/flamestream/spool
 COPY --from=build /out/bin/flamestream-agent /out/bin/flamestream-dwarf-worker /usr/local/bin/
@@ -78,7 +78,7 @@ CMD ["--admin-listen", "0.0.0.0:9400"]
 FROM runtime-base AS symbolizer
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libllvm14 libdw1 libdebuginfod1 libelf1 libhiredis0.14 \
+      libdw1 libdebuginfod1 libelf1 libhiredis0.14 \
  && rm -rf /var/lib/apt/lists/*
 # The DWARF worker parses debug info in its own process (a corrupt file kills it, not the stage).
 COPY --from=build /out/bin/flamestream-symbolizer /out/bin/flamestream-dwarf-worker /usr/local/bin/
@@ -135,7 +135,7 @@ CMD ["--port=8002", "--database=/var/cache/debuginfod/debuginfod.sqlite", "--res
 FROM runtime-base AS flamestream
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libbpf1 libelf1 libllvm14 libdw1 libdebuginfod1 libhiredis0.14 \
+      libbpf1 libelf1 libdw1 libdebuginfod1 libhiredis0.14 \
  && rm -rf /var/lib/apt/lists/* \
  && install -d -o 10001 -g 10001 /var/lib/flamestream/out /var/lib/flamestream/spool
 COPY --from=build /out/bin/ /usr/local/bin/

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "flamestream/common/strings.h"
+#include "flamestream/symbols/dwarf_engine.h"
 #include "flamestream/symbols/elf_file.h"
 #include "flamestream/symbols/symbolizer.h"
 
@@ -153,6 +154,9 @@ void BM_ColdDwarf(benchmark::State& state) {
   size_t resolved = 0;
   SymbolizerConfig config = BenchConfig();
   config.probe_debug_info = state.range(0) != 0;
+  if (!config.probe_debug_info) {
+    config.dwarf_engine = LlvmDwarfEngine();  // LLVM in this process (fs_symbols_dwarf)
+  }
   const CpuTimes before = Cpu();
   for (auto _ : state) {
     auto sym = Symbolizer::Create(config);

@@ -26,6 +26,7 @@
 #include "opentelemetry/proto/trace/v1/trace.pb.h"
 #include "pprof/profile.pb.h"
 #include "pyroscope/push/v1/push.pb.h"
+#include "pyroscope/querier/v1/querier.pb.h"
 
 namespace {
 
@@ -620,6 +621,25 @@ const std::vector<Expect> kPyroscopePush = {
     {"ProfileAnnotation.value", "1.3.2", Wire::kLen},
 };
 
+std::string PyroscopeQuery() {
+  querier::v1::SelectMergeProfileRequest req;
+  req.set_profile_type_id("process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+  req.set_label_selector("{service_name=\"shop\"}");
+  req.set_start(1795431600000);
+  req.set_end(1795435200000);
+  req.set_max_nodes(1024);
+  return req.SerializeAsString();
+}
+
+// Pyroscope's public query API (not in WIRE-FORMATS.md; numbers from its querier.v1 schema).
+const std::vector<Expect> kPyroscopeQuery = {
+    {"SelectMergeProfileRequest.profile_typeID", "1", Wire::kLen},
+    {"SelectMergeProfileRequest.label_selector", "2", Wire::kLen},
+    {"SelectMergeProfileRequest.start (ms)", "3", Wire::kVarint},
+    {"SelectMergeProfileRequest.end (ms)", "4", Wire::kVarint},
+    {"SelectMergeProfileRequest.max_nodes", "5", Wire::kVarint},
+};
+
 std::string OtlpPartialSuccess() {
   opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceResponse r;
   r.mutable_partial_success()->set_rejected_profiles(2);
@@ -642,6 +662,7 @@ TEST(WireNumbers, MatchWireFormatsTables) {
       {"OTLP ExportProfilesServiceRequest", OtlpProfilesRequest, kOtlpProfilesRequest},
       {"OTLP ExportProfilesServiceResponse", OtlpPartialSuccess, kOtlpPartialSuccess},
       {"Pyroscope PushRequest", PyroscopePush, kPyroscopePush},
+      {"Pyroscope SelectMergeProfileRequest", PyroscopeQuery, kPyroscopeQuery},
   };
   for (const Case& c : cases) CheckCase(c);
 }

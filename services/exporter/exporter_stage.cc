@@ -15,17 +15,16 @@
 #include "flamestream/log/log.h"
 #include "flamestream/profile/aggregator.h"
 #include "flamestream/profile/pprof.h"
+#include "window_dlq.h"
+#include "flamestream/stage/caught_up.h"
 
 namespace flamestream::exporter {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct InputRef {
-  std::string topic;
-  int32_t partition;
-  int64_t offset;
-};
+// The records a window was built from, kept until it is delivered (or dead-lettered).
+using InputRef = std::shared_ptr<const InputRecord>;
 
 }  // namespace
 
@@ -61,6 +60,8 @@ Status ExporterStage::Run(std::stop_token stop) {
   ccfg.properties = config_.kafka;
   ccfg.group_id = group;
   ccfg.topics = {config_.topic};
+  stage::CaughtUp caught_up(config_.caught_up_idle);
+  ccfg.on_assigned = [&caught_up](const kafka::TopicPartitions&, bool) { caught_up.OnAssigned(); };
   ccfg.on_revoked = [&](const kafka::TopicPartitions& parts, bool lost) {
     if (!lost && consumer) {
       kafka::TopicPartitions offsets = acks.CommittableOffsets();
@@ -68,12 +69,12 @@ Status ExporterStage::Run(std::stop_token stop) {
     }
     acks.Forget(parts);
   };
+  FS_RETURN_IF_ERROR(sink_->Start());  // bad sink settings fail here, not window by window
   FS_ASSIGN_OR_RETURN(consumer, kafka::Consumer::Create(ccfg));
   kafka::ProducerConfig pcfg;
   pcfg.properties = config_.kafka;
   FS_ASSIGN_OR_RETURN(std::unique_ptr<kafka::Producer> producer, kafka::Producer::Create(pcfg));
   kafka::DlqWriter dlq(*producer, "exporter-" + sink_name);
-  const std::string dlq_topic = config_.topic + ".dlq";
 
   profile::Aggregator agg({.window = config_.window,
                            .labels = sink_->labels(),
@@ -82,6 +83,10 @@ Status ExporterStage::Run(std::stop_token stop) {
   sinks::DeliveryQueue queue(*sink_, config_.retry);
   // Inputs per open or queued window start, acknowledged when that window is done.
   std::map<int64_t, std::vector<InputRef>> window_inputs;
+  // Once closed, by window object: a late record may open a new window with the same start
+  // while the closed one waits for the sink, and must not be acknowledged with it.
+  std::map<const profile::Window*, std::vector<InputRef>> queued_inputs;
+  WindowDlq window_dlq(*producer, sink_name);
   auto last_input = Clock::now();
   bool paused = false;
   auto last_lag = Clock::now();
@@ -100,40 +105,29 @@ Status ExporterStage::Run(std::stop_token stop) {
     for (std::unique_ptr<profile::Window>& w : watermark == std::numeric_limits<int64_t>::max()
                                                    ? agg.TakeAll()
                                                    : agg.TakeClosed(watermark)) {
+      queued_inputs[w.get()] = std::move(window_inputs[w->start_ns]);
+      window_inputs.erase(w->start_ns);
       queue.Push(std::move(w));
     }
   };
   auto finish = [&](sinks::DeliveryQueue::Done& done) {
     const int64_t start = done.window->start_ns;
-    std::vector<InputRef> inputs = std::move(window_inputs[start]);
-    window_inputs.erase(start);
+    auto node = queued_inputs.extract(done.window.get());
+    std::vector<InputRef> inputs = node.empty() ? std::vector<InputRef>{} : std::move(node.mapped());
     if (done.status.ok()) {
       windows_ok.Inc();
-      for (const InputRef& in : inputs) acks.Ack(in.topic, in.partition, in.offset);
+      for (const InputRef& in : inputs) acks.Ack(in->topic, in->partition, in->offset);
       return;
     }
-    // Permanent refusal (4xx): keep the window, as gzip pprof, with the response.
+    // Permanent refusal (4xx): the input records that made the window go to the DLQ (cut to
+    // the window, with the response), so they can be re-driven; their offsets are committed
+    // once the DLQ has them.
     windows_dlq.Inc();
-    log::Error("exporter: sink refused window, dead-lettering it",
+    log::Error("exporter: sink refused window, dead-lettering its input records",
                {{"sink", sink_name}, {"window_start", static_cast<long long>(start)},
-                {"error", done.status}});
-    perftools::profiles::Profile p =
-        profile::EncodePprof(*done.window, done.window->SeriesOf(""), {.labels = sink_->labels()});
-    Result<std::string> gz = profile::GzipPprof(p);
-    kafka::Headers headers = {{"error", done.status.ToString()},
-                              {"stage", "exporter-" + sink_name},
-                              {"window.start_ns", std::to_string(start)},
-                              {"content-type", "application/vnd.google.protobuf+gzip; pprof"}};
-    Status st = producer->Produce(dlq_topic, sink_name, gz.ok() ? *gz : std::string(), headers,
-                                  [&acks, inputs](const kafka::DeliveryReport& r) {
-                                    if (!r.status.ok()) {
-                                      log::Error("exporter: DLQ write failed", {{"error", r.status}});
-                                      return;  // not acked: the window is rebuilt on restart
-                                    }
-                                    for (const InputRef& in : inputs) {
-                                      acks.Ack(in.topic, in.partition, in.offset);
-                                    }
-                                  });
+                {"records", static_cast<unsigned long>(inputs.size())}, {"error", done.status}});
+    Status st = window_dlq.Write(inputs, start, config_.window.count(), done.status, done.response,
+                                 [&acks](const InputRecord& in) { acks.Ack(in.topic, in.partition, in.offset); });
     if (!st.ok()) log::Error("exporter: DLQ produce failed", {{"error", st}});
   };
   auto pump = [&] {
@@ -162,8 +156,13 @@ Status ExporterStage::Run(std::stop_token stop) {
   while (!stop.stop_requested()) {
     // Paused partitions return nothing, but polling keeps the group membership alive.
     FS_ASSIGN_OR_RETURN(std::optional<kafka::Message> msg, consumer->Poll(std::chrono::milliseconds(100)));
+    if (!msg && config_.stop_when_caught_up && caught_up.Reached(*consumer)) {
+      log::Info("exporter: caught up; stopping", {{"sink", sink_name}});
+      break;
+    }
     if (msg) {
       last_input = Clock::now();
+      caught_up.OnRecord();
       records_in.Inc();
       const std::string topic(msg->topic());
       v1::SampleBatch batch;
@@ -190,9 +189,14 @@ Status ExporterStage::Run(std::stop_token stop) {
         samples_in.Inc(static_cast<uint64_t>(r.added));
         duplicates.Inc(static_cast<uint64_t>(r.duplicates));
         acks.Track(topic, msg->partition(), msg->offset(), static_cast<uint32_t>(r.windows.size()));
-        for (int64_t w : r.windows) window_inputs[w].push_back({topic, msg->partition(), msg->offset()});
+        if (!r.windows.empty()) {
+          auto record = std::make_shared<const InputRecord>(InputRecord::Of(*msg));
+          for (int64_t w : r.windows) window_inputs[w].push_back(record);
+        }
       }
       close_windows(agg.max_event_time_ns() - config_.lateness.count());
+    } else if (paused) {
+      last_input = Clock::now();  // not idle, just not reading: closing windows now would split them
     } else if (Clock::now() - last_input > config_.idle_flush && agg.open_windows() > 0) {
       close_windows(std::numeric_limits<int64_t>::max());
     }
@@ -227,6 +231,11 @@ Status ExporterStage::Run(std::stop_token stop) {
   commit();
   Status closed = consumer->Close();
   log::Info("exporter: stage stopped", {{"sink", sink_name}});
+  if (config_.stop_when_caught_up && !queue.empty()) {
+    // A replay that did not write everything has not done its job.
+    return Unavailable("exporter {}: {} windows undelivered after draining: {}", sink_name,
+                       queue.size(), queue.last_error().ToString());
+  }
   return closed;
 }
 

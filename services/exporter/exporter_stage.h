@@ -45,6 +45,10 @@ struct StageConfig {
   // On stop: how long to keep trying to deliver the last windows before giving up (they are
   // then rebuilt from uncommitted input on the next start).
   std::chrono::nanoseconds drain_timeout = std::chrono::seconds(20);
+  // Replay: once the input is read to its end (stage::CaughtUp), deliver every window and
+  // return; windows still undelivered after drain_timeout make Run() fail.
+  bool stop_when_caught_up = false;
+  std::chrono::milliseconds caught_up_idle{3000};
 };
 
 class ExporterStage {
@@ -54,7 +58,8 @@ class ExporterStage {
   ExporterStage(const ExporterStage&) = delete;
   ExporterStage& operator=(const ExporterStage&) = delete;
 
-  // Runs until `stop`, then drains and commits. Returns an error on fatal Kafka errors.
+  // Runs until `stop` (or, with stop_when_caught_up, the end of the input), then drains and
+  // commits. Returns an error on fatal Kafka errors.
   Status Run(std::stop_token stop);
 
  private:

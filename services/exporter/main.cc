@@ -2,12 +2,14 @@
 //
 //   flamestream-exporter --sink file --out ./out --set kafka.bootstrap.servers=127.0.0.1:9092
 //   flamestream-exporter --sink file --sink pyroscope --set exporter.pyroscope.url=http://p:4040
+//   flamestream-exporter --replay --sink file --out ./out ...   # a replay's last stage, exits
 //
 // Each sink runs its own pipeline (consumer group flamestream-exporter-<sink>, offsets, lag
 // metric) on its own thread, so a slow backend never holds back another.
 #include <thread>
 
 #include "exporter_stage.h"
+#include "flamestream/kafka/topics.h"
 #include "flamestream/log/log.h"
 #include "flamestream/service/service.h"
 #include "flamestream/sinks/file_sink.h"
@@ -17,6 +19,15 @@
 namespace {
 
 namespace fs_sinks = flamestream::sinks;
+
+// exporter.<sink>.tls.{ca_file,cert_file,key_file,insecure_skip_verify}.
+void DeclareTls(flamestream::config::Schema& s, const std::string& prefix, fs_sinks::TlsConfig* tls) {
+  s.Add(prefix + ".ca_file", &tls->ca_file, "CA bundle (PEM) to verify the server; empty = system roots");
+  s.Add(prefix + ".cert_file", &tls->cert_file, "client certificate (PEM) for mTLS, with key_file");
+  s.Add(prefix + ".key_file", &tls->key_file, "client private key (PEM) for mTLS, with cert_file");
+  s.Add(prefix + ".insecure_skip_verify", &tls->insecure_skip_verify,
+        "do not verify the server certificate (development only)");
+}
 
 struct ExporterConfig {
   std::map<std::string, std::string> kafka;
@@ -29,6 +40,7 @@ struct ExporterConfig {
   std::chrono::nanoseconds retry_max = std::chrono::seconds(30);
   int max_pending_windows = 8;
   fs_sinks::FileSinkConfig file;
+  std::string page_template;
   fs_sinks::PyroscopeConfig pyroscope;
   std::vector<std::string> pyroscope_labels;  // k=v
   std::chrono::nanoseconds pyroscope_timeout = std::chrono::seconds(10);
@@ -36,6 +48,7 @@ struct ExporterConfig {
   std::vector<std::string> otlp_headers;  // k=v
   std::vector<std::string> otlp_resource;  // k=v
   std::chrono::nanoseconds otlp_timeout = std::chrono::seconds(10);
+  bool replay = false;
 
   void Declare(flamestream::config::Schema& s) {
     s.AddPassthrough("kafka", &kafka, "librdkafka properties, e.g. kafka.bootstrap.servers");
@@ -50,6 +63,10 @@ struct ExporterConfig {
     s.Add("exporter.file.out", &file.out_dir, "output directory of the file sink", "--out");
     s.Add("exporter.file.views", &file.views, "write <service>.folded and <service>.html");
     s.Add("exporter.file.view_windows", &file.view_windows, "windows the folded/html views cover");
+    s.Add("exporter.file.page_template", &page_template,
+          "flame-graph page template (HTML with __FLAMESTREAM_DATA__); empty: "
+          "share/flamestream/flamegraph.html under $FLAMESTREAM_SHARE_DIR or next to the binary, "
+          "else the built-in page");
     s.Add("exporter.pyroscope.url", &pyroscope.url, "Pyroscope/Phlare base URL");
     s.Add("exporter.pyroscope.tenant", &pyroscope.tenant, "X-Scope-OrgID");
     s.Add("exporter.pyroscope.basic_user", &pyroscope.basic_user, "basic auth user");
@@ -57,19 +74,21 @@ struct ExporterConfig {
     s.Add("exporter.pyroscope.bearer_token", &pyroscope.bearer_token, "bearer token");
     s.Add("exporter.pyroscope.labels", &pyroscope_labels, "extra series labels k=v");
     s.Add("exporter.pyroscope.span_name", &pyroscope.span_name, "send span_name sample labels");
-    s.Add("exporter.pyroscope.ca_file", &pyroscope.ca_file, "CA bundle for https");
-    s.Add("exporter.pyroscope.insecure_skip_verify", &pyroscope.insecure_skip_verify, "do not verify TLS (testing only)");
+    DeclareTls(s, "exporter.pyroscope.tls", &pyroscope.tls);
     s.Add("exporter.pyroscope.timeout", &pyroscope_timeout, "request timeout");
     s.Add("exporter.pyroscope.max_series_per_request", &pyroscope.max_series_per_request, "series per Push");
     s.AddChoice("exporter.otlp.protocol", &otlp.protocol, {"grpc", "http"}, "OTLP transport", "");
     s.Add("exporter.otlp.endpoint", &otlp.endpoint, "gRPC host:port or HTTP base URL");
     s.Add("exporter.otlp.headers", &otlp_headers, "request headers k=v");
-    s.Add("exporter.otlp.tls", &otlp.tls, "gRPC over TLS");
-    s.Add("exporter.otlp.ca_file", &otlp.ca_file, "CA bundle");
-    s.Add("exporter.otlp.insecure_skip_verify", &otlp.insecure_skip_verify, "do not verify TLS (HTTP, testing only)");
+    s.Add("exporter.otlp.tls.enabled", &otlp.tls.enabled, "gRPC over TLS (HTTP: use an https:// endpoint)");
+    DeclareTls(s, "exporter.otlp.tls", &otlp.tls);
     s.Add("exporter.otlp.gzip", &otlp.gzip, "gzip HTTP bodies");
     s.Add("exporter.otlp.resource_attributes", &otlp_resource, "extra resource attributes k=v");
     s.Add("exporter.otlp.timeout", &otlp_timeout, "request timeout");
+    s.Add("exporter.replay", &replay,
+          "replay mode: read <topic>.replay in groups flamestream-exporter-replay-<sink>, "
+          "deliver every window and exit once caught up (ARCHITECTURE.md, Replay)",
+          "--replay");
   }
 };
 
@@ -89,7 +108,12 @@ flamestream::Result<std::map<std::string, std::string>> ParsePairs(const std::ve
 flamestream::Result<std::unique_ptr<fs_sinks::Sink>> MakeSink(const std::string& name, ExporterConfig& cfg) {
   using std::chrono::duration_cast;
   using std::chrono::milliseconds;
-  if (name == "file") return std::unique_ptr<fs_sinks::Sink>(new fs_sinks::FileSink(cfg.file));
+  if (name == "file") {
+    std::string source;
+    FS_ASSIGN_OR_RETURN(cfg.file.page_template, fs_sinks::LoadPageTemplate(cfg.page_template, &source));
+    flamestream::log::Info("file sink: flame-graph page template", {{"source", source}});
+    return std::unique_ptr<fs_sinks::Sink>(new fs_sinks::FileSink(cfg.file));
+  }
   if (name == "pyroscope") {
     FS_ASSIGN_OR_RETURN(cfg.pyroscope.labels, ParsePairs(cfg.pyroscope_labels, "exporter.pyroscope.labels"));
     cfg.pyroscope.timeout = duration_cast<milliseconds>(cfg.pyroscope_timeout);
@@ -123,6 +147,13 @@ flamestream::Status Run(ExporterConfig& cfg, flamestream::service::Context& ctx)
         .max_pending_windows = static_cast<size_t>(std::max(1, cfg.max_pending_windows)),
         .retry = {.initial = duration_cast<milliseconds>(cfg.retry_initial),
                   .max = duration_cast<milliseconds>(cfg.retry_max)}};
+    if (cfg.replay) {
+      if (!sc.topic.ends_with(flamestream::kafka::topics::kReplaySuffix)) {
+        sc.topic = flamestream::kafka::topics::Replay(sc.topic);
+      }
+      sc.group_prefix = "flamestream-exporter-replay-";
+      sc.stop_when_caught_up = true;
+    }
     stages.push_back(std::make_unique<flamestream::exporter::ExporterStage>(sc, std::move(sink), ctx.metrics));
   }
   std::vector<flamestream::Status> results(stages.size());

@@ -119,6 +119,41 @@ TEST(Supervisor, BackoffDoublesUpToTheMaximum) {
   (void)sup.Drain();
 }
 
+TEST(Supervisor, RunToCompletionStageEndsOnExitZeroAndFailsAfterItsRestarts) {
+  struct Case {
+    std::string script;
+    bool done;
+    int restarts;
+    std::string last_exit;
+  };
+  const std::vector<Case> cases = {
+      {"sleep 0.1; exit 0", true, 0, "exit 0"},
+      {"exit 0", true, 0, "exit 0"},  // exits before any ready check could run
+      {"sleep 0.1; exit 2", false, 0, "exit 2"},  // bad configuration: no retry
+      {"sleep 0.1; exit 5", false, 2, "exit 5"},  // a crash: max_restarts retries
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.script);
+    Recorder rec;
+    StageSpec spec = Shell("replay", c.script);
+    spec.run_to_completion = true;
+    spec.max_restarts = 2;
+    Supervisor sup({spec}, {.backoff_initial = 50ms, .on_event = rec.Callback()});
+    ASSERT_TRUE(sup.Start().ok());
+    PollFor(sup, 10s, [&] { return sup.Snapshot()[0].done || sup.Snapshot()[0].failed; });
+    const StageState st = sup.Snapshot()[0];
+    EXPECT_EQ(st.done, c.done);
+    EXPECT_EQ(st.failed, !c.done);
+    EXPECT_EQ(st.restarts, c.restarts);
+    EXPECT_EQ(st.last_exit, c.last_exit);
+    EXPECT_EQ(st.pid, -1);
+    // Nothing restarts it afterwards.
+    PollFor(sup, 300ms, [] { return false; });
+    EXPECT_EQ(sup.Snapshot()[0].restarts, c.restarts);
+    EXPECT_TRUE(sup.Drain().ok());
+  }
+}
+
 TEST(Supervisor, DrainsInPipelineOrderAfterLagReachesZero) {
   TempDir dir;
   const std::string stops = dir / "stops";
@@ -279,6 +314,20 @@ TEST(Probe, SumsMetricFamiliesOverLabels) {
   EXPECT_EQ(m.Get("fs_records_in_total"), 12);
   EXPECT_EQ(m.Get("fs_processing_seconds_bucket"), 2);
   EXPECT_EQ(m.Get("fs_missing"), std::nullopt);
+}
+
+TEST(Probe, SeriesSumsTheLabelSetsThatMatch) {
+  const MetricSums m = ParseMetricsText(
+      "fs_frames_total{outcome=\"resolved\",stage=\"a\"} 5\n"
+      "fs_frames_total{outcome=\"resolved\",stage=\"b\"} 2\n"
+      "fs_frames_total{outcome=\"unresolved\"} 7\n"
+      "fs_frames_total_other{outcome=\"resolved\"} 100\n"
+      "fs_plain 3\n");
+  EXPECT_EQ(m.Series("fs_frames_total", "outcome=\"resolved\""), 7);
+  EXPECT_EQ(m.Series("fs_frames_total", "outcome=\"unresolved\""), 7);
+  EXPECT_EQ(m.Series("fs_frames_total", ""), 14);
+  EXPECT_EQ(m.Series("fs_plain", ""), 3);
+  EXPECT_EQ(m.Series("fs_missing", ""), 0);
 }
 
 }  // namespace

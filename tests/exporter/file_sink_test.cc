@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -173,6 +174,57 @@ TEST(FileSink, FlameGraphPageRendersOfflineAndSpanFilterNarrows) {
   EXPECT_EQ(DataTotal(filtered), want.span_count.at("GET /checkout"));
   EXPECT_LT(DataTotal(filtered), DataTotal(all));
   EXPECT_NE(filtered.find("name=\"main\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace flamestream::exporter_test
+
+namespace flamestream::exporter_test {
+namespace {
+
+// share/flamestream: a configured template wins, then $FLAMESTREAM_SHARE_DIR, then the build's
+// own copy next to bin/, and the page is rendered from whichever was found.
+TEST(FileSinkTemplate, LooksUpShareDirAndRendersFromIt) {
+  TempDir dir;
+  const std::string custom = dir.path() + "/custom.html";
+  {
+    std::ofstream(custom) << "<title>__FLAMESTREAM_TITLE__</title><x>__FLAMESTREAM_DATA__</x>";
+  }
+  std::string source;
+  Result<std::string> t = sinks::LoadPageTemplate(custom, &source);
+  ASSERT_TRUE(t.ok()) << t.error();
+  EXPECT_EQ(source, custom);
+
+  sinks::FileSink sink({.out_dir = dir.path() + "/out", .page_template = *t});
+  ExportAll(sink, StandardBatches());
+  const std::string html = Slurp(dir.path() + "/out/checkout-svc.html");
+  EXPECT_TRUE(html.starts_with("<title>checkout-svc</title><x>{\"title\":\"checkout-svc\""))
+      << html.substr(0, 200);
+
+  // A template without the data placeholder is a config error naming the key.
+  const std::string broken = dir.path() + "/broken.html";
+  { std::ofstream(broken) << "<html></html>"; }
+  t = sinks::LoadPageTemplate(broken, &source);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.error().message().find("exporter.file.page_template"), std::string::npos);
+  t = sinks::LoadPageTemplate(dir.path() + "/missing.html", &source);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.error().message().find("exporter.file.page_template"), std::string::npos);
+
+  // $FLAMESTREAM_SHARE_DIR/flamegraph.html when nothing is configured.
+  fs::create_directories(dir.path() + "/share");
+  fs::copy_file(custom, dir.path() + "/share/flamegraph.html");
+  ASSERT_EQ(::setenv("FLAMESTREAM_SHARE_DIR", (dir.path() + "/share").c_str(), 1), 0);
+  t = sinks::LoadPageTemplate("", &source);
+  ::unsetenv("FLAMESTREAM_SHARE_DIR");
+  ASSERT_TRUE(t.ok()) << t.error();
+  EXPECT_EQ(source, dir.path() + "/share/flamegraph.html");
+
+  // The build tree holds the bundled template where an installed exporter finds it:
+  // <build>/bin/../share/flamestream/flamegraph.html.
+  const std::string built = std::string(FS_BUILD_DIR) + "/share/flamestream/flamegraph.html";
+  ASSERT_TRUE(fs::exists(built)) << built;
+  EXPECT_NE(Slurp(built).find("__FLAMESTREAM_DATA__"), std::string::npos);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "flamestream/profile/pprof.h"
 #include "flamestream/profile/test_batches.h"
 #include "flamestream/sinks/pyroscope_sink.h"
+#include "push_server.h"
 #include "test_util.h"
 
 namespace flamestream::exporter_test {
@@ -230,6 +231,59 @@ TEST(HttpStatus, ClassifiesRetryableAnswers) {
     EXPECT_EQ(st.ok(), c.ok);
     EXPECT_EQ(sinks::IsRetryable(st), c.retry);
   }
+}
+
+TEST(RetryAfter, ParsesSecondsAndHttpDates) {
+  using std::chrono::milliseconds;
+  const auto now = std::chrono::system_clock::from_time_t(1445412480);  // Wed, 21 Oct 2015 07:28:00 GMT
+  struct Case {
+    std::string value;
+    std::optional<milliseconds> want;
+  };
+  for (const Case& c : {Case{"120", milliseconds(120'000)}, Case{" 0 ", milliseconds(0)},
+                        Case{"Wed, 21 Oct 2015 07:28:30 GMT", milliseconds(30'000)},
+                        Case{"Wed, 21 Oct 2015 07:27:00 GMT", milliseconds(0)},  // in the past
+                        Case{"-5", std::nullopt}, Case{"soon", std::nullopt}, Case{"", std::nullopt},
+                        Case{"Wed, 21 Oct 2015 07:28:30 GMT trailing", std::nullopt}}) {
+    SCOPED_TRACE(c.value);
+    EXPECT_EQ(sinks::ParseRetryAfter(c.value, now), c.want);
+  }
+  const sinks::RetryPolicy policy{.initial = milliseconds(100), .max = milliseconds(5000)};
+  EXPECT_EQ(sinks::RetryAfterDelay(milliseconds(2000), policy), milliseconds(2000));
+  EXPECT_EQ(sinks::RetryAfterDelay(milliseconds(600'000), policy), milliseconds(5000));  // capped by max
+  EXPECT_EQ(sinks::RetryAfterDelay(milliseconds(0), policy), milliseconds(100));  // no busy loop
+}
+
+// 503 with Retry-After: the next attempt waits what the server asked (capped by retry max),
+// not the (much shorter) backoff; the refusal's status and body are kept.
+TEST(PyroscopeSink, RetryAfterIsHonouredAndCappedByRetryMax) {
+  using std::chrono::milliseconds;
+  PushServer server([](const PushServer::Seen& s) {
+    if (s.index == 0) return PushServer::Answer{.status = 503, .retry_after = "1", .body = "later"};
+    if (s.index == 1) return PushServer::Answer{.status = 429, .retry_after = "3600", .body = "slow down"};
+    return PushServer::Answer{};
+  });
+  sinks::PyroscopeSink sink({.url = server.url(), .max_series_per_request = 64});
+  sinks::DeliveryQueue queue(sink, {.initial = milliseconds(10), .max = milliseconds(1500)});
+  auto windows = Aggregate(StandardBatches(), {.labels = sink.labels(), .granularity = sink.granularity()});
+  queue.Push(std::move(windows[0]));
+  EXPECT_TRUE(queue.Pump(std::chrono::steady_clock::now()).empty());
+  EXPECT_EQ(sink.last_response().status, 503);
+  EXPECT_EQ(sink.last_response().body, "later");
+  EXPECT_EQ(sink.last_response().retry_after, std::chrono::seconds(1));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!queue.empty() && std::chrono::steady_clock::now() < deadline) {
+    for (auto& d : queue.Pump(std::chrono::steady_clock::now())) EXPECT_TRUE(d.status.ok()) << d.status;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  const std::vector<PushServer::Request> log = server.log();
+  ASSERT_EQ(log.size(), 3u);
+  const auto gap1 = std::chrono::duration_cast<milliseconds>(log[1].at - log[0].at);
+  const auto gap2 = std::chrono::duration_cast<milliseconds>(log[2].at - log[1].at);
+  EXPECT_GE(gap1, milliseconds(1000));  // Retry-After: 1 (backoff alone: ~10 ms)
+  EXPECT_LT(gap1, milliseconds(1400));
+  EXPECT_GE(gap2, milliseconds(1500));  // Retry-After: 3600, capped by retry max 1.5 s
+  EXPECT_LT(gap2, milliseconds(2000));
 }
 
 TEST(Backoff, GrowsExponentiallyWithJitterUpToMax) {

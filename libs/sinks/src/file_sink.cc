@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -129,7 +130,8 @@ Status WriteFileAtomic(const std::string& path, std::string_view data) {
 }
 
 std::string RenderFlameGraphPage(std::string_view title,
-                                 const std::vector<profile::FoldedStack>& stacks) {
+                                 const std::vector<profile::FoldedStack>& stacks,
+                                 std::string_view page_template) {
   // Merge by (span, frames) and intern frame and span names.
   std::map<std::pair<std::string, std::vector<std::string>>, int64_t> merged;
   for (const profile::FoldedStack& s : stacks) {
@@ -165,11 +167,42 @@ std::string RenderFlameGraphPage(std::string_view title,
   }
   json += "],\"stacks\":[" + rows + "]}";
 
-  std::string page(internal::kFlameGraphTemplate);
+  std::string page(page_template.empty() ? internal::kFlameGraphTemplate : page_template);
   page = common::ReplaceAll(page, "__FLAMESTREAM_TITLE__", HtmlEscape(title));
   const size_t at = page.find("__FLAMESTREAM_DATA__");
   if (at != std::string::npos) page.replace(at, std::string_view("__FLAMESTREAM_DATA__").size(), json);
   return page;
+}
+
+Result<std::string> LoadPageTemplate(const std::string& configured, std::string* source) {
+  std::vector<std::string> candidates;
+  if (!configured.empty()) {
+    candidates.push_back(configured);
+  } else {
+    if (const char* share = std::getenv("FLAMESTREAM_SHARE_DIR"); share != nullptr && *share) {
+      candidates.push_back((fs::path(share) / "flamegraph.html").string());
+    }
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+      candidates.push_back(
+          (exe.parent_path().parent_path() / "share/flamestream/flamegraph.html").string());
+    }
+  }
+  for (const std::string& path : candidates) {
+    std::error_code ec;
+    if (configured.empty() && !fs::exists(path, ec)) continue;
+    Result<std::string> text = ReadFile(path);
+    if (!text.ok()) return text.error().WithContext("exporter.file.page_template");
+    if (text->find("__FLAMESTREAM_DATA__") == std::string::npos) {
+      return InvalidArgument(
+          "exporter.file.page_template: {} has no __FLAMESTREAM_DATA__ placeholder", path);
+    }
+    *source = path;
+    return text;
+  }
+  *source = "built-in";
+  return std::string();
 }
 
 FileSink::FileSink(FileSinkConfig config) : config_(std::move(config)) {}
@@ -251,7 +284,7 @@ Status FileSink::WriteViews(std::string_view service) {
   }
   const std::string base = (fs::path(config_.out_dir) / SafeFileName(service)).string();
   FS_RETURN_IF_ERROR(WriteFileAtomic(base + ".folded", profile::FoldedText(all)));
-  return WriteFileAtomic(base + ".html", RenderFlameGraphPage(service, all));
+  return WriteFileAtomic(base + ".html", RenderFlameGraphPage(service, all, config_.page_template));
 }
 
 }  // namespace flamestream::sinks

@@ -1,6 +1,9 @@
 #include "flamestream/sinks/otlp_sink.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include <fstream>
 #include <sstream>
@@ -75,6 +78,56 @@ bool IsRetryableGrpc(grpc::StatusCode code) {
     default:
       return false;
   }
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return InvalidArgument("otlp: cannot read {}", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Plaintext, or TLS with the configured roots and client identity. Skipping verification
+// needs the experimental TLS credentials (SslCredentials always verifies).
+Result<std::shared_ptr<grpc::ChannelCredentials>> GrpcCredentials(const TlsConfig& tls) {
+  if (!tls.enabled) {
+    if (!tls.ca_file.empty() || !tls.cert_file.empty()) {
+      return InvalidArgument("exporter.otlp.tls.* files are set but exporter.otlp.tls.enabled is false");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  FS_RETURN_IF_ERROR(ValidateTls(tls, "exporter.otlp"));
+  std::string ca, cert, key;
+  if (!tls.ca_file.empty()) {
+    FS_ASSIGN_OR_RETURN(ca, ReadFile(tls.ca_file));
+  }
+  if (!tls.cert_file.empty()) {
+    FS_ASSIGN_OR_RETURN(cert, ReadFile(tls.cert_file));
+    FS_ASSIGN_OR_RETURN(key, ReadFile(tls.key_file));
+  }
+  if (!tls.insecure_skip_verify) {
+    grpc::SslCredentialsOptions opts;
+    opts.pem_root_certs = ca;
+    opts.pem_private_key = key;
+    opts.pem_cert_chain = cert;
+    return grpc::SslCredentials(opts);
+  }
+  namespace gx = grpc::experimental;
+  gx::TlsChannelCredentialsOptions opts;
+  std::vector<gx::IdentityKeyCertPair> identity;
+  if (!cert.empty()) identity.push_back({.private_key = key, .certificate_chain = cert});
+  if (!ca.empty() || !identity.empty()) {
+    opts.set_certificate_provider(std::make_shared<gx::StaticDataCertificateProvider>(ca, identity));
+    if (!ca.empty()) opts.watch_root_certs();
+    if (!identity.empty()) opts.watch_identity_key_cert_pairs();
+  }
+  opts.set_verify_server_certs(false);
+  opts.set_certificate_verifier(std::make_shared<gx::NoOpCertificateVerifier>());
+  opts.set_check_call_host(false);
+  std::shared_ptr<grpc::ChannelCredentials> creds = gx::TlsCredentials(opts);
+  if (!creds) return InvalidArgument("exporter.otlp.tls: cannot build TLS credentials");
+  return creds;
 }
 
 }  // namespace
@@ -206,46 +259,46 @@ struct OtlpSink::Grpc {
 OtlpSink::OtlpSink(OtlpConfig config) : config_(std::move(config)) {}
 OtlpSink::~OtlpSink() = default;
 
+Status OtlpSink::Start() {
+  if (config_.protocol == "grpc") {
+    if (grpc_) return OkStatus();
+    FS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds, GrpcCredentials(config_.tls));
+    grpc_ = std::make_unique<Grpc>();
+    grpc_->channel = grpc::CreateChannel(config_.endpoint, creds);
+    grpc_->stub = collector::ProfilesService::NewStub(grpc_->channel);
+    return OkStatus();
+  }
+  if (config_.protocol == "http") {
+    if (http_) return OkStatus();
+    FS_ASSIGN_OR_RETURN(http_, internal::HttpPoster::Create({.url = config_.endpoint,
+                                                             .headers = config_.headers,
+                                                             .tls = config_.tls,
+                                                             .timeout = config_.timeout},
+                                                            "exporter.otlp"));
+    return OkStatus();
+  }
+  return InvalidArgument("otlp: protocol must be grpc or http, not {}", config_.protocol);
+}
+
 Status OtlpSink::Export(const profile::Window& window) {
+  last_response_ = {};
   const collector::ExportProfilesServiceRequest req = BuildExportRequest(window, config_);
   if (req.resource_profiles_size() == 0) return OkStatus();
+  FS_RETURN_IF_ERROR(Start());
   collector::ExportProfilesServiceResponse resp;
   if (config_.protocol == "grpc") {
-    if (!grpc_) {
-      std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-      if (config_.tls) {
-        grpc::SslCredentialsOptions opts;
-        if (!config_.ca_file.empty()) {
-          std::ifstream in(config_.ca_file);
-          if (!in) return InvalidArgument("otlp: cannot read ca_file {}", config_.ca_file);
-          std::ostringstream ss;
-          ss << in.rdbuf();
-          opts.pem_root_certs = ss.str();
-        }
-        creds = grpc::SslCredentials(opts);
-      }
-      grpc_ = std::make_unique<Grpc>();
-      grpc_->channel = grpc::CreateChannel(config_.endpoint, creds);
-      grpc_->stub = collector::ProfilesService::NewStub(grpc_->channel);
-    }
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + config_.timeout);
     for (const auto& [k, v] : config_.headers) ctx.AddMetadata(common::ToLower(k), v);
     const grpc::Status st = grpc_->stub->Export(&ctx, req, &resp);
     if (!st.ok()) {
+      last_response_ = {.status = static_cast<int>(st.error_code()),
+                        .body = st.error_message().substr(0, 4096)};
       const std::string msg = fmt::format("otlp grpc {}: code {}: {}", config_.endpoint,
                                           static_cast<int>(st.error_code()), st.error_message());
       return IsRetryableGrpc(st.error_code()) ? Unavailable("{}", msg) : FailedPrecondition("{}", msg);
     }
-  } else if (config_.protocol == "http") {
-    if (!http_) {
-      FS_ASSIGN_OR_RETURN(http_, internal::HttpPoster::Create(
-                                     {.url = config_.endpoint,
-                                      .headers = config_.headers,
-                                      .ca_file = config_.ca_file,
-                                      .insecure_skip_verify = config_.insecure_skip_verify,
-                                      .timeout = config_.timeout}));
-    }
+  } else {
     std::string body;
     if (!req.SerializeToString(&body)) return InternalError("otlp: serialize request");
     std::map<std::string, std::string> headers;
@@ -253,9 +306,8 @@ Status OtlpSink::Export(const profile::Window& window) {
       FS_ASSIGN_OR_RETURN(body, profile::Gzip(body));
       headers["Content-Encoding"] = "gzip";
     }
-    FS_RETURN_IF_ERROR(http_->Post("/v1development/profiles", body, "application/x-protobuf", headers));
-  } else {
-    return InvalidArgument("otlp: protocol must be grpc or http, not {}", config_.protocol);
+    FS_RETURN_IF_ERROR(
+        http_->Post("/v1development/profiles", body, "application/x-protobuf", headers, &last_response_));
   }
   if (resp.has_partial_success() && resp.partial_success().rejected_profiles() > 0) {
     // Per the OTLP spec a partial success must not be retried.

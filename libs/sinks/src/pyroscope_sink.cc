@@ -39,19 +39,23 @@ Result<std::vector<push::v1::PushRequest>> BuildPushRequests(const profile::Wind
   return out;
 }
 
+Status PyroscopeSink::Start() {
+  if (poster_) return OkStatus();
+  FS_ASSIGN_OR_RETURN(poster_, internal::HttpPoster::Create({.url = config_.url,
+                                                             .basic_user = config_.basic_user,
+                                                             .basic_password = config_.basic_password,
+                                                             .bearer_token = config_.bearer_token,
+                                                             .tls = config_.tls,
+                                                             .timeout = config_.timeout},
+                                                            "exporter.pyroscope"));
+  return OkStatus();
+}
+
 Status PyroscopeSink::Export(const profile::Window& window) {
+  last_response_ = {};
   FS_ASSIGN_OR_RETURN(std::vector<push::v1::PushRequest> requests,
                       BuildPushRequests(window, config_));
-  if (!poster_) {
-    FS_ASSIGN_OR_RETURN(poster_, internal::HttpPoster::Create(
-                                     {.url = config_.url,
-                                      .basic_user = config_.basic_user,
-                                      .basic_password = config_.basic_password,
-                                      .bearer_token = config_.bearer_token,
-                                      .ca_file = config_.ca_file,
-                                      .insecure_skip_verify = config_.insecure_skip_verify,
-                                      .timeout = config_.timeout}));
-  }
+  FS_RETURN_IF_ERROR(Start());
   std::map<std::string, std::string> headers = {{"Connect-Protocol-Version", "1"}};
   if (!config_.tenant.empty()) headers["X-Scope-OrgID"] = config_.tenant;
   if (progress_window_ != window.start_ns) {
@@ -61,8 +65,8 @@ Status PyroscopeSink::Export(const profile::Window& window) {
   for (size_t i = progress_done_; i < requests.size(); ++i) {
     std::string body;
     if (!requests[i].SerializeToString(&body)) return InternalError("pyroscope: serialize PushRequest");
-    FS_RETURN_IF_ERROR(
-        poster_->Post("/push.v1.PusherService/Push", body, "application/proto", headers));
+    FS_RETURN_IF_ERROR(poster_->Post("/push.v1.PusherService/Push", body, "application/proto",
+                                     headers, &last_response_));
     progress_done_ = i + 1;
   }
   progress_window_ = INT64_MIN;

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "flamestream/kafka/ack_tracker.h"
+#include "flamestream/stage/caught_up.h"
 #include "flamestream/stage/failure_latch.h"
 #include "flamestream/kafka/dlq.h"
 #include "flamestream/kafka/producer.h"
@@ -37,11 +38,11 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
   ccfg.assignor = config.assignor;
   ccfg.auto_offset_reset = config.auto_offset_reset;
   bool seek_pending = false;
-  bool assigned_once = false;
+  CaughtUp caught_up(config.caught_up_idle);
   ccfg.on_assigned = [&](const kafka::TopicPartitions& parts, bool) {
     log::Info("partitions assigned", {{"stage", config.stage}, {"count", parts.size()}});
     ctx.set_ready(true);
-    assigned_once = true;
+    caught_up.OnAssigned();
     // Seeking is only allowed once the assignment is in effect: do it from the loop.
     seek_pending = config.seek_to_timestamp_ms > 0;
   };
@@ -83,7 +84,6 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
 
   bool paused = false;
   Clock::time_point last_commit = Clock::now();
-  Clock::time_point last_record = Clock::now();
   Status result;
   while (!ctx.stop.stop_requested()) {
     if (Status f = failure.Get(); !f.ok()) {
@@ -118,19 +118,12 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
       result = polled.error().WithContext("consumer");
       break;
     }
-    if (!polled->has_value() && config.stop_when_caught_up && assigned_once &&
-        Clock::now() - last_record >= config.caught_up_idle) {
-      auto lag = consumer->Lag(std::chrono::seconds(5));
-      const bool caught_up = lag.ok() && std::all_of(lag->begin(), lag->end(), [](const auto& p) {
-                               return p.lag == 0 || p.high_watermark == 0;
-                             });
-      if (caught_up) {
-        log::Info("caught up; stopping", {{"stage", config.stage}});
-        break;
-      }
+    if (!polled->has_value() && config.stop_when_caught_up && caught_up.Reached(*consumer)) {
+      log::Info("caught up; stopping", {{"stage", config.stage}});
+      break;
     }
     if (polled->has_value()) {
-      last_record = Clock::now();
+      caught_up.OnRecord();
       const kafka::Message& msg = **polled;
       const auto started = Clock::now();
       metrics.records_in.Inc();

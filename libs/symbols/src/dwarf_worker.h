@@ -1,6 +1,7 @@
 // The DWARF worker's side: LocalModule reads one debug file with LLVM in the calling process;
-// RunDwarfWorker serves LocalModule lookups over a socket. Private to fs_symbols and to the
-// flamestream-dwarf-worker executable (which links LLVM statically, so it starts in a few ms).
+// RunDwarfWorker serves LocalModule lookups over a socket. Compiled only into the
+// flamestream-dwarf-worker executable (which links LLVM statically, so it starts in a few ms)
+// and into fs_symbols_dwarf (LlvmDwarfEngine); fs_symbols uses just the wire format below.
 //
 //   // in the worker process, with the Symbolizer's end of a socketpair on fd 3:
 //   RunDwarfWorker(3);  // returns never; exits when the socket closes
@@ -13,19 +14,20 @@
 #include <string_view>
 
 #include "flamestream/common/status.h"
+#include "flamestream/symbols/dwarf_engine.h"
 #include "flamestream/symbols/location.h"
 
 namespace flamestream::symbols {
 
-class LocalModule {
+class LocalModule final : public DwarfFile {
  public:
   [[nodiscard]] static Result<std::unique_ptr<LocalModule>> Open(const std::string& path);
-  ~LocalModule();
+  ~LocalModule() override;
   LocalModule(const LocalModule&) = delete;
   LocalModule& operator=(const LocalModule&) = delete;
   // The inlining chain at a virtual address, exactly as `llvm-symbolizer --inlining` reports
   // it (one "??" frame when nothing is known).
-  [[nodiscard]] Result<Location> Symbolize(uint64_t address);
+  [[nodiscard]] Result<Location> Symbolize(uint64_t address) override;
 
  private:
   class Llvm;

@@ -28,20 +28,27 @@ using namespace wire;
 
 // --- DwarfWorker (parent side) ---
 
-std::string FindDwarfWorkerBinary(const std::string& configured) {
+std::string FindDwarfWorkerBinary(const std::string& configured,
+                                  std::vector<std::string>* tried) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  auto executable = [&](const fs::path& p) {
+  auto executable = [&](const fs::path& p, std::string_view source = "") {
+    if (tried != nullptr) {
+      tried->push_back(fmt::format("{}{}", source, p.string()));
+    }
     return !p.empty() && fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
   };
   if (!configured.empty()) {
-    return executable(configured) ? configured : "";
+    return executable(configured, "dwarf_worker=") ? configured : "";
   }
   if (const char* env = std::getenv("FLAMESTREAM_DWARF_WORKER"); env != nullptr && *env != 0) {
-    return executable(env) ? env : "";
+    return executable(env, "$FLAMESTREAM_DWARF_WORKER=") ? env : "";
   }
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
   if (ec) {
+    if (tried != nullptr) {
+      tried->push_back("(next to this executable: /proc/self/exe unreadable)");
+    }
     return "";
   }
   // Installed next to the service; in a build tree tests/ and bench/ sit beside bin/.
@@ -55,8 +62,13 @@ std::string FindDwarfWorkerBinary(const std::string& configured) {
 }
 
 Result<std::unique_ptr<DwarfWorker>> DwarfWorker::Create(std::string executable,
+                                                         const DwarfEngine* engine,
                                                          std::chrono::milliseconds timeout) {
-  auto worker = std::unique_ptr<DwarfWorker>(new DwarfWorker(std::move(executable), timeout));
+  if (executable.empty() && engine == nullptr) {
+    return InvalidArgument("DWARF worker: no executable and no in-process engine to fork");
+  }
+  auto worker =
+      std::unique_ptr<DwarfWorker>(new DwarfWorker(std::move(executable), engine, timeout));
   FS_RETURN_IF_ERROR(worker->Start());
   return worker;
 }
@@ -74,11 +86,16 @@ Status DwarfWorker::Start() {
   if (!executable_.empty()) {
     pid = Spawn(child_end.get());
   }
-  if (pid < 0) {
+  if (pid < 0 && engine_ != nullptr) {
     pid = Fork(child_end.get());
+    if (pid < 0) {
+      return ErrnoError(errno, "fork DWARF worker");
+    }
   }
   if (pid < 0) {
-    return ErrnoError(errno, "start DWARF worker");
+    return Unavailable("DWARF worker {} could not be started (see the log), and no "
+                       "in-process engine (SymbolizerConfig::dwarf_engine) to fork",
+                       failed_executable_);
   }
   child_end.reset();
   int flags = ::fcntl(parent_end.get(), F_GETFL);
@@ -129,16 +146,22 @@ pid_t DwarfWorker::Spawn(int child_fd) {
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    log::Warn("DWARF worker could not be started; forking instead",
+    log::Warn(engine_ != nullptr ? "DWARF worker could not be started; forking instead"
+                                 : "DWARF worker could not be started",
               {{"path", executable_}, {"error", std::strerror(rc)}});
-    executable_.clear();
+    // With an engine, later restarts fork; without one, each restart tries the executable again.
+    failed_executable_ = executable_;
+    if (engine_ != nullptr) {
+      executable_.clear();
+    }
     return -1;
   }
   return pid;
 }
 
-// Fallback when the worker executable is missing: a fork of this process (costlier: page
-// tables copied, copy-on-write faults on both sides while they share memory).
+// Fallback when the worker executable is missing and the caller gave an engine: a fork of
+// this process (costlier: page tables copied, copy-on-write faults on both sides while they
+// share memory).
 pid_t DwarfWorker::Fork(int child_fd) {
   const pid_t parent = ::getpid();
   pid_t pid = ::fork();
@@ -157,7 +180,7 @@ pid_t DwarfWorker::Fork(int child_fd) {
     if (devnull >= 0) ::dup2(devnull, STDERR_FILENO);
     if (child_fd != 3 && ::dup2(child_fd, 3) < 0) ::_exit(4);
     ::close_range(4, ~0U, 0);
-    RunDwarfWorker(3);
+    engine_->Serve(3);
   }
   return pid;
 }
@@ -349,7 +372,7 @@ void DwarfWorker::Close(uint64_t handle) {
 
 // --- LlvmModule ---
 
-LlvmModule::LlvmModule(DebugFiles files, std::unique_ptr<LocalModule> local, DwarfWorker* worker,
+LlvmModule::LlvmModule(DebugFiles files, std::unique_ptr<DwarfFile> local, DwarfWorker* worker,
                        uint64_t handle)
     : files_(std::move(files)), local_(std::move(local)), worker_(worker), handle_(handle) {}
 
@@ -359,12 +382,16 @@ LlvmModule::~LlvmModule() {
   }
 }
 
-Result<std::unique_ptr<LlvmModule>> LlvmModule::Open(DebugFiles files, DwarfWorker* worker) {
+Result<std::unique_ptr<LlvmModule>> LlvmModule::Open(DebugFiles files, DwarfWorker* worker,
+                                                     const DwarfEngine* engine) {
   if (worker != nullptr) {
     FS_ASSIGN_OR_RETURN(uint64_t handle, worker->Open(files.debug.path));
     return std::unique_ptr<LlvmModule>(new LlvmModule(std::move(files), nullptr, worker, handle));
   }
-  FS_ASSIGN_OR_RETURN(std::unique_ptr<LocalModule> local, LocalModule::Open(files.debug.path));
+  if (engine == nullptr) {
+    return InternalError("{}: neither a DWARF worker nor an in-process engine", files.debug.path);
+  }
+  FS_ASSIGN_OR_RETURN(std::unique_ptr<DwarfFile> local, engine->Open(files.debug.path));
   return std::unique_ptr<LlvmModule>(new LlvmModule(std::move(files), std::move(local), nullptr, 0));
 }
 

@@ -1,16 +1,18 @@
-// One opened debug file and the LLVM symbolizer reading it (private to fs_symbols: LLVM headers
-// stay out of the public API).
+// One opened debug file, read in the DWARF worker process (or, with a DwarfEngine from
+// flamestream::symbols_dwarf, in this process). Private to fs_symbols, which does not link LLVM.
 //
-//   FS_ASSIGN_OR_RETURN(auto worker, DwarfWorker::Create());        // once per Symbolizer
-//   FS_ASSIGN_OR_RETURN(auto module, LlvmModule::Open(files, worker.get()));
+//   FS_ASSIGN_OR_RETURN(auto worker, DwarfWorker::Create(executable, engine));  // per Symbolizer
+//   FS_ASSIGN_OR_RETURN(auto module, LlvmModule::Open(files, worker.get(), engine));
 //   std::vector<Result<Location>> locs = module->SymbolizeMany(sorted_addresses);
 //
 // LLVM 14's DWARF reader trusts parts of its input: a corrupt .debug_abbrev or .debug_info can
 // make it read through a bad DIE and crash. So by default DWARF is only ever parsed inside a
-// DwarfWorker, a child process forked once that keeps the files open and answers lookups over a
-// socket. When it crashes or hangs, the request's file becomes an error for its build id, the
-// worker is restarted on the next request, and files it had open are reopened lazily. With a
-// null worker the file is parsed in this process (trusted debug info, benchmarks).
+// DwarfWorker, the flamestream-dwarf-worker process (or a fork of this one when the caller
+// passed an engine and the executable is missing) that keeps the files open and answers
+// lookups over a socket. When it crashes or hangs, the request's file becomes an error for its
+// build id, the worker is restarted on the next request, and files it had open are reopened
+// lazily. With a null worker the file is parsed in this process by the engine (trusted debug
+// info, benchmarks).
 #pragma once
 
 #include <sys/types.h>
@@ -26,25 +28,28 @@
 #include "flamestream/common/fd.h"
 #include "flamestream/common/status.h"
 #include "flamestream/symbols/debug_locator.h"
+#include "flamestream/symbols/dwarf_engine.h"
 #include "flamestream/symbols/location.h"
 
 namespace flamestream::symbols {
 
-class LocalModule;
-
 inline constexpr const char* kDwarfWorkerName = "flamestream-dwarf-worker";
 // The worker executable: `configured` if set, else $FLAMESTREAM_DWARF_WORKER, else
-// flamestream-dwarf-worker next to this executable or in ../bin/. Empty when none is usable.
-std::string FindDwarfWorkerBinary(const std::string& configured);
+// flamestream-dwarf-worker next to this executable or in ../bin/. Empty when none is usable;
+// `tried` (optional) receives the paths looked at, for the error message.
+std::string FindDwarfWorkerBinary(const std::string& configured,
+                                  std::vector<std::string>* tried = nullptr);
 
 // The child process that parses DWARF. Not thread-safe (the Symbolizer serializes calls).
 class DwarfWorker {
  public:
   // Starts the worker now: `executable` (flamestream-dwarf-worker, LLVM linked statically, so
-  // it starts in a few ms) through posix_spawn, or when that is empty or fails, a fork of this
-  // process. `timeout` bounds one request.
+  // it starts in a few ms) through posix_spawn, or when that is empty or fails and `engine` is
+  // not null, a fork of this process serving `engine` (which must outlive the worker).
+  // `timeout` bounds one request.
   [[nodiscard]] static Result<std::unique_ptr<DwarfWorker>> Create(
-      std::string executable, std::chrono::milliseconds timeout = std::chrono::seconds(60));
+      std::string executable, const DwarfEngine* engine,
+      std::chrono::milliseconds timeout = std::chrono::seconds(60));
   ~DwarfWorker();
   DwarfWorker(const DwarfWorker&) = delete;
   DwarfWorker& operator=(const DwarfWorker&) = delete;
@@ -63,8 +68,9 @@ class DwarfWorker {
   [[nodiscard]] uint64_t crashes() const { return crashes_.load(std::memory_order_relaxed); }
 
  private:
-  DwarfWorker(std::string executable, std::chrono::milliseconds timeout)
-      : executable_(std::move(executable)), timeout_(timeout) {}
+  DwarfWorker(std::string executable, const DwarfEngine* engine,
+              std::chrono::milliseconds timeout)
+      : executable_(std::move(executable)), engine_(engine), timeout_(timeout) {}
   Status Start();
   pid_t Spawn(int child_fd);  // -1 on failure (then executable_ is cleared)
   pid_t Fork(int child_fd);
@@ -77,6 +83,8 @@ class DwarfWorker {
   void Stop();
 
   std::string executable_;
+  const DwarfEngine* engine_;  // null: no fork fallback
+  std::string failed_executable_;  // the last executable posix_spawn failed on
   std::chrono::milliseconds timeout_;
   pid_t pid_ = -1;
   common::UniqueFd sock_;
@@ -89,9 +97,11 @@ class DwarfWorker {
 class LlvmModule {
  public:
   // Opens `files.debug` (mapped; DWARF parsed lazily by LLVM on first use) in `worker`, or in
-  // this process when `worker` is null. `worker` must outlive the module.
+  // this process with `engine` when `worker` is null (one of them must be set). Both must
+  // outlive the module.
   [[nodiscard]] static Result<std::unique_ptr<LlvmModule>> Open(DebugFiles files,
-                                                                DwarfWorker* worker);
+                                                                DwarfWorker* worker,
+                                                                const DwarfEngine* engine);
   ~LlvmModule();
   LlvmModule(const LlvmModule&) = delete;
   LlvmModule& operator=(const LlvmModule&) = delete;
@@ -108,10 +118,10 @@ class LlvmModule {
   [[nodiscard]] uint64_t bytes() const { return files_.debug.file_size; }
 
  private:
-  LlvmModule(DebugFiles files, std::unique_ptr<LocalModule> local, DwarfWorker* worker,
+  LlvmModule(DebugFiles files, std::unique_ptr<DwarfFile> local, DwarfWorker* worker,
              uint64_t handle);
   DebugFiles files_;
-  std::unique_ptr<LocalModule> local_;  // in-process mode
+  std::unique_ptr<DwarfFile> local_;  // in-process mode
   DwarfWorker* worker_ = nullptr;       // worker mode
   uint64_t handle_ = 0;
 };

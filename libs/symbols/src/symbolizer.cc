@@ -1,6 +1,7 @@
 #include "flamestream/symbols/symbolizer.h"
 
 #include <absl/container/flat_hash_map.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <atomic>
@@ -82,7 +83,7 @@ class Symbolizer::Impl {
   DebugLocator locator_;
   LruSymbolCache lru_;
   SymbolCache* shared_;
-  std::unique_ptr<DwarfWorker> worker_;  // null: DWARF parsed in this process
+  std::unique_ptr<DwarfWorker> worker_;  // null: DWARF parsed in this process (dwarf_engine)
 
   std::list<OpenModule> modules_;  // most recently used first
   absl::flat_hash_map<std::string, std::list<OpenModule>::iterator> module_index_;
@@ -123,7 +124,8 @@ Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key,
     shared_->PutUnknownBuildId(build_id, files.error().message());
   }
   Result<std::unique_ptr<LlvmModule>> module =
-      files.ok() ? LlvmModule::Open(std::move(files).value(), worker_.get())
+      files.ok() ? LlvmModule::Open(std::move(files).value(), worker_.get(),
+                                                    config_.dwarf_engine.get())
                  : Result<std::unique_ptr<LlvmModule>>(files.error());
   if (!module.ok()) {
     log::Warn("no debug info", {{"key", key}, {"error", module.error()}});
@@ -422,13 +424,24 @@ Result<std::unique_ptr<Symbolizer>> Symbolizer::Create(SymbolizerConfig config,
   }
   std::unique_ptr<DwarfWorker> worker;
   if (config.probe_debug_info) {
-    std::string executable = FindDwarfWorkerBinary(config.dwarf_worker);
+    std::vector<std::string> tried;
+    std::string executable = FindDwarfWorkerBinary(config.dwarf_worker, &tried);
     if (executable.empty()) {
+      if (config.dwarf_engine == nullptr) {
+        return NotFound("symbolizer: {} not found (looked at {}); install it next to this "
+                        "executable or set $FLAMESTREAM_DWARF_WORKER",
+                        kDwarfWorkerName, fmt::join(tried, ", "));
+      }
       log::Warn("flamestream-dwarf-worker not found; the DWARF worker will be a fork of this "
                 "process (slower to start)",
-                {{"configured", config.dwarf_worker}});
+                {{"looked_at", fmt::format("{}", fmt::join(tried, ", "))}});
     }
-    FS_ASSIGN_OR_RETURN(worker, DwarfWorker::Create(std::move(executable)));
+    FS_ASSIGN_OR_RETURN(worker,
+                        DwarfWorker::Create(std::move(executable), config.dwarf_engine.get()));
+  } else if (config.dwarf_engine == nullptr) {
+    return InvalidArgument(
+        "symbolizer: probe_debug_info=false parses DWARF in this process, which needs "
+        "SymbolizerConfig::dwarf_engine (LlvmDwarfEngine() from flamestream::symbols_dwarf)");
   }
   return std::unique_ptr<Symbolizer>(new Symbolizer(
       std::make_unique<Impl>(std::move(config), shared_cache, std::move(worker))));

@@ -1,19 +1,43 @@
 #include "analyze_cmd.h"
 
+#include <chrono>
+
 #include "flamestream/pprofutil/flamegraph.h"
 #include "flamestream/pprofutil/profile_io.h"
 #include "flamestream/pprofutil/report.h"
 #include "flamestream/pprofutil/stacks.h"
+#include "pyroscope_source.h"
 
 namespace flamestream::cli {
 namespace {
 
 namespace pp = pprofutil;
 
+// A Pyroscope URL's profile: --service and --span become label matchers of the query, since
+// the merged profile Pyroscope returns carries no sample labels to filter on.
+Status AddPyroscope(const std::string& url, const AnalyzeOptions& o, pp::StackSet& set) {
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  FS_ASSIGN_OR_RETURN(PyroscopeQuery q, ParsePyroscopeUrl(url, now_ns));
+  if (!o.service.empty()) q.matchers["service_name"] = o.service;
+  if (!o.span.empty()) q.matchers["span_name"] = o.span;
+  FS_ASSIGN_OR_RETURN(perftools::profiles::Profile profile, FetchMergedProfile(q, o.tenant));
+  return pp::AddProfile(profile, {.sample_type = o.sample_type}, set).WithContext(url);
+}
+
 Result<pp::StackSet> Load(const AnalyzeOptions& o) {
-  FS_ASSIGN_OR_RETURN(std::vector<std::string> files, pp::ExpandInputs(o.inputs, o.service));
-  return pp::LoadStacks(files, {.sample_type = o.sample_type, .span_name = o.span,
-                                .service = o.service});
+  std::vector<std::string> urls, paths;
+  for (const std::string& in : o.inputs) (IsPyroscopeUrl(in) ? urls : paths).push_back(in);
+  pp::StackSet set;
+  if (!paths.empty()) {
+    FS_ASSIGN_OR_RETURN(std::vector<std::string> files, pp::ExpandInputs(paths, o.service));
+    FS_ASSIGN_OR_RETURN(set, pp::LoadStacks(files, {.sample_type = o.sample_type,
+                                                    .span_name = o.span,
+                                                    .service = o.service}));
+  }
+  for (const std::string& url : urls) FS_RETURN_IF_ERROR(AddPyroscope(url, o, set));
+  return set;
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// `flamestream folded|top|diff`: read pprof files (or the file sink's output directory) and
-// print folded stacks, a pprof-style top table, or the change of each function's share.
+// `flamestream folded|top|diff`: read pprof files (or the file sink's output directory, or a
+// Pyroscope server, see pyroscope_source.h) and print folded stacks, a pprof-style top table, or the change of each function's share.
 //
 //   AnalyzeOptions o{.inputs = {"./flamestream-out"}, .service = "shop", .by = "self"};
 //   int code = RunTop(o, std::cout, std::cerr);
@@ -12,7 +12,8 @@
 namespace flamestream::cli {
 
 struct AnalyzeOptions {
-  std::vector<std::string> inputs;  // files or directories
+  std::vector<std::string> inputs;  // files, directories or Pyroscope URLs (http[s]://...)
+  std::string tenant;               // X-Scope-OrgID for Pyroscope URLs
   std::string service;              // directory <dir>/<service>/, and service_name labels
   std::string span;                 // span_name label filter
   std::string sample_type;          // empty: the profile's default

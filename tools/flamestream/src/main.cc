@@ -1,7 +1,9 @@
 // flamestream: the command-line front end. `up` runs the whole pipeline on this machine;
+// `replay` re-runs a time range through it (re-symbolization);
 // `folded`, `top` and `diff` read pprof files; `topics` prepares a Kafka cluster.
 //
 //   sudo flamestream up --duration 30s
+//   flamestream replay --from -1h --build-id 4f1e... --debug-dir ./debug
 //   flamestream top --span "GET /cart" ./flamestream-out
 //   flamestream diff --html diff.html before.pb.gz after.pb.gz
 //   flamestream topics create --brokers kafka:9092 --partitions 8
@@ -11,6 +13,7 @@
 
 #include "analyze_cmd.h"
 #include "flamestream/common/units.h"
+#include "replay_cmd.h"
 #include "topics_cmd.h"
 #include "up.h"
 
@@ -39,6 +42,7 @@ bool ParseDurations(const std::vector<DurationFlag>& flags) {
 }
 
 void AddAnalyzeFlags(CLI::App* cmd, cli::AnalyzeOptions& o, bool filters) {
+  cmd->add_option("--tenant", o.tenant, "X-Scope-OrgID sent with Pyroscope URL inputs");
   cmd->add_option("--sample-type", o.sample_type,
                   "sample type to read (cpu, samples, ...); default: the profile's default");
   if (filters) {
@@ -60,15 +64,17 @@ int main(int argc, char** argv) {
   CLI::App* folded_cmd = app.add_subcommand(
       "folded", "print pprof files as folded stacks (root;...;leaf value), inlined frames "
                 "as frames of their own; gzip or plain pprof");
-  folded_cmd->add_option("FILE", folded.inputs, "pprof files or sink directories")->required();
+  folded_cmd->add_option("FILE", folded.inputs, "pprof files, sink directories or Pyroscope URLs")->required();
   AddAnalyzeFlags(folded_cmd, folded, /*filters=*/true);
 
   // top
   cli::AnalyzeOptions top;
   CLI::App* top_cmd = app.add_subcommand(
       "top", "top functions like `pprof -top` (flat, flat%, sum%, cum, cum%, name)");
-  top_cmd->add_option("FILES|DIR", top.inputs,
-                      "pprof files, or the file sink's output directory (<out>/<service>/*.pb.gz)")
+  top_cmd->add_option("FILES|DIR|URL", top.inputs,
+                      "pprof files, the file sink's output directory (<out>/<service>/*.pb.gz), "
+                      "or a Pyroscope URL as its UI shows it: "
+                      "'http://host:4040/?query=<type>{service_name=\"S\"}&from=now-1h&until=now'")
       ->required();
   AddAnalyzeFlags(top_cmd, top, /*filters=*/true);
   top_cmd->add_option("--by", top.by, "sort by self (flat) or total (cum) time")->capture_default_str()
@@ -82,8 +88,8 @@ int main(int argc, char** argv) {
   CLI::App* diff_cmd = app.add_subcommand(
       "diff", "functions whose share of the total changed most between two profiles (files "
               "or sink directories), and a differential flame graph page (--html)");
-  diff_cmd->add_option("BEFORE", before_path, "baseline profile(s)")->required();
-  diff_cmd->add_option("AFTER", after_path, "profile(s) to compare")->required();
+  diff_cmd->add_option("BEFORE", before_path, "baseline: pprof file, directory or Pyroscope URL")->required();
+  diff_cmd->add_option("AFTER", after_path, "to compare: pprof file, directory or Pyroscope URL")->required();
   AddAnalyzeFlags(diff_cmd, diff.after, /*filters=*/true);
   diff_cmd->add_option("--by", diff.after.by, "compare self (flat) or total (cum) shares")->capture_default_str()
       ->check(CLI::IsMember({"self", "total"}));
@@ -131,9 +137,56 @@ int main(int argc, char** argv) {
   up_cmd->add_option("--bin-dir", up.bin_dir,
                      "look for stage binaries here first (then next to flamestream, "
                      "$FLAMESTREAM_BIN_DIR, PATH)");
+  up_cmd->add_option("--debug-dir", up.debug_dirs,
+                     "extra symbolizer debug directory (build-id layout .build-id/xx/rest.debug, "
+                     ".gnu_debuglink), searched before /usr/lib/debug (repeatable)");
   up_cmd->add_flag("--no-status-line", no_status_line, "no live status line on a terminal");
   up_cmd->add_flag("--skip-root-check", up.skip_root_check,
                    "start even when not root (the agent will fail unless it has CAP_BPF)");
+
+  // replay
+  cli::ReplayOptions replay;
+  std::string replay_window = "10s";
+  std::string replay_timeout = "30m";
+  CLI::App* replay_cmd = app.add_subcommand(
+      "replay", "re-symbolize, re-correlate and re-export a time range from the raw samples in "
+                "Kafka (e.g. after adding debug files): over the old files for the file sink, or "
+                "as a backfill to a Pyroscope/OTLP backend that lacks the data");
+  replay_cmd->add_option("--from", replay.from,
+                         "start: now, -1h, RFC 3339 UTC (2026-11-23T13:00:00Z) or Unix time")
+      ->required();
+  replay_cmd->add_option("--to", replay.to, "end (same forms as --from)")->capture_default_str();
+  replay_cmd->add_option("--build-id", replay.build_ids,
+                         "build id (hex) whose cached symbols are dropped first (repeatable)");
+  replay_cmd->add_option("--brokers", replay.brokers,
+                         "Kafka bootstrap servers (default: the dev broker of a running "
+                         "`flamestream up`)")->capture_default_str();
+  replay_cmd->add_option("--redis", replay.redis,
+                         "the symbolizers' shared Redis cache (host:port); default none");
+  replay_cmd->add_option("--sink", replay.sinks,
+                         "file, pyroscope or otlp (repeatable; default file, plus pyroscope/otlp "
+                         "when --pyroscope/--otlp is given)");
+  replay_cmd->add_option("--out", replay.out, "the file sink's directory (and logs/)")
+      ->capture_default_str();
+  replay_cmd->add_option("--pyroscope", replay.pyroscope, "Pyroscope URL to backfill");
+  replay_cmd->add_option("--otlp", replay.otlp, "OTLP profiles endpoint to backfill");
+  replay_cmd->add_option("--debug-dir", replay.debug_dirs,
+                         "extra symbolizer debug directory (build-id layout .build-id/xx/rest.debug, "
+                         ".gnu_debuglink), searched before /usr/lib/debug (repeatable)");
+  replay_cmd->add_option("--set", replay.sets,
+                         "stage setting key=value (repeatable): symbolizer.*, correlator.*, "
+                         "exporter.* go to that stage, kafka.* and log.* to all");
+  replay_cmd->add_option("--window", replay_window,
+                         "exporter window; must match the run being replaced")->capture_default_str();
+  replay_cmd->add_option("--stage-timeout", replay_timeout,
+                         "give up on a stage that has not caught up after this long")
+      ->capture_default_str();
+  replay_cmd->add_option("--epoch", replay.epoch,
+                         "symbol epoch to write (default: now in Unix ms; must exceed the "
+                         "epoch of the files it replaces)");
+  replay_cmd->add_option("--bin-dir", replay.bin_dir,
+                         "look for stage binaries here first (then next to flamestream, "
+                         "$FLAMESTREAM_BIN_DIR, PATH)");
 
   // topics
   cli::TopicsOptions topics;
@@ -171,7 +224,7 @@ int main(int argc, char** argv) {
   };
   if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
     std::cerr << "flamestream: unknown command '" << argv[1]
-              << "' (commands: folded, top, diff, up, topics; see --help)\n";
+              << "' (commands: folded, top, diff, up, replay, topics; see --help)\n";
     return 2;
   }
   try {
@@ -199,6 +252,13 @@ int main(int argc, char** argv) {
     }
     if (no_status_line) up.status_line = false;
     return cli::RunUp(up, std::vector<std::string>(argv, argv + argc), std::cerr);
+  }
+  if (replay_cmd->parsed()) {
+    if (!ParseDurations({{"--window", replay_window, &replay.window},
+                         {"--stage-timeout", replay_timeout, &replay.stage_timeout}})) {
+      return 2;
+    }
+    return cli::RunReplay(replay, std::cout, std::cerr);
   }
   if (topics_cmd->parsed()) {
     std::chrono::nanoseconds timeout{};

@@ -102,6 +102,18 @@ Result<int> HttpGetStatus(int port, const std::string& path, std::chrono::millis
   return res->status;
 }
 
+double MetricSums::Series(const std::string& name, std::string_view label) const {
+  double total = 0;
+  for (auto it = series.lower_bound(name); it != series.end() && it->first.starts_with(name);
+       ++it) {
+    const std::string_view rest = std::string_view(it->first).substr(name.size());
+    if ((rest.empty() || rest.front() == '{') && rest.find(label) != std::string_view::npos) {
+      total += it->second;
+    }
+  }
+  return total;
+}
+
 std::optional<double> MetricSums::Get(const std::string& name) const {
   auto it = sums.find(name);
   if (it == sums.end()) return std::nullopt;
@@ -142,6 +154,7 @@ MetricSums ParseMetricsText(std::string_view text) {
     const double v = std::strtod(begin, &end);
     if (end == begin) continue;
     out.sums[name] += v;
+    out.series[std::string(line.substr(0, value_start))] = v;
   }
   return out;
 }

@@ -29,7 +29,11 @@ Result<int> HttpGetStatus(int port, const std::string& path, std::chrono::millis
 // appear under those names).
 struct MetricSums {
   std::map<std::string, double> sums;
+  // Every line's value by its series text: `name{label="v",...}` (or just `name`).
+  std::map<std::string, double> series;
   [[nodiscard]] std::optional<double> Get(const std::string& name) const;
+  // Sum of the series of `name` whose label text contains `label` (e.g. `outcome="resolved"`).
+  [[nodiscard]] double Series(const std::string& name, std::string_view label) const;
 };
 MetricSums ParseMetricsText(std::string_view text);
 Result<MetricSums> ScrapeMetrics(int port, std::chrono::milliseconds timeout);

@@ -163,6 +163,12 @@ std::optional<std::string> Supervisor::Reap(size_t i, bool block) {
 Status Supervisor::WaitReady(size_t i) {
   const StageSpec& spec = specs_[i];
   const auto deadline = Clock::now() + options_.ready_timeout;
+  if (spec.ready.kind == ReadyKind::kNone) {
+    // Nothing to wait for; an exit (even a quick one of a run_to_completion stage) is left
+    // for Poll() to reap and judge.
+    Emit(Event::Kind::kReady, i);
+    return OkStatus();
+  }
   while (true) {
     if (std::optional<std::string> exit = Reap(i, false)) {
       Emit(Event::Kind::kExited, i, *exit);
@@ -219,6 +225,12 @@ void Supervisor::Poll() {
   for (size_t i = 0; i < specs_.size(); ++i) {
     Child& child = children_[i];
     if (std::optional<std::string> exit = Reap(i, false)) {
+      if (specs_[i].run_to_completion &&
+          (*exit == "exit 0" || *exit == "exit 2" || child.restarts >= specs_[i].max_restarts)) {
+        (*exit == "exit 0" ? child.done : child.failed) = true;
+        Emit(Event::Kind::kExited, i, *exit);
+        continue;
+      }
       if (now - child.started >= options_.stable_after) child.consecutive_failures = 0;
       ++child.consecutive_failures;
       auto delay = options_.backoff_initial;
@@ -343,7 +355,7 @@ std::vector<StageState> Supervisor::Snapshot() const {
   std::vector<StageState> out;
   for (size_t i = 0; i < specs_.size(); ++i) {
     out.push_back({specs_[i].name, children_[i].pid, children_[i].restarts,
-                   children_[i].last_exit});
+                   children_[i].last_exit, children_[i].done, children_[i].failed});
   }
   return out;
 }

@@ -53,6 +53,11 @@ struct StageSpec {
   // fs_records_in_total stopped moving, so it has consumed everything upstream produced.
   bool wait_for_lag_zero = false;
   std::string log_file;            // stdout and stderr are appended here ("" = inherit)
+  // A stage that finishes by itself (replay): "exit 0" marks it done instead of restarting
+  // it; "exit 2" (bad configuration) fails it at once; other exits restart it with backoff
+  // at most `max_restarts` times, then fail it.
+  bool run_to_completion = false;
+  int max_restarts = 3;
 };
 
 struct Event {
@@ -96,6 +101,8 @@ struct StageState {
   pid_t pid = -1;       // -1 when not running
   int restarts = 0;
   std::string last_exit;  // "exit 3", "signal 9", "" when it never exited
+  bool done = false;      // run_to_completion: exited 0
+  bool failed = false;    // run_to_completion: exited non-zero for good
 };
 
 class Supervisor {
@@ -109,7 +116,8 @@ class Supervisor {
   // executed or exits before it is ready is an error naming it (and its log file); stages
   // already started are stopped again.
   Status Start();
-  // Reaps exited stages and restarts them when their backoff has passed. Call often (~100ms).
+  // Reaps exited stages and restarts them when their backoff has passed (run_to_completion
+  // stages: see StageSpec). Call often (~100ms).
   void Poll();
   // Stops every stage in drain order (see StageSpec::wait_for_lag_zero); no restarts after
   // this begins. An error lists stages that exited non-zero or had to be killed.
@@ -128,6 +136,8 @@ class Supervisor {
     std::chrono::steady_clock::time_point started;
     std::optional<std::chrono::steady_clock::time_point> restart_at;
     std::string last_exit;
+    bool done = false;
+    bool failed = false;
   };
 
   Status Spawn(size_t i);

@@ -118,6 +118,22 @@ Result<std::string> FindStageBinary(const std::string& name, const std::string& 
                   name, fmt::join(searched, ":"));
 }
 
+Result<std::vector<std::string>> SymbolizerDebugDirs(const std::vector<std::string>& dirs) {
+  if (dirs.empty()) return std::vector<std::string>{};
+  std::vector<std::string> out;
+  for (const std::string& d : dirs) {
+    std::error_code ec;
+    if (!fs::is_directory(d, ec)) {
+      return InvalidArgument("--debug-dir {}: not a directory", d);
+    }
+    out.push_back(fs::absolute(d).lexically_normal().string());
+  }
+  if (std::find(out.begin(), out.end(), kStageKeys.default_debug_dir) == out.end()) {
+    out.emplace_back(kStageKeys.default_debug_dir);
+  }
+  return out;
+}
+
 Result<std::vector<StageSpec>> BuildStages(const UpOptions& o) {
   const StageKeys& k = kStageKeys;
   const fs::path out = fs::absolute(o.out).lexically_normal();
@@ -193,9 +209,14 @@ Result<std::vector<StageSpec>> BuildStages(const UpOptions& o) {
   const int exporter_admin = o.admin_port_base + 2;
   const int symbolizer_admin = o.admin_port_base + 3;
 
+  std::vector<std::string> symbolizer_sets = {Set(k.kafka_bootstrap, bootstrap),
+                                              Set(k.symbolizer_redis, redis)};
+  FS_ASSIGN_OR_RETURN(std::vector<std::string> debug_dirs, SymbolizerDebugDirs(o.debug_dirs));
+  if (!debug_dirs.empty()) {
+    symbolizer_sets.push_back(Set(k.symbolizer_debug_dirs, common::Join(debug_dirs, ",")));
+  }
   FS_ASSIGN_OR_RETURN(StageSpec symbolizer,
-                      service("symbolizer", symbolizer_admin,
-                              {Set(k.kafka_bootstrap, bootstrap), Set(k.symbolizer_redis, redis)},
+                      service("symbolizer", symbolizer_admin, std::move(symbolizer_sets),
                               /*wait_for_lag=*/true, k.stage_rate_metric));
   stages.push_back(std::move(symbolizer));
 

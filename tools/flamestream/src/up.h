@@ -29,6 +29,16 @@ struct StageKeys {
   const char* agent_pids = "agent.pids";                    // list, "1,2,3"
   const char* agent_comm = "agent.comm";                    // regex
   const char* symbolizer_redis = "symbolizer.redis.address";  // host:port
+  const char* symbolizer_debug_dirs = "symbolizer.debug_dirs";  // list, searched in order
+  const char* default_debug_dir = "/usr/lib/debug";             // the symbolizer's default
+  // Replay mode of each stage (ARCHITECTURE.md, "Replay").
+  const char* symbolizer_replay = "symbolizer.replay";
+  const char* symbolizer_replay_from = "symbolizer.replay.from";  // Unix ns (19 digits)
+  const char* symbolizer_replay_to = "symbolizer.replay.to";
+  const char* symbolizer_replay_build_ids = "symbolizer.replay.build_ids";  // list
+  const char* symbolizer_replay_epoch = "symbolizer.replay.epoch";
+  const char* correlator_replay = "correlator.replay";
+  const char* exporter_replay = "exporter.replay";
   const char* correlator_lateness = "correlator.lateness";
   const char* correlator_otlp_grpc_listen = "correlator.otlp.grpc.listen";  // host:port
   const char* correlator_otlp_http_listen = "correlator.otlp.http.listen";  // host:port
@@ -70,6 +80,9 @@ struct UpOptions {
   // Extra settings, "stage:key=value" ("agent:agent.kernel_stacks=false").
   std::vector<std::string> stage_sets;
   std::string bin_dir;  // searched before everything else (tests, custom installs)
+  // Extra debug directories for the symbolizer (build-id layout, .gnu_debuglink), searched
+  // before /usr/lib/debug.
+  std::vector<std::string> debug_dirs;
   bool skip_root_check = false;
   std::optional<bool> status_line;  // unset: when stderr is a terminal
 };
@@ -77,6 +90,11 @@ struct UpOptions {
 // Where a stage binary lives: `bin_dir` (if set), the directory of /proc/self/exe, then
 // $FLAMESTREAM_BIN_DIR, then PATH. NotFound lists every place searched.
 Result<std::string> FindStageBinary(const std::string& name, const std::string& bin_dir);
+
+// The symbolizer's debug directories for --debug-dir DIR...: each must be a directory
+// (InvalidArgument naming --debug-dir otherwise); made absolute and followed by
+// /usr/lib/debug. Empty input: empty (the symbolizer keeps its own default).
+Result<std::vector<std::string>> SymbolizerDebugDirs(const std::vector<std::string>& dirs);
 
 // The pipeline's stages for `opts` (binaries resolved, ports chosen, logs under out/logs).
 Result<std::vector<StageSpec>> BuildStages(const UpOptions& opts);

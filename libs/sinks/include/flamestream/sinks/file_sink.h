@@ -34,6 +34,9 @@ struct FileSinkConfig {
   bool views = true;
   // How many of the newest windows the .folded and .html views cover (360 x 10 s = 1 h).
   int view_windows = 360;
+  // The flame-graph page template (text); empty: the copy built into the binary. Filled by
+  // LoadPageTemplate() from exporter.file.page_template or share/flamestream.
+  std::string page_template;
 };
 
 class FileSink : public Sink {
@@ -63,8 +66,17 @@ std::string SafeFileName(std::string_view service);
 // the directory). Creates missing parent directories.
 Status WriteFileAtomic(const std::string& path, std::string_view data);
 
-// The self-contained flame-graph page for `stacks` (d3-flame-graph bundled at build time).
+// The self-contained flame-graph page for `stacks` (d3-flame-graph bundled at build time),
+// from `page_template` when not empty, else the built-in template.
 std::string RenderFlameGraphPage(std::string_view title,
-                                 const std::vector<profile::FoldedStack>& stacks);
+                                 const std::vector<profile::FoldedStack>& stacks,
+                                 std::string_view page_template = {});
+
+// The flame-graph page template an installation uses, so a site can restyle the page without a
+// rebuild: `configured` (a file) when set, else the first of
+// $FLAMESTREAM_SHARE_DIR/flamegraph.html and <binary dir>/../share/flamestream/flamegraph.html
+// that exists, else "" (the built-in copy). A template must hold __FLAMESTREAM_DATA__.
+// `source` receives the path taken, or "built-in".
+Result<std::string> LoadPageTemplate(const std::string& configured, std::string* source);
 
 }  // namespace flamestream::sinks

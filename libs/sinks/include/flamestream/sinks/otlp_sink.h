@@ -13,7 +13,8 @@
 // carry a Link (trace_id, span_id) and span_name / thread.name attributes; mappings carry
 // process.executable.build_id.gnu. gRPC: /opentelemetry.proto.collector.profiles.
 // v1development.ProfilesService/Export; HTTP: POST <endpoint>/v1development/profiles,
-// application/x-protobuf (optionally gzip).
+// application/x-protobuf (optionally gzip). HTTP answers' Retry-After is honoured (DeliveryQueue);
+// gRPC RetryInfo details are not read (plain backoff).
 #pragma once
 
 #include <chrono>
@@ -38,10 +39,9 @@ struct OtlpConfig {
   std::string endpoint = "localhost:4317";
   // Request headers / gRPC metadata (keys lower case for gRPC).
   std::map<std::string, std::string> headers;
-  // gRPC: TLS on (system roots, or ca_file); off = plaintext.
-  bool tls = false;
-  std::string ca_file;
-  bool insecure_skip_verify = false;  // HTTP only
+  // TLS: gRPC when tls.enabled (system roots or tls.ca_file), HTTP when the endpoint is
+  // https://; client certificate + key for mTLS; insecure_skip_verify for dev.
+  TlsConfig tls;
   // HTTP: gzip the body (Content-Encoding: gzip).
   bool gzip = false;
   std::chrono::milliseconds timeout{10'000};
@@ -59,10 +59,13 @@ class OtlpSink : public Sink {
     return profile::SeriesGranularity::kServiceHost;
   }
   Status Export(const profile::Window& window) override;
+  Status Start() override;
+  [[nodiscard]] Response last_response() const override { return last_response_; }
 
  private:
   struct Grpc;
   OtlpConfig config_;
+  Response last_response_;
   std::unique_ptr<Grpc> grpc_;
   std::unique_ptr<internal::HttpPoster> http_;
 };

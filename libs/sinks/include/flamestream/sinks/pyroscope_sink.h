@@ -9,7 +9,9 @@
 // configured ones, carrying one RawSample whose raw_profile is a gzip pprof. Sample labels are
 // span_id (and span_name when enabled) only: Pyroscope makes a series per label set.
 // Requests: POST <url>/push.v1.PusherService/Push, Content-Type application/proto,
-// Connect-Protocol-Version 1, X-Scope-OrgID when a tenant is set, basic auth or bearer token.
+// Connect-Protocol-Version 1, X-Scope-OrgID when a tenant is set, basic auth or bearer token,
+// TLS with a CA file and client certificates. A 503/429 with Retry-After is retried no sooner
+// than asked (see DeliveryQueue).
 #pragma once
 
 #include <chrono>
@@ -42,9 +44,8 @@ struct PyroscopeConfig {
   std::map<std::string, std::string> labels;
   // Also send span_name as a sample label (watch cardinality).
   bool span_name = false;
-  // TLS: CA bundle file (empty = system default); skip verification only for testing.
-  std::string ca_file;
-  bool insecure_skip_verify = false;
+  // TLS (https:// URLs): CA file, client certificate + key (mTLS), skip-verify for dev.
+  TlsConfig tls;
   std::chrono::milliseconds timeout{10'000};
   // Series per Push request.
   int max_series_per_request = 64;
@@ -62,9 +63,12 @@ class PyroscopeSink : public Sink {
     return profile::SeriesGranularity::kServiceHost;
   }
   Status Export(const profile::Window& window) override;
+  Status Start() override;
+  [[nodiscard]] Response last_response() const override { return last_response_; }
 
  private:
   PyroscopeConfig config_;
+  Response last_response_;
   std::unique_ptr<internal::HttpPoster> poster_;
   // Requests of the window being retried that were already acknowledged, so a retry after a
   // partial failure resumes instead of pushing (and counting) them twice.

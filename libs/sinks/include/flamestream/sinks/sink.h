@@ -19,7 +19,9 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <random>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -27,6 +29,33 @@
 #include "flamestream/profile/aggregator.h"
 
 namespace flamestream::sinks {
+
+// TLS for the remote sinks (config `exporter.<sink>.tls.*`). HTTP sinks use TLS when the URL
+// is https://; OTLP gRPC when `enabled`. Files are PEM.
+struct TlsConfig {
+  bool enabled = false;               // OTLP gRPC only (HTTP: the https:// scheme decides)
+  std::string ca_file;                // CA bundle to verify the server (empty = system roots)
+  std::string cert_file;              // client certificate (mTLS); needs key_file
+  std::string key_file;               // client private key (mTLS); needs cert_file
+  bool insecure_skip_verify = false;  // do not verify the server certificate (dev only)
+};
+
+// Checks that cert/key come as a pair and that every named file can be read.
+Status ValidateTls(const TlsConfig& tls, std::string_view what);
+
+// What the backend answered to the last failed Export(): the Retry-After hint and, for a
+// permanent refusal, the status and body that go into the DLQ record's headers.
+struct Response {
+  int status = 0;    // HTTP status, or the gRPC status code; 0 = no answer (connection error)
+  std::string body;  // response body or gRPC message, at most 4 KiB
+  std::optional<std::chrono::milliseconds> retry_after;  // HTTP Retry-After, if sent
+};
+
+// Retry-After as delay-seconds ("120") or an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT",
+// relative to `now`, never negative); nullopt when it is neither.
+std::optional<std::chrono::milliseconds> ParseRetryAfter(
+    std::string_view value,
+    std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 
 class Sink {
  public:
@@ -41,6 +70,11 @@ class Sink {
   // Delivers one closed window. Errors for which IsRetryable() is true mean "try the same
   // window again later"; any other error is permanent (the caller dead-letters the window).
   virtual Status Export(const profile::Window& window) = 0;
+  // Checks the configuration and builds clients, so that a bad setting (unreadable TLS file,
+  // bad URL) stops the service at start instead of dead-lettering every window.
+  virtual Status Start() { return OkStatus(); }
+  // The answer to the last failed Export() (empty for sinks without a remote answer).
+  [[nodiscard]] virtual Response last_response() const { return {}; }
 };
 
 // Unavailable (5xx, 429, connection errors), DeadlineExceeded and ResourceExhausted.
@@ -52,12 +86,18 @@ class Sink {
 
 struct RetryPolicy {
   std::chrono::milliseconds initial{200};
+  // Also caps a server's Retry-After.
   std::chrono::milliseconds max{30'000};
   double multiplier = 2.0;
   // Each delay is scaled by a random factor in [1 - jitter, 1 + jitter] so that many
   // exporters recovering from one outage do not retry in lockstep.
   double jitter = 0.2;
 };
+
+// The wait a Retry-After asks for, kept within [initial, max] (a huge value must not stall the
+// pipeline longer than the operator allows; zero must not turn into a busy loop).
+std::chrono::milliseconds RetryAfterDelay(std::chrono::milliseconds retry_after,
+                                          const RetryPolicy& policy);
 
 // Exponential backoff with jitter: initial, initial*m, ... capped at max.
 class Backoff {
@@ -89,11 +129,14 @@ class DeliveryQueue {
     std::unique_ptr<profile::Window> window;
     Status status;  // OK = acknowledged; otherwise a permanent error (dead-letter the window)
     int attempts = 0;
+    Response response;  // the refusal, when !status.ok()
   };
-  DeliveryQueue(Sink& sink, RetryPolicy policy) : sink_(sink), backoff_(policy) {}
+  DeliveryQueue(Sink& sink, RetryPolicy policy) : sink_(sink), policy_(policy), backoff_(policy) {}
 
   void Push(std::unique_ptr<profile::Window> window) { queue_.push_back(std::move(window)); }
-  // Attempts the head windows whose retry time has come; returns those that finished.
+  // Attempts the head windows whose retry time has come; returns those that finished. After a
+  // retryable failure the next attempt waits for the backoff, or for the server's Retry-After
+  // (RetryAfterDelay) when it sent one.
   std::vector<Done> Pump(std::chrono::steady_clock::time_point now);
 
   [[nodiscard]] size_t size() const { return queue_.size(); }
@@ -107,6 +150,7 @@ class DeliveryQueue {
 
  private:
   Sink& sink_;
+  RetryPolicy policy_;
   Backoff backoff_;
   std::deque<std::unique_ptr<profile::Window>> queue_;
   std::chrono::steady_clock::time_point next_{};

@@ -10,7 +10,9 @@
 //
 // Lookup order per frame: in-process LRU, then the optional shared SymbolCache (Redis), then
 // resolution: DebugLocator finds the debug file, LLVM's DebugInfo/Symbolize (the library inside
-// llvm-symbolizer; README.md says why) reads DWARF, falling back to .symtab/.dynsym. Open debug
+// llvm-symbolizer; README.md says why) reads DWARF in the flamestream-dwarf-worker process
+// (this library does not link LLVM; dwarf_engine.h for in-process parsing), falling back to
+// .symtab/.dynsym. Open debug
 // files stay in a cache bounded by count and bytes; a build id found nowhere, or whose files are
 // corrupt, is negatively cached for `negative_ttl` and its frames come back unresolved.
 // With a shared cache, build ids that no replica found anywhere are shared as negative entries
@@ -36,6 +38,8 @@
 
 namespace flamestream::symbols {
 
+class DwarfEngine;  // flamestream/symbols/dwarf_engine.h
+
 struct SymbolizerConfig {
   LocatorConfig locator;
   // In-process LRU of resolved locations, in bytes.
@@ -50,12 +54,17 @@ struct SymbolizerConfig {
   // DWARF that crashes or hangs LLVM 14's parser becomes an error for its build id instead of
   // taking this process down. Costs one process start per Symbolizer (a few ms) and a socket
   // round trip per file per batch; turn off only for trusted debug info (then DWARF is parsed
-  // in this process).
+  // in this process by `dwarf_engine`, which must be set).
   bool probe_debug_info = true;
   // The worker executable (flamestream-dwarf-worker). Empty: $FLAMESTREAM_DWARF_WORKER, else
-  // next to this executable, else ../bin/; when none is found the worker is a fork of this
-  // process (equally safe, slower to start).
+  // next to this executable, else ../bin/. When none is found, Create() fails naming the paths
+  // it looked at, unless `dwarf_engine` is set: then the worker is a fork of this process
+  // (equally safe, slower to start).
   std::string dwarf_worker;
+  // DWARF parsing in this process (LlvmDwarfEngine() from flamestream::symbols_dwarf, which
+  // links LLVM; dwarf_engine.h). Null by default, so processes that only talk to the worker do
+  // not map libLLVM. Needed for probe_debug_info = false and for the fork fallback.
+  std::shared_ptr<const DwarfEngine> dwarf_engine;
   // Clock for the negative cache; tests inject a fake one.
   std::function<std::chrono::steady_clock::time_point()> now = [] {
     return std::chrono::steady_clock::now();
