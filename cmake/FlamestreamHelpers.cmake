@@ -31,15 +31,17 @@ function(fs_add_library name)
   fs_set_warnings(fs_${name})
 endfunction()
 
-# fs_add_test(<name> SOURCES ... [DEPS ...] [LABELS ...] [TIMEOUT s] [ENVIRONMENT ...])
+# fs_add_test(<name> SOURCES ... [DEPS ...] [LABELS ...] [TIMEOUT s] [ENVIRONMENT ...] [SERIAL])
 # A GoogleTest binary in build/tests; every TEST becomes a ctest case with the given labels.
 # Labels in use: unit (fast, no external process), integration (dev broker, redis, ...),
 # requires_root (loads BPF; skipped with a printed reason outside CI when not root).
+# SERIAL: ctest runs its cases alone (RUN_SERIAL), for whole-pipeline tests whose stages must
+# not share the two cores with other tests' pipelines.
 function(fs_add_test name)
   if(NOT FS_BUILD_TESTS)
     return()
   endif()
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS;ENVIRONMENT" ${ARGN})
+  cmake_parse_arguments(ARG "SERIAL" "TIMEOUT" "SOURCES;DEPS;LABELS;ENVIRONMENT" ${ARGN})
   if(NOT ARG_LABELS)
     set(ARG_LABELS unit)
   endif()
@@ -66,9 +68,13 @@ function(fs_add_test name)
     set(env_props ENVIRONMENT ${ARG_ENVIRONMENT}
                   ENVIRONMENT_MODIFICATION "FS_BIN_DIR=set:${CMAKE_BINARY_DIR}/bin")
   endif()
+  set(serial_props "")
+  if(ARG_SERIAL)
+    set(serial_props RUN_SERIAL TRUE)
+  endif()
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
-    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT} ${env_props})
+    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT} ${env_props} ${serial_props})
 endfunction()
 
 # fs_add_bench(<name> SOURCES ... [DEPS ...]): a Google Benchmark binary in build/bench.

@@ -40,26 +40,9 @@ int64_t NowNs() {
       .count();
 }
 
-// Runs a command to completion; returns (exit code, stdout and stderr).
-std::pair<int, std::string> RunCommand(std::vector<std::string> argv, std::chrono::seconds timeout) {
-  auto proc = testing::Subprocess::Start({.argv = std::move(argv), .capture_stderr = true});
-  EXPECT_TRUE(proc.ok()) << proc.error();
-  if (!proc.ok()) return {-1, ""};
-  std::string out;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto line = (*proc)->ReadLine(1s);
-    if (line.ok()) {
-      out += *line + "\n";
-    } else if (line.error().code() == StatusCode::kNotFound) {
-      break;
-    }
-  }
-  auto st = (*proc)->Wait(10s);
-  return {st.ok() && st->exited ? st->code : -1, out};
-}
+using testing::RunCommand;
 
-std::pair<int, std::string> Shell(const std::string& script) {
+testing::CommandResult Shell(const std::string& script) {
   return RunCommand({"/bin/sh", "-c", script}, 60s);
 }
 
@@ -188,7 +171,8 @@ TEST(FlamestreamReplay, ResymbolizesAStrippedBinaryOverTheSameFilesWithTheSameTo
   for (const char* name : {";main;", ";outer;", ";middle;", ";leaf"}) {
     EXPECT_EQ(SamplesContaining(before, name), 0) << name;
   }
-  std::cout << "live run: " << before.size() << " window files, " << total << " samples\n";
+  std::cout << "live run: " << before.size() << " window files, " << total << " samples\n"
+            << up_text;
 
   // Its debug file, found by build id in an extra debug directory.
   const fs::path debug_dir = root / "debug";
@@ -230,7 +214,16 @@ TEST(FlamestreamReplay, ResymbolizesAStrippedBinaryOverTheSameFilesWithTheSameTo
   }
 
   (*broker).reset();
-  fs::remove_all(root);
+  if (HasFailure()) {
+    // The stages' own logs say where samples went (restarts, DLQ, late or dropped records).
+    for (const auto& e : fs::directory_iterator(out / "logs")) {
+      auto [lcode, tail] = Shell("tail -n 40 '" + e.path().string() + "'");
+      std::cout << "---- " << e.path().filename().string() << " (last 40 lines)\n" << tail;
+    }
+    std::cout << "kept for inspection (stage logs in out/logs): " << root << "\n";
+  } else {
+    fs::remove_all(root);
+  }
 }
 
 }  // namespace

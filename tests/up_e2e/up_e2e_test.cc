@@ -25,24 +25,7 @@ bool MaySkip() {
   return geteuid() != 0 && (ci == nullptr || std::string(ci) != "true");
 }
 
-// Runs a command to completion; returns (exit code, output).
-std::pair<int, std::string> RunCommand(std::vector<std::string> argv, std::chrono::seconds timeout) {
-  auto proc = testing::Subprocess::Start({.argv = std::move(argv), .capture_stderr = true});
-  EXPECT_TRUE(proc.ok()) << proc.error();
-  if (!proc.ok()) return {-1, ""};
-  std::string out;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto line = (*proc)->ReadLine(1s);
-    if (line.ok()) {
-      out += *line + "\n";
-    } else if (line.error().code() == StatusCode::kNotFound) {
-      break;
-    }
-  }
-  auto st = (*proc)->Wait(10s);
-  return {st.ok() && st->exited ? st->code : -1, out};
-}
+using testing::RunCommand;
 
 std::vector<std::string> UpArgs(const fs::path& out, pid_t pid, int base) {
   // Ports away from the defaults, so a local Collector or a parallel test does not clash.
@@ -51,6 +34,21 @@ std::vector<std::string> UpArgs(const fs::path& out, pid_t pid, int base) {
           "--broker-port", std::to_string(base), "--otlp-grpc-port", std::to_string(base + 1),
           "--otlp-http-port", std::to_string(base + 2), "--admin-port-base",
           std::to_string(base + 3), "--bin-dir", std::getenv("FS_BIN_DIR")};
+}
+
+// Sums a folded file's values ("a;b;c 12" lines).
+uint64_t FoldedTotal(const std::string& folded, uint64_t* chain) {
+  uint64_t total = 0;
+  std::istringstream in(folded);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t sp = line.rfind(' ');
+    if (sp == std::string::npos) continue;
+    const uint64_t v = std::stoull(line.substr(sp + 1));
+    total += v;
+    if (chain != nullptr && line.find("main;outer;middle;leaf") != std::string::npos) *chain += v;
+  }
+  return total;
 }
 
 TEST(FlamestreamUp, LeavesSymbolizedProfilesAndAPageThenRunsAgainCleanly) {
@@ -77,36 +75,13 @@ TEST(FlamestreamUp, LeavesSymbolizedProfilesAndAPageThenRunsAgainCleanly) {
     ASSERT_EQ(fcode, 0) << folded;
     // Most samples carry the workload's symbolized chain, root first.
     uint64_t chain = 0;
-    uint64_t total = 0;
-    std::istringstream in(folded);
-    std::string line;
-    while (std::getline(in, line)) {
-      const size_t sp = line.rfind(' ');
-      if (sp == std::string::npos) continue;
-      const uint64_t v = std::stoull(line.substr(sp + 1));
-      total += v;
-      if (line.find("main;outer;middle;leaf") != std::string::npos) chain += v;
-    }
+    const uint64_t total = FoldedTotal(folded, &chain);
     EXPECT_GT(total, 0u) << folded;
     EXPECT_GE(chain * 10, total * 9) << folded;
   }
   fs::remove_all(out);
 }
 
-// Sums a folded file's values ("a;b;c 12" lines).
-uint64_t FoldedTotal(const std::string& folded, uint64_t* chain) {
-  uint64_t total = 0;
-  std::istringstream in(folded);
-  std::string line;
-  while (std::getline(in, line)) {
-    const size_t sp = line.rfind(' ');
-    if (sp == std::string::npos) continue;
-    const uint64_t v = std::stoull(line.substr(sp + 1));
-    total += v;
-    if (chain != nullptr && line.find("main;outer;middle;leaf") != std::string::npos) *chain += v;
-  }
-  return total;
-}
 
 // Ctrl-C halfway through a 60 s run: `up` drains the real stages in pipeline order and exits 0;
 // every window file decodes, no temporary file is left behind, and the views written last

@@ -287,6 +287,34 @@ bool Subprocess::running() {
   return true;
 }
 
+CommandResult RunCommand(std::vector<std::string> argv, std::chrono::milliseconds timeout) {
+  CommandResult r;
+  Result<std::unique_ptr<Subprocess>> proc =
+      Subprocess::Start({.argv = std::move(argv), .capture_stderr = true});
+  if (!proc.ok()) {
+    r.output = proc.error().message();
+    return r;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    Result<std::string> line = (*proc)->ReadLine(std::chrono::seconds(1));
+    if (line.ok()) {
+      r.output += *line + "\n";
+    } else if (line.error().code() == StatusCode::kNotFound) {
+      break;  // end of output
+    }
+  }
+  Result<ExitStatus> st = (*proc)->Wait(std::chrono::seconds(10));
+  if (!st.ok()) {
+    (void)(*proc)->Signal(SIGKILL);
+    (void)(*proc)->Wait(std::chrono::seconds(5));
+    r.output += "[timed out: killed]\n";
+    return r;
+  }
+  if (st->exited) r.exit = st->code;
+  return r;
+}
+
 Result<int> FreePort() {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) {

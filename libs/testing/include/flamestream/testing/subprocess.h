@@ -80,6 +80,16 @@ class Subprocess {
   std::vector<std::string> lines_;
 };
 
+// What RunCommand saw: the exit code (-1 when the command could not start, was killed by a
+// signal or outlived the timeout, which then kills it) and stdout + stderr, lines joined by '\n'.
+struct CommandResult {
+  int exit = -1;
+  std::string output;
+};
+// Runs `argv` to completion, for end-to-end tests that drive the CLI:
+//   auto [code, text] = testing::RunCommand({bin, "up", "--duration", "10s"}, 180s);
+CommandResult RunCommand(std::vector<std::string> argv, std::chrono::milliseconds timeout);
+
 // A loopback TCP port that was free a moment ago (bind to 0, read, close). Racy by nature:
 // prefer `--port 0` with the child printing its port where the program supports it.
 Result<int> FreePort();
