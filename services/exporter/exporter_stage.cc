@@ -52,6 +52,9 @@ Status ExporterStage::Run(std::stop_token stop) {
   obs::Gauge& pending = metrics_.Gauge("fs_exporter_pending_windows",
                                        "closed windows waiting for the sink", labels);
   obs::Gauge& paused_gauge = metrics_.Gauge("fs_exporter_paused", "1 while input is paused", labels);
+  // The metrics every stage exposes (fs_records_in_total, fs_consumer_lag): `flamestream up`
+  // drains a stage only once these say it has read everything its upstream flushed.
+  obs::StageMetrics stage_metrics(metrics_, "exporter-" + sink_name);
 
   kafka::AckTracker acks;
   const std::string group = config_.group_prefix + sink_name;
@@ -164,6 +167,7 @@ Status ExporterStage::Run(std::stop_token stop) {
       last_input = Clock::now();
       caught_up.OnRecord();
       records_in.Inc();
+      stage_metrics.records_in.Inc();
       const std::string topic(msg->topic());
       v1::SampleBatch batch;
       Status decoded = batch.ParseFromArray(msg->value().data(), static_cast<int>(msg->value().size()))
@@ -202,7 +206,7 @@ Status ExporterStage::Run(std::stop_token stop) {
     }
     pump();
     set_paused(queue.backing_off() || queue.size() >= config_.max_pending_windows);
-    if (Clock::now() - last_lag > std::chrono::seconds(5)) {
+    if (Clock::now() - last_lag > std::chrono::seconds(1)) {
       last_lag = Clock::now();
       Result<std::vector<kafka::PartitionLag>> lag = consumer->Lag();
       if (lag.ok()) {
@@ -210,6 +214,7 @@ Status ExporterStage::Run(std::stop_token stop) {
           metrics_.Gauge("fs_exporter_consumer_lag", "records behind the high watermark",
                          {{"sink", sink_name}, {"topic", l.topic}, {"partition", std::to_string(l.partition)}})
               .Set(static_cast<double>(l.lag));
+          if (l.lag >= 0) stage_metrics.Lag(l.topic, l.partition).Set(static_cast<double>(l.lag));
         }
       }
     }

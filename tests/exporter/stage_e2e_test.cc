@@ -10,6 +10,7 @@
 #include "exporter_stage.h"
 #include "flamestream/batch/batch.h"
 #include "flamestream/batch/cursor.h"
+#include "flamestream/common/strings.h"
 #include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/producer.h"
 #include "flamestream/profile/pprof.h"
@@ -67,11 +68,30 @@ TEST(ExporterStage, ConsumesCorrelatedTopicIntoFileSinkExactlyOnceAndCommits) {
          Slurp(folded_path) != want.folded.at("checkout-svc")) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
+  // The lag gauge refreshes every second: wait until it reads 0 with every record counted, the
+  // signal `flamestream up` drains on (fs_consumer_lag and fs_records_in_total, as every stage).
+  std::string text;
+  while (std::chrono::steady_clock::now() < deadline) {
+    text = metrics.Render();
+    if (text.find("fs_records_in_total{stage=\"exporter-file\"} 5\n") != std::string::npos &&
+        text.find("fs_consumer_lag{stage=\"exporter-file\"") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_NE(text.find("fs_records_in_total{stage=\"exporter-file\"} 5\n"), std::string::npos)
+      << text;
+  for (const std::string& line : common::Split(text, '\n')) {
+    if (line.starts_with("fs_consumer_lag{stage=\"exporter-file\"")) {
+      EXPECT_TRUE(line.ends_with(" 0")) << line;
+    }
+  }
   // Let the last commit happen, then stop (drain).
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   stop.request_stop();
   runner.join();
   EXPECT_TRUE(result.ok()) << result;
+  EXPECT_NE(text.find("fs_consumer_lag{stage=\"exporter-file\""), std::string::npos) << text;
   for (const auto& [service, folded] : want.folded) {
     SCOPED_TRACE(service);
     EXPECT_EQ(Slurp(dir.path() + "/" + sinks::SafeFileName(service) + ".folded"), folded);
