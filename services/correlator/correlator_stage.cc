@@ -19,6 +19,7 @@
 #include "flamestream/batch/cursor.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/kafka/ack_tracker.h"
+#include "flamestream/stage/acked_produce.h"
 #include "flamestream/stage/failure_latch.h"
 #include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/dlq.h"
@@ -575,24 +576,9 @@ struct CorrelatorStage::State {
     b.mutable_batch().set_stage(v1::STAGE_CORRELATED);
     const v1::SampleBatch out = b.Finish();
     std::string value = out.SerializeAsString();
-    const size_t bytes = value.size();
-    const int64_t offset = pb.offset;
-    const std::string topic = config.samples_topic;
-    const auto started = Clock::now();
-    Status s = producer->Produce(
-        config.output_topic, pb.key, value, pb.headers,
-        [this, topic, partition, offset, bytes, started](const kafka::DeliveryReport& r) {
-          if (r.status.ok()) {
-            metrics.records_out.Inc();
-            metrics.bytes_out.Inc(bytes);
-            metrics.processing_seconds.Observe(
-                std::chrono::duration<double>(Clock::now() - started).count());
-            acks.Ack(topic, partition, offset);
-          } else {
-            metrics.Errors("produce").Inc();
-            failure.Set(r.status.WithContext("delivery failed"));
-          }
-        });
+    Status s = stage::ProduceAcked(*producer, {config.samples_topic, partition, pb.offset},
+                                   Clock::now(), config.output_topic, pb.key, value, pb.headers,
+                                   metrics, acks, failure);
     if (!s.ok()) {
       metrics.Errors("produce").Inc();
       failure.Set(s.WithContext("produce"));

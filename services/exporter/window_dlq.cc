@@ -36,16 +36,13 @@ Status WindowDlq::Write(const std::vector<std::shared_ptr<const InputRecord>>& i
     }
     const std::string value = cut.ok() ? batch.SerializeAsString() : in->value;
     kafka::Headers headers = in->headers;
-    auto set = [&headers](std::string_view k, std::string v) {
-      std::erase_if(headers, [k](const kafka::Header& h) { return h.key == k; });
-      headers.push_back({std::string(k), std::move(v)});
-    };
-    set(kDlqHeaderReason, fmt::format("sink {} refused the window permanently", sink_));
-    set(kDlqHeaderSink, sink_);
-    set(kDlqHeaderWindowStart, std::to_string(start_ns));
-    set(kDlqHeaderWindowEnd, std::to_string(start_ns + window_ns));
-    set(kDlqHeaderResponseStatus, std::to_string(response.status));
-    set(kDlqHeaderResponseBody, response.body);
+    kafka::SetHeader(headers, kDlqHeaderReason,
+                     fmt::format("sink {} refused the window permanently", sink_));
+    kafka::SetHeader(headers, kDlqHeaderSink, sink_);
+    kafka::SetHeader(headers, kDlqHeaderWindowStart, std::to_string(start_ns));
+    kafka::SetHeader(headers, kDlqHeaderWindowEnd, std::to_string(start_ns + window_ns));
+    kafka::SetHeader(headers, kDlqHeaderResponseStatus, std::to_string(response.status));
+    kafka::SetHeader(headers, kDlqHeaderResponseBody, response.body);
     Status st =
         dlq_.Write(kafka::FailedRecord{.topic = in->topic,
                                        .partition = in->partition,

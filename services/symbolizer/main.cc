@@ -219,8 +219,7 @@ Status Run(const Config& cfg, service::Context& ctx) {
         return std::vector<stage::Output>{};
       }
       batch.set_symbol_epoch(std::stoull(epoch));
-      std::erase_if(headers, [](const kafka::Header& h) { return h.key == "symbol-epoch"; });
-      headers.push_back({"symbol-epoch", epoch});
+      kafka::SetHeader(headers, "symbol-epoch", epoch);
     }
     symbols::BatchSymbolizeStats st;
     FS_RETURN_IF_ERROR(symbols::SymbolizeBatch(batch, *symbolizer, &st));

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "flamestream/kafka/ack_tracker.h"
+#include "flamestream/stage/acked_produce.h"
 #include "flamestream/stage/caught_up.h"
 #include "flamestream/stage/failure_latch.h"
 #include "flamestream/kafka/dlq.h"
@@ -160,21 +161,8 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
       } else {
         acks.Track(topic, partition, offset, static_cast<uint32_t>(outputs->size()));
         for (Output& out : *outputs) {
-          const size_t bytes = out.value.size();
-          Status s = producer->Produce(
-              out.topic, out.key, out.value, out.headers,
-              [&, topic, partition, offset, bytes, started](const kafka::DeliveryReport& r) {
-                if (r.status.ok()) {
-                  metrics.records_out.Inc();
-                  metrics.bytes_out.Inc(bytes);
-                  metrics.processing_seconds.Observe(
-                      std::chrono::duration<double>(Clock::now() - started).count());
-                  acks.Ack(topic, partition, offset);
-                } else {
-                  metrics.Errors("produce").Inc();
-                  failure.Set(r.status.WithContext("delivery failed"));
-                }
-              });
+          Status s = ProduceAcked(*producer, {topic, partition, offset}, started, out.topic,
+                                  out.key, out.value, out.headers, metrics, acks, failure);
           if (!s.ok()) {
             result = s.WithContext("produce");
             break;

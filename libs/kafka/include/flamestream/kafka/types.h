@@ -9,6 +9,7 @@
 #include <map>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace flamestream::kafka {
@@ -22,6 +23,12 @@ struct Header {
   friend bool operator==(const Header&, const Header&) = default;
 };
 using Headers = std::vector<Header>;
+
+// Sets `key` to `value`, replacing every earlier header of that name (Kafka allows repeats).
+inline void SetHeader(Headers& headers, std::string_view key, std::string value) {
+  std::erase_if(headers, [key](const Header& h) { return h.key == key; });
+  headers.push_back({std::string(key), std::move(value)});
+}
 
 // librdkafka's logical offsets.
 inline constexpr int64_t kOffsetBeginning = -2;   // RD_KAFKA_OFFSET_BEGINNING
