@@ -301,9 +301,6 @@ Output ReadCorrelated(const kafka::Properties& props, size_t want, int64_t base_
   cfg.properties = {{"bootstrap.servers", props.at("bootstrap.servers")}};
   cfg.group_id = "reader-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
   cfg.topics = {topic};
-  // Range, not cooperative-sticky: librdkafka 2.0.2 (Debian 12) once aborted this reader on
-  // destroy in rd_kafka_sticky_assignor_state_destroy (assertion `assignor_state`) in CI.
-  cfg.assignor = kafka::Assignor::kRange;
   auto consumer = kafka::Consumer::Create(cfg);
   EXPECT_TRUE(consumer.ok());
   Output out;

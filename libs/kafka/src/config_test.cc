@@ -48,12 +48,18 @@ TEST(ConsumerConfig, ManualCommitsAndAssignorChoice) {
   ASSERT_TRUE(p.ok()) << p.error();
   EXPECT_EQ(p->at("enable.auto.commit"), "false");
   EXPECT_EQ(p->at("enable.auto.offset.store"), "false");
-  EXPECT_EQ(p->at("partition.assignment.strategy"), "cooperative-sticky");
+  EXPECT_EQ(p->at("partition.assignment.strategy"), "range");
   EXPECT_EQ(p->at("auto.offset.reset"), "earliest");
-  cfg.assignor = Assignor::kRange;
+  cfg.assignor = Assignor::kCooperativeSticky;
   p = EffectiveConsumerProperties(cfg);
   ASSERT_TRUE(p.ok());
-  EXPECT_EQ(p->at("partition.assignment.strategy"), "range");
+  EXPECT_EQ(p->at("partition.assignment.strategy"), "cooperative-sticky");
+  // A user's librdkafka property wins over the default.
+  cfg.assignor = Assignor::kRange;
+  cfg.properties = {{"partition.assignment.strategy", "cooperative-sticky"}};
+  p = EffectiveConsumerProperties(cfg);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->at("partition.assignment.strategy"), "cooperative-sticky");
 
   cfg.properties = {{"enable.auto.commit", "true"}};
   EXPECT_FALSE(EffectiveConsumerProperties(cfg).ok());

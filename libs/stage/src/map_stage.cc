@@ -48,12 +48,22 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
     seek_pending = config.seek_to_timestamp_ms > 0;
   };
   // Before partitions move away: let their outputs land, then commit what is acknowledged.
+  // A broker may refuse that commit while the group rebalances (Kafka does once the rebalance
+  // reaches its sync phase; librdkafka's mock cluster as soon as it starts): the new owner then
+  // maps again what was mapped since the last commit (at-least-once; batch ids let the next
+  // stage drop the duplicates). Counted as a commit error and logged.
   ccfg.on_revoked = [&](const kafka::TopicPartitions& parts, bool lost) {
     if (!lost) {
       (void)producer->Flush(config.drain_timeout);
       const kafka::TopicPartitions offsets = acks.CommittableOffsets();
-      if (consumer != nullptr && !offsets.empty() && consumer->Commit(offsets).ok()) {
-        acks.MarkCommitted(offsets);
+      if (consumer != nullptr && !offsets.empty()) {
+        if (Status s = consumer->Commit(offsets); s.ok()) {
+          acks.MarkCommitted(offsets);
+        } else {
+          metrics.Errors("commit").Inc();
+          log::Warn("commit before revocation failed; the new owner maps those records again",
+                    {{"stage", config.stage}, {"error", s}});
+        }
       }
     }
     acks.Forget(parts);

@@ -18,10 +18,15 @@
 //
 // Offsets are never stored or committed automatically (enable.auto.commit=false,
 // enable.auto.offset.store=false): a stage commits an input only after everything it produced
-// from it is acknowledged (see AckTracker). Rebalancing is cooperative-sticky by default (only
-// the moved partitions stop); `range` keeps co-partitioned topics on one instance (the
-// correlator needs partition p of samples and spans together). The rebalance and revoke
-// callbacks run inside Poll() and Close(), on the polling thread.
+// from it is acknowledged (see AckTracker). Rebalancing is `range` (eager) by default: it keeps
+// co-partitioned topics on one instance (the correlator needs partition p of samples and spans
+// together), and librdkafka before 2.2.1 (Debian 12 ships 2.0.2) aborts in
+// rd_kafka_sticky_assignor_state_destroy when a cooperative-sticky consumer is closed before
+// its first assignment completes (confluentinc/librdkafka#4312) -- a SIGTERM during a rolling
+// restart would crash a stage instead of draining it. With a newer librdkafka,
+// `kafka.partition.assignment.strategy=cooperative-sticky` (config) or kCooperativeSticky
+// moves only the partitions that change owner. The rebalance and revoke callbacks run inside
+// Poll() and Close(), on the polling thread.
 #pragma once
 
 #include <chrono>
@@ -41,8 +46,8 @@
 namespace flamestream::kafka {
 
 enum class Assignor {
-  kCooperativeSticky,  // partition.assignment.strategy=cooperative-sticky
   kRange,              // partition.assignment.strategy=range: same partition numbers together
+  kCooperativeSticky,  // partition.assignment.strategy=cooperative-sticky (librdkafka >= 2.2.1)
 };
 
 using PartitionsCallback = std::function<void(const TopicPartitions& partitions, bool lost)>;
@@ -53,7 +58,7 @@ struct ConsumerConfig {
   Properties properties;
   std::string group_id;
   std::vector<std::string> topics;
-  Assignor assignor = Assignor::kCooperativeSticky;
+  Assignor assignor = Assignor::kRange;
   // Where a partition without a committed offset starts (auto.offset.reset).
   std::string auto_offset_reset = "earliest";
   // After partitions are assigned (lost is always false).

@@ -48,7 +48,7 @@ struct MapStageConfig {
   std::string group_id;
   std::vector<std::string> input_topics;
   kafka::Properties kafka;              // librdkafka properties for both clients
-  kafka::Assignor assignor = kafka::Assignor::kCooperativeSticky;
+  kafka::Assignor assignor = kafka::Assignor::kRange;
   std::string auto_offset_reset = "earliest";
   std::chrono::milliseconds poll_timeout{100};
   std::chrono::milliseconds commit_interval{1000};
