@@ -1,13 +1,12 @@
 #include "replay_cmd.h"
 
 #include <fmt/format.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <cctype>
-#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <iterator>
 #include <map>
@@ -21,6 +20,7 @@
 #include "flamestream/kafka/topics.h"
 #include "flamestream/profile/pprof.h"
 #include "flamestream/stage/caught_up.h"
+#include "interrupts.h"
 #include "probe.h"
 #include "up.h"
 
@@ -30,32 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-volatile std::sig_atomic_t g_replay_signals = 0;  // NOLINT: the one state a handler may share
-void OnReplaySignal(int) { g_replay_signals = g_replay_signals + 1; }
-
-// Restores SIGINT/SIGTERM on scope exit.
-class SignalScope {
- public:
-  SignalScope() {
-    g_replay_signals = 0;
-    struct sigaction sa {};
-    sa.sa_handler = OnReplaySignal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~SignalScope() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  SignalScope(const SignalScope&) = delete;
-  SignalScope& operator=(const SignalScope&) = delete;
-
- private:
-  struct sigaction old_int_ {};
-  struct sigaction old_term_ {};
-};
 
 std::string Set(const char* key, const std::string& value) {
   return fmt::format("{}={}", key, value);
@@ -123,7 +97,7 @@ struct EpochCount {
 // previous one) to its end, counting the batches and samples stamped with `epoch`.
 Result<EpochCount> CountEpoch(const std::string& brokers, const kafka::Properties& extra,
                               const std::string& topic, uint64_t epoch,
-                              std::chrono::nanoseconds timeout) {
+                              std::chrono::nanoseconds timeout, const Interrupts& interrupts) {
   kafka::ConsumerConfig cfg;
   cfg.properties = extra;
   cfg.properties["bootstrap.servers"] = brokers;
@@ -140,7 +114,7 @@ Result<EpochCount> CountEpoch(const std::string& brokers, const kafka::Propertie
       return DeadlineExceeded("counting {}: not at its end after {}", topic,
                               FormatDuration(timeout));
     }
-    if (g_replay_signals > 0) return CancelledError("interrupted");
+    if (interrupts.count() > 0) return CancelledError("interrupted");
     FS_ASSIGN_OR_RETURN(std::optional<kafka::Message> msg, consumer->Poll(200ms));
     if (!msg) {
       if (caught_up.Reached(*consumer)) break;
@@ -286,7 +260,8 @@ struct StageRun {
 
 // Starts one replay stage under the supervisor and waits until it finished by itself (or
 // failed for good, was interrupted, or ran past `timeout`).
-StageRun RunStage(const StageSpec& spec, std::chrono::nanoseconds timeout, std::ostream& err) {
+StageRun RunStage(const StageSpec& spec, std::chrono::nanoseconds timeout,
+                  const Interrupts& interrupts, std::ostream& err) {
   StageRun run;
   SupervisorOptions sup_opts{
       .backoff_initial = 1s,
@@ -297,7 +272,7 @@ StageRun RunStage(const StageSpec& spec, std::chrono::nanoseconds timeout, std::
         if (!e.detail.empty()) err << " (" << e.detail << ")";
         err << "\n" << std::flush;
       },
-      .abort = [] { return g_replay_signals >= 2; },
+      .abort = [&interrupts] { return interrupts.count() >= 2; },
   };
   Supervisor sup({spec}, sup_opts);
   const auto started = Clock::now();
@@ -314,10 +289,10 @@ StageRun RunStage(const StageSpec& spec, std::chrono::nanoseconds timeout, std::
       run.exit = st.last_exit;
       break;
     }
-    if (g_replay_signals > 0 || Clock::now() - started > timeout) {
-      run.exit = g_replay_signals > 0 ? "interrupted" : "timeout";
+    if (interrupts.count() > 0 || Clock::now() - started > timeout) {
+      run.exit = interrupts.count() > 0 ? "interrupted" : "timeout";
       err << "flamestream replay: " << spec.name
-          << (g_replay_signals > 0 ? std::string(": interrupted; stopping it\n")
+          << (interrupts.count() > 0 ? std::string(": interrupted; stopping it\n")
                                    : fmt::format(": still running after {}; stopping it\n",
                                                  FormatDuration(timeout)));
       (void)sup.Drain();
@@ -372,7 +347,7 @@ int RunReplay(const ReplayOptions& o, std::ostream& out, std::ostream& err) {
   err << fmt::format("flamestream replay: epoch {}, Kafka {}, output {}, logs {}/logs/replay-*.log\n",
                      epoch, o.brokers, out_dir.string(), out_dir.string());
 
-  SignalScope signals;
+  Interrupts interrupts;
   std::vector<ReplayStageReport> reports;
   std::vector<std::string> ins;  // per stage: what it read, for the table
   // The count of what the previous stage wrote runs while the next stage works.
@@ -399,7 +374,7 @@ int RunReplay(const ReplayOptions& o, std::ostream& out, std::ostream& err) {
   };
 
   for (const StageSpec& spec : *stages) {
-    StageRun run = RunStage(spec, o.stage_timeout, err);
+    StageRun run = RunStage(spec, o.stage_timeout, interrupts, err);
     settle();  // the previous stage's output count (its reader just finished)
     ReplayStageReport report{.stage = spec.name, .exit = run.exit, .seconds = run.seconds};
     const bool ok = run.exit == "exit 0";
@@ -447,7 +422,7 @@ int RunReplay(const ReplayOptions& o, std::ostream& out, std::ostream& err) {
                                                           : kafka::topics::kSamplesCorrelated);
       audit = Audit{reports.size() - 1, topic,
                     std::async(std::launch::async, CountEpoch, o.brokers, kafka_extra, topic,
-                               epoch, o.stage_timeout)};
+                               epoch, o.stage_timeout, std::cref(interrupts))};
     } else if (file_sink) {
       const FileCount fc = CountFiles(out_dir, epoch);
       reports.back().samples_out = fc.samples;

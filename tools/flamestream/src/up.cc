@@ -2,10 +2,8 @@
 
 #include <algorithm>
 #include <fmt/format.h>
-#include <signal.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -13,6 +11,7 @@
 #include <thread>
 
 #include "flamestream/common/strings.h"
+#include "interrupts.h"
 #include "probe.h"
 
 namespace flamestream::cli {
@@ -21,10 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-// Signals that arrived; a handler may only touch a sig_atomic_t.
-volatile std::sig_atomic_t g_signals = 0;  // NOLINT: the one state a signal handler may share
-void OnSignal(int) { g_signals = g_signals + 1; }
 
 std::string Listen(const std::string& host, int port) { return fmt::format("{}:{}", host, port); }
 
@@ -324,21 +319,14 @@ int RunUp(const UpOptions& o, const std::vector<std::string>& argv, std::ostream
   }
 
   const bool status_line = o.status_line.value_or(isatty(STDERR_FILENO) == 1);
-  g_signals = 0;
-  struct sigaction sa {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  struct sigaction old_int {};
-  struct sigaction old_term {};
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
+  Interrupts interrupts;
 
   SupervisorOptions sup_opts{
       .ready_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(o.ready_timeout),
       .lag_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(o.drain_timeout),
       .drain_order = {"agent", "symbolizer", "correlator", "exporter"},
       .on_event = [&](const Event& e) { PrintEvent(e, status_line, err); },
-      .abort = [] { return g_signals >= 2; },
+      .abort = [&interrupts] { return interrupts.count() >= 2; },
   };
   Supervisor sup(*stages, sup_opts);
 
@@ -365,7 +353,7 @@ int RunUp(const UpOptions& o, const std::vector<std::string>& argv, std::ostream
     StatusLine line(sup.stages());
     const auto start = Clock::now();
     auto next_status = start + 1s;
-    while (g_signals == 0 && (o.duration.count() == 0 || Clock::now() - start < o.duration)) {
+    while (interrupts.count() == 0 && (o.duration.count() == 0 || Clock::now() - start < o.duration)) {
       sup.Poll();
       if (Clock::now() >= next_status) {
         const auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start);
@@ -385,12 +373,10 @@ int RunUp(const UpOptions& o, const std::vector<std::string>& argv, std::ostream
            "aborts\n";
     if (Status s = sup.Drain(); !s.ok()) {
       err << "flamestream up: " << s.message() << "\n";
-      code = g_signals >= 2 ? 130 : 1;
+      code = interrupts.count() >= 2 ? 130 : 1;
     }
   }
   sup.Kill();  // nothing should be left; make sure
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
 
   // Where the results are.
   size_t profiles = 0;
