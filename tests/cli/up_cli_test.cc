@@ -32,7 +32,7 @@ struct Ports {
 Ports FreePorts() {
   Ports p;
   auto one = [] {
-    Result<int> r = PickFreePort();
+    Result<int> r = testing::FreePort();  // below the ephemeral range: parallel tests can't take it
     EXPECT_TRUE(r.ok());
     return r.value_or(0);
   };
@@ -188,7 +188,11 @@ TEST_F(UpTest, CtrlCDrainsInOrder) {
   Result<std::string> running = (*proc)->WaitForLine(
       [](std::string_view l) { return l.find("running; Ctrl-C stops") != std::string_view::npos; },
       60s);
-  ASSERT_TRUE(running.ok()) << running.error();
+  if (!running.ok()) {
+    std::string seen;
+    for (const std::string& l : (*proc)->lines()) seen += l + "\n";
+    FAIL() << running.error() << "\nflamestream up printed:\n" << seen;
+  }
   ASSERT_TRUE((*proc)->Signal(SIGINT).ok());
   std::string output;
   for (const std::string& l : (*proc)->lines()) output += l + "\n";

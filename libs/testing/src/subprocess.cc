@@ -1,6 +1,7 @@
 #include "flamestream/testing/subprocess.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -13,7 +14,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
+#include <fstream>
 #include <map>
+#include <random>
 #include <thread>
 
 extern char** environ;
@@ -315,7 +319,10 @@ CommandResult RunCommand(std::vector<std::string> argv, std::chrono::millisecond
   return r;
 }
 
-Result<int> FreePort() {
+namespace {
+
+// Binds 127.0.0.1:port (0: the kernel picks) and returns the bound port.
+Result<int> BindLoopback(int port) {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) {
     return ErrnoError(errno, "socket");
@@ -323,15 +330,43 @@ Result<int> FreePort() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return ErrnoError(errno, "bind");
+    return ErrnoError(errno, fmt::format("bind 127.0.0.1:{}", port));
   }
   socklen_t len = sizeof addr;
   if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     return ErrnoError(errno, "getsockname");
   }
   return static_cast<int>(ntohs(addr.sin_port));
+}
+
+// The low end of the kernel's ephemeral port range (net.ipv4.ip_local_port_range).
+int EphemeralLow() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  return (in >> low) ? low : 32768;
+}
+
+}  // namespace
+
+Result<int> FreePort() {
+  // Below the ephemeral range: a port the kernel hands out for "any port" (bind to 0, every
+  // outgoing connection of every test running beside this one) may be taken between this
+  // call and the server's bind; a random port below that range can only clash with another
+  // test drawing the same number.
+  const int high = std::min(EphemeralLow(), 65536) - 1;
+  constexpr int kLow = 20000;
+  if (high - kLow >= 1000) {
+    std::random_device rd;
+    std::uniform_int_distribution<int> pick(kLow, high);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      if (Result<int> p = BindLoopback(pick(rd)); p.ok()) {
+        return p;
+      }
+    }
+  }
+  return BindLoopback(0);
 }
 
 Result<UniqueFd> ConnectLoopback(int port, std::chrono::milliseconds timeout) {

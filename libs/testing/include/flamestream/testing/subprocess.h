@@ -90,8 +90,10 @@ struct CommandResult {
 //   auto [code, text] = testing::RunCommand({bin, "up", "--duration", "10s"}, 180s);
 CommandResult RunCommand(std::vector<std::string> argv, std::chrono::milliseconds timeout);
 
-// A loopback TCP port that was free a moment ago (bind to 0, read, close). Racy by nature:
-// prefer `--port 0` with the child printing its port where the program supports it.
+// A loopback TCP port that was free a moment ago: a random one below the kernel's ephemeral
+// range (so no test's outgoing connection or bind-to-0 can take it meanwhile), else one the
+// kernel picks. Still racy by nature: prefer `--port 0` with the child printing its port
+// where the program supports it.
 Result<int> FreePort();
 
 // Connects to 127.0.0.1:port (blocking, with timeout).
