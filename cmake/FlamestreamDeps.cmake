@@ -21,13 +21,8 @@ endif()
 if(FS_BUILD_BENCH)
   find_package(benchmark REQUIRED)
 endif()
-# Symbolization (libs/symbols): LLVM's DebugInfo/Symbolize from the shared libLLVM-14.so, and
-# elfutils' debuginfod client.
+# Symbolization (libs/symbols): LLVM's DebugInfo/Symbolize, linked statically into the
+# flamestream-dwarf-worker process only (libs/symbols/CMakeLists.txt), and elfutils' debuginfod
+# client.
 find_package(LLVM 14 CONFIG REQUIRED PATHS /usr/lib/llvm-14/lib/cmake/llvm NO_DEFAULT_PATH)
-find_library(FS_LLVM_DYLIB NAMES LLVM-14 PATHS ${LLVM_LIBRARY_DIR} NO_DEFAULT_PATH REQUIRED)
-if(NOT TARGET LLVM14::Dylib)
-  add_library(LLVM14::Dylib INTERFACE IMPORTED)
-  target_include_directories(LLVM14::Dylib SYSTEM INTERFACE ${LLVM_INCLUDE_DIRS})
-  target_link_libraries(LLVM14::Dylib INTERFACE ${FS_LLVM_DYLIB})
-endif()
 pkg_check_modules(DEBUGINFOD REQUIRED IMPORTED_TARGET libdebuginfod)
