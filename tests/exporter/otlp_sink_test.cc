@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
@@ -12,6 +13,7 @@
 #include "flamestream/profile/test_batches.h"
 #include "flamestream/sinks/otlp_sink.h"
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.grpc.pb.h"
+#include "rpc/status.pb.h"
 #include "test_util.h"
 
 namespace flamestream::exporter_test {
@@ -169,6 +171,104 @@ TEST(OtlpSink, GrpcExportCarriesEverySampleWithLinksAndResources) {
     EXPECT_TRUE(got.resource_keys.count(key)) << key;
   }
   CheckAgainstInput(got, batches);
+}
+
+// Answers each Export with the next scripted status (then OK) and notes when it came.
+class ScriptedService final : public collector::ProfilesService::Service {
+ public:
+  explicit ScriptedService(std::vector<grpc::Status> script) : script_(std::move(script)) {}
+  grpc::Status Export(grpc::ServerContext*, const collector::ExportProfilesServiceRequest*,
+                      collector::ExportProfilesServiceResponse*) override {
+    std::lock_guard lock(mu);
+    at.push_back(std::chrono::steady_clock::now());
+    return at.size() <= script_.size() ? script_[at.size() - 1] : grpc::Status::OK;
+  }
+  std::mutex mu;
+  std::vector<std::chrono::steady_clock::time_point> at;
+
+ private:
+  std::vector<grpc::Status> script_;
+};
+
+// A status carrying google.rpc.RetryInfo{retry_delay} in its rich details, as OTLP receivers
+// (the Collector, Grafana Cloud) send when throttling.
+grpc::Status WithRetryInfo(grpc::StatusCode code, std::chrono::milliseconds delay) {
+  rpc::RetryInfo info;
+  info.mutable_retry_delay()->set_seconds(delay.count() / 1000);
+  info.mutable_retry_delay()->set_nanos(static_cast<int32_t>(delay.count() % 1000 * 1'000'000));
+  rpc::Status status;
+  status.set_code(static_cast<int32_t>(code));
+  status.set_message("throttled");
+  rpc::Any* any = status.add_details();
+  any->set_type_url("type.googleapis.com/google.rpc.RetryInfo");
+  any->set_value(info.SerializeAsString());
+  return grpc::Status(code, "throttled", status.SerializeAsString());
+}
+
+struct GrpcReceiver {
+  explicit GrpcReceiver(std::vector<grpc::Status> script) : service(std::move(script)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&service);
+    server = builder.BuildAndStart();
+  }
+  ~GrpcReceiver() { server->Shutdown(); }
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port); }
+  ScriptedService service;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server;
+};
+
+TEST(OtlpSink, GrpcRetryInfoSetsTheRetryDelayAndMakesResourceExhaustedRetryable) {
+  using std::chrono::milliseconds;
+  GrpcReceiver receiver({WithRetryInfo(grpc::StatusCode::RESOURCE_EXHAUSTED, milliseconds(1200)),
+                         WithRetryInfo(grpc::StatusCode::UNAVAILABLE, milliseconds(700))});
+  ASSERT_GT(receiver.port, 0);
+  sinks::OtlpSink sink({.protocol = "grpc", .endpoint = receiver.endpoint()});
+  // Backoff alone would retry after ~10 ms.
+  sinks::DeliveryQueue queue(sink, {.initial = milliseconds(10), .max = milliseconds(5000)});
+  auto windows = Aggregate(StandardBatches(), {.labels = sink.labels(), .granularity = sink.granularity()});
+  queue.Push(std::move(windows[0]));
+  EXPECT_TRUE(queue.Pump(std::chrono::steady_clock::now()).empty());
+  EXPECT_EQ(sink.last_response().status, static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+  EXPECT_EQ(sink.last_response().retry_after, milliseconds(1200));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int delivered = 0;
+  while (!queue.empty() && std::chrono::steady_clock::now() < deadline) {
+    for (auto& d : queue.Pump(std::chrono::steady_clock::now())) {
+      EXPECT_TRUE(d.status.ok()) << d.status;
+      EXPECT_EQ(d.attempts, 3);
+      ++delivered;
+    }
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  EXPECT_EQ(delivered, 1);
+  EXPECT_EQ(queue.retries(), 2u);
+  std::lock_guard lock(receiver.service.mu);
+  ASSERT_EQ(receiver.service.at.size(), 3u);
+  // Each retry waited at least what the server asked for (lower bounds only: a loaded machine
+  // may be later, never earlier).
+  EXPECT_GE(receiver.service.at[1] - receiver.service.at[0], milliseconds(1200));
+  EXPECT_GE(receiver.service.at[2] - receiver.service.at[1], milliseconds(700));
+}
+
+TEST(OtlpSink, GrpcResourceExhaustedWithoutRetryInfoIsPermanent) {
+  GrpcReceiver receiver({grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "quota gone")});
+  ASSERT_GT(receiver.port, 0);
+  sinks::OtlpSink sink({.protocol = "grpc", .endpoint = receiver.endpoint()});
+  sinks::DeliveryQueue queue(sink, {.initial = std::chrono::milliseconds(10)});
+  auto windows = Aggregate(StandardBatches(), {.labels = sink.labels(), .granularity = sink.granularity()});
+  queue.Push(std::move(windows[0]));
+  std::vector<sinks::DeliveryQueue::Done> done = queue.Pump(std::chrono::steady_clock::now());
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_FALSE(done[0].status.ok());
+  EXPECT_NE(done[0].status.message().find("quota gone"), std::string::npos) << done[0].status;
+  EXPECT_EQ(done[0].attempts, 1);
+  EXPECT_EQ(done[0].response.status, static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+  EXPECT_FALSE(done[0].response.retry_after.has_value());
+  EXPECT_EQ(queue.retries(), 0u);
+  std::lock_guard lock(receiver.service.mu);
+  EXPECT_EQ(receiver.service.at.size(), 1u);
 }
 
 TEST(OtlpSink, HttpExportPostsProtobufToV1developmentPath) {

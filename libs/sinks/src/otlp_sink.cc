@@ -5,7 +5,10 @@
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
+#include <algorithm>
+#include <chrono>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "flamestream/common/strings.h"
@@ -13,6 +16,7 @@
 #include "flamestream/profile/pprof.h"
 #include "http.h"
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.grpc.pb.h"
+#include "rpc/status.pb.h"
 
 namespace flamestream::sinks {
 namespace {
@@ -67,14 +71,35 @@ void SetAttr(::google::protobuf::RepeatedPtrField<common_v1::KeyValue>* attrs, s
   kv->mutable_value()->set_string_value(std::string(value));
 }
 
-bool IsRetryableGrpc(grpc::StatusCode code) {
+// The server's RetryInfo.retry_delay, when its rich status (grpc-status-details-bin) has one.
+std::optional<std::chrono::milliseconds> GrpcRetryDelay(const grpc::Status& st) {
+  if (st.error_details().empty()) return std::nullopt;
+  rpc::Status details;
+  if (!details.ParseFromString(st.error_details())) return std::nullopt;
+  for (const rpc::Any& any : details.details()) {
+    if (!any.type_url().ends_with("/google.rpc.RetryInfo")) continue;
+    rpc::RetryInfo info;
+    if (!info.ParseFromString(any.value()) || !info.has_retry_delay()) continue;
+    const auto delay = std::chrono::seconds(info.retry_delay().seconds()) +
+                       std::chrono::nanoseconds(info.retry_delay().nanos());
+    return std::chrono::ceil<std::chrono::milliseconds>(std::max(delay, delay.zero()));
+  }
+  return std::nullopt;
+}
+
+// OTLP/gRPC's retryable codes; RESOURCE_EXHAUSTED only when the server says recovery is
+// possible by sending RetryInfo (otherwise retrying would only add load).
+bool IsRetryableGrpc(grpc::StatusCode code, bool has_retry_info) {
   switch (code) {
-    case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-    case grpc::StatusCode::ABORTED:
     case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DATA_LOSS:
       return true;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return has_retry_info;
     default:
       return false;
   }
@@ -293,10 +318,13 @@ Status OtlpSink::Export(const profile::Window& window) {
     const grpc::Status st = grpc_->stub->Export(&ctx, req, &resp);
     if (!st.ok()) {
       last_response_ = {.status = static_cast<int>(st.error_code()),
-                        .body = st.error_message().substr(0, 4096)};
+                        .body = st.error_message().substr(0, 4096),
+                        .retry_after = GrpcRetryDelay(st)};
       const std::string msg = fmt::format("otlp grpc {}: code {}: {}", config_.endpoint,
                                           static_cast<int>(st.error_code()), st.error_message());
-      return IsRetryableGrpc(st.error_code()) ? Unavailable("{}", msg) : FailedPrecondition("{}", msg);
+      return IsRetryableGrpc(st.error_code(), last_response_.retry_after.has_value())
+                 ? Unavailable("{}", msg)
+                 : FailedPrecondition("{}", msg);
     }
   } else {
     std::string body;

@@ -13,8 +13,9 @@
 // carry a Link (trace_id, span_id) and span_name / thread.name attributes; mappings carry
 // process.executable.build_id.gnu. gRPC: /opentelemetry.proto.collector.profiles.
 // v1development.ProfilesService/Export; HTTP: POST <endpoint>/v1development/profiles,
-// application/x-protobuf (optionally gzip). HTTP answers' Retry-After is honoured (DeliveryQueue);
-// gRPC RetryInfo details are not read (plain backoff).
+// application/x-protobuf (optionally gzip). HTTP answers' Retry-After and gRPC RetryInfo
+// (in the rich status) are honoured (DeliveryQueue); RESOURCE_EXHAUSTED is retried only with
+// RetryInfo, as OTLP asks.
 #pragma once
 
 #include <chrono>

@@ -48,7 +48,7 @@ Status ValidateTls(const TlsConfig& tls, std::string_view what);
 struct Response {
   int status = 0;    // HTTP status, or the gRPC status code; 0 = no answer (connection error)
   std::string body;  // response body or gRPC message, at most 4 KiB
-  std::optional<std::chrono::milliseconds> retry_after;  // HTTP Retry-After, if sent
+  std::optional<std::chrono::milliseconds> retry_after;  // HTTP Retry-After / gRPC RetryInfo
 };
 
 // Retry-After as delay-seconds ("120") or an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT",
