@@ -34,6 +34,7 @@ struct Config {
   bool debuginfod = true;
   config::Bytes lru{256ULL << 20};
   std::chrono::nanoseconds negative_ttl = std::chrono::minutes(5);
+  std::chrono::nanoseconds dwarf_timeout = std::chrono::seconds(60);
   int max_in_flight = 2000;
   // Shared cache: empty address = no Redis (in-process LRU only).
   std::string redis_address;
@@ -71,6 +72,9 @@ struct Config {
     s.Add("symbolizer.lru_size", &lru, "in-process cache of resolved locations, in bytes");
     s.Add("symbolizer.negative_ttl", &negative_ttl,
           "how long a build id found nowhere stays unresolvable before it is looked up again");
+    s.Add("symbolizer.dwarf_timeout", &dwarf_timeout,
+          "how long the DWARF worker may take on one request before it counts as hung (killed; "
+          "that debug file becomes an error for its build id)");
     s.Add("symbolizer.redis.address", &redis_address,
           "Redis shared by the replicas (host:port or redis://[:password@]host:port/db); "
           "empty = in-process cache only",
@@ -93,6 +97,8 @@ struct Config {
           "can arrive that much later than their samples");
     s.Add("symbolizer.replay.epoch", &epoch,
           "symbol-epoch written on replay output (0 = the replay's start time in ms)");
+    s.Require("symbolizer.dwarf_timeout", [this] { return dwarf_timeout.count() > 0; },
+              "a positive duration");
     s.Require("symbolizer.replay.from", [this] { return !replay || !from.empty(); },
               "a start time when symbolizer.replay is on (--from)");
   }
@@ -113,6 +119,7 @@ Status Run(const Config& cfg, service::Context& ctx) {
   scfg.locator.debuginfod = cfg.debuginfod;
   scfg.lru_bytes = cfg.lru.value;
   scfg.negative_ttl = cfg.negative_ttl;
+  scfg.dwarf_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(cfg.dwarf_timeout);
   std::unique_ptr<symbols::RedisSymbolCache> redis;
   if (!cfg.redis_address.empty()) {
     symbols::RedisCacheConfig rc;
@@ -130,14 +137,13 @@ Status Run(const Config& cfg, service::Context& ctx) {
       const symbols::RedisSymbolCache::Stats st = r->stats();
       ctx.metrics.Gauge("fs_symbolizer_redis_up", "1 while the Redis cache is reachable")
           .Set(st.up ? 1 : 0);
-      ctx.metrics.Gauge("fs_symbolizer_redis_hits", "Redis cache hits since start")
-          .Set(static_cast<double>(st.hits));
-      ctx.metrics.Gauge("fs_symbolizer_redis_misses", "Redis cache misses since start")
-          .Set(static_cast<double>(st.misses));
-      ctx.metrics.Gauge("fs_symbolizer_redis_errors", "Redis errors since start")
-          .Set(static_cast<double>(st.errors));
-      ctx.metrics.Gauge("fs_symbolizer_redis_reconnects", "Redis reconnects since start")
-          .Set(static_cast<double>(st.reconnects));
+      ctx.metrics.Counter("fs_symbolizer_redis_hits_total", "Redis cache hits")
+          .Follow(st.hits);
+      ctx.metrics.Counter("fs_symbolizer_redis_misses_total", "Redis cache misses")
+          .Follow(st.misses);
+      ctx.metrics.Counter("fs_symbolizer_redis_errors_total", "Redis errors").Follow(st.errors);
+      ctx.metrics.Counter("fs_symbolizer_redis_reconnects_total", "Redis reconnects")
+          .Follow(st.reconnects);
     });
   }
   FS_ASSIGN_OR_RETURN(std::unique_ptr<symbols::Symbolizer> symbolizer,
@@ -153,21 +159,21 @@ Status Run(const Config& cfg, service::Context& ctx) {
       "fs_symbolizer_frames_total", "Frames symbolized, by outcome", {{"outcome", "no_file"}});
   ctx.metrics.AddCollector([&ctx, sym = symbolizer.get()] {
     const symbols::Symbolizer::Stats st = sym->stats();
-    ctx.metrics.Gauge("fs_symbolizer_cache_hits", "Cache hits since start", {{"cache", "lru"}})
-        .Set(static_cast<double>(st.lru_hits));
-    ctx.metrics.Gauge("fs_symbolizer_cache_hits", "Cache hits since start", {{"cache", "shared"}})
-        .Set(static_cast<double>(st.shared_hits));
+    ctx.metrics.Counter("fs_symbolizer_cache_hits_total", "Cache hits", {{"cache", "lru"}})
+        .Follow(st.lru_hits);
+    ctx.metrics.Counter("fs_symbolizer_cache_hits_total", "Cache hits", {{"cache", "shared"}})
+        .Follow(st.shared_hits);
     ctx.metrics.Gauge("fs_symbolizer_open_files", "Debug files kept open")
         .Set(static_cast<double>(st.open_files));
-    ctx.metrics.Gauge("fs_symbolizer_debug_searches", "Debug info searches since start")
-        .Set(static_cast<double>(st.searches));
-    ctx.metrics.Gauge("fs_symbolizer_negative_hits",
-                      "Build ids skipped as found nowhere, by who searched",
-                      {{"cache", "shared"}})
-        .Set(static_cast<double>(st.shared_negative_hits));
-    ctx.metrics.Gauge("fs_symbolizer_dwarf_worker_crashes",
-                      "DWARF worker deaths or hangs (each marks one debug file bad)")
-        .Set(static_cast<double>(st.worker_crashes));
+    ctx.metrics.Counter("fs_symbolizer_debug_searches_total", "Debug info searches")
+        .Follow(st.searches);
+    ctx.metrics.Counter("fs_symbolizer_negative_hits_total",
+                        "Build ids skipped as found nowhere, by who searched",
+                        {{"cache", "shared"}})
+        .Follow(st.shared_negative_hits);
+    ctx.metrics.Counter("fs_symbolizer_dwarf_worker_crashes_total",
+                        "DWARF worker deaths or hangs (each marks one debug file bad)")
+        .Follow(st.worker_crashes);
   });
 
   stage::MapStageConfig mcfg;

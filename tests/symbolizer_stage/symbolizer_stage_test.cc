@@ -268,8 +268,8 @@ TEST_F(SymbolizerStage, ResolvesChainsSharesRedisAndSurvivesRedisDeath) {
   EXPECT_EQ(samples, 12u);
   EXPECT_GT(Metric(port1, "fs_symbolizer_redis_up"), 0);
   // The chain binary and the unknown library were searched for; the latter found nowhere.
-  EXPECT_EQ(Metric(port1, "fs_symbolizer_debug_searches"), 2);
-  EXPECT_EQ(Metric(port1, "fs_symbolizer_negative_hits{cache=\"shared\"}"), 0);
+  EXPECT_EQ(Metric(port1, "fs_symbolizer_debug_searches_total"), 2);
+  EXPECT_EQ(Metric(port1, "fs_symbolizer_negative_hits_total{cache=\"shared\"}"), 0);
   StopCleanly(*first);
 
   // A second instance (new group, empty LRU) re-reads the topic: every frame comes from Redis.
@@ -277,11 +277,11 @@ TEST_F(SymbolizerStage, ResolvesChainsSharesRedisAndSurvivesRedisDeath) {
   out = Consume(broker_->bootstrap(), std::string(topics::kSamplesSymbolized), 4);
   ASSERT_EQ(out.size(), 4u);
   EXPECT_EQ(StackNames(out[3].batch), StackNames(out[0].batch));
-  EXPECT_GE(Metric(port2, "fs_symbolizer_cache_hits{cache=\"shared\"}"), 4);
+  EXPECT_GE(Metric(port2, "fs_symbolizer_cache_hits_total{cache=\"shared\"}"), 4);
   // The unknown build id is not searched again: the first instance's negative entry in Redis
   // says no source has it.
-  EXPECT_EQ(Metric(port2, "fs_symbolizer_debug_searches"), 0);
-  EXPECT_EQ(Metric(port2, "fs_symbolizer_negative_hits{cache=\"shared\"}"), 1);
+  EXPECT_EQ(Metric(port2, "fs_symbolizer_debug_searches_total"), 0);
+  EXPECT_EQ(Metric(port2, "fs_symbolizer_negative_hits_total{cache=\"shared\"}"), 1);
 
   // Redis dies mid-stream: batches keep flowing (resolved from DWARF), none lost. New return
   // addresses, so the frames miss the in-process LRU and Redis is really asked.

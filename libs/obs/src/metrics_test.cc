@@ -50,6 +50,18 @@ TEST(Registry, CollectorsRunBeforeRender) {
   EXPECT_NE(r.Render().find("g 2\n"), std::string::npos);
 }
 
+TEST(Registry, CounterFollowsAComponentsOwnTotalAndNeverGoesBack) {
+  Registry r;
+  uint64_t total = 5;
+  r.AddCollector([&] { r.Counter("hits_total", "hits").Follow(total); });
+  EXPECT_NE(r.Render().find("# TYPE hits_total counter\nhits_total 5\n"), std::string::npos)
+      << r.Render();
+  total = 9;
+  EXPECT_NE(r.Render().find("hits_total 9\n"), std::string::npos);
+  total = 3;  // a smaller total (the component was replaced) must not make a counter decrease
+  EXPECT_NE(r.Render().find("hits_total 9\n"), std::string::npos);
+}
+
 TEST(AdminServer, ServesMetricsHealthAndReadiness) {
   Registry r;
   r.Counter("fs_up_total", "up").Inc();

@@ -4,7 +4,13 @@
 #include <link.h>
 #include <stdlib.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <filesystem>
 #include <string>
 
@@ -126,6 +132,50 @@ TEST(SymbolizerEngine, WorkerInProcessAndForkGiveTheSameFrames) {
     }
     EXPECT_EQ(symbolizer.stats().worker_starts, c.want_worker_starts);
   }
+}
+
+// A worker that never answers (here a script that sleeps instead of serving) is killed after
+// dwarf_timeout: the file becomes an error naming the hang, the process is gone (reaped, no
+// leftover child), and asking again for that file answers from the error without waiting.
+TEST(SymbolizerEngine, HungWorkerIsKilledAfterTheTimeoutAndItsFileBecomesAnError) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("fs-hung-worker-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path script = dir / "hung-worker";
+  const std::filesystem::path pid_file = dir / "pid";
+  {
+    std::ofstream out(script);
+    out << "#!/bin/sh\necho $$ > " << pid_file.string() << "\nexec sleep 600\n";
+  }
+  std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+  SymbolizerConfig config = Config();
+  config.dwarf_worker = script.string();
+  config.dwarf_timeout = std::chrono::milliseconds(300);
+  auto created = Symbolizer::Create(config);
+  ASSERT_TRUE(created.ok()) << created.error().message();
+  Symbolizer& symbolizer = **created;
+  const std::string self = SelfPath();
+  const uint64_t address = OwnVirtualAddress(reinterpret_cast<const void*>(&FsEngineTestMarker));
+
+  auto loc = symbolizer.ResolvePathAddress(self, address);
+  ASSERT_FALSE(loc.ok());
+  EXPECT_EQ(loc.error().code(), StatusCode::kDataLoss);
+  EXPECT_NE(loc.error().message().find("no answer within 300ms"), std::string::npos)
+      << loc.error().message();
+  EXPECT_EQ(symbolizer.stats().worker_crashes, 1u);
+  // The hung process was killed and reaped.
+  std::ifstream in(pid_file);
+  pid_t pid = 0;
+  ASSERT_TRUE(in >> pid);
+  EXPECT_NE(::kill(pid, 0), 0) << "worker " << pid << " still exists";
+  EXPECT_EQ(errno, ESRCH);
+
+  // The same file again: the remembered error, no new worker, no second wait.
+  auto again = symbolizer.ResolvePathAddress(self, address);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(symbolizer.stats().worker_crashes, 1u);
+  EXPECT_EQ(symbolizer.stats().worker_starts, 1u);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -437,7 +437,8 @@ Result<std::unique_ptr<Symbolizer>> Symbolizer::Create(SymbolizerConfig config,
                 {{"looked_at", fmt::format("{}", fmt::join(tried, ", "))}});
     }
     FS_ASSIGN_OR_RETURN(worker,
-                        DwarfWorker::Create(std::move(executable), config.dwarf_engine.get()));
+                        DwarfWorker::Create(std::move(executable), config.dwarf_engine.get(),
+                                            config.dwarf_timeout));
   } else if (config.dwarf_engine == nullptr) {
     return InvalidArgument(
         "symbolizer: probe_debug_info=false parses DWARF in this process, which needs "

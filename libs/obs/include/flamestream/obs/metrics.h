@@ -34,6 +34,13 @@ inline const std::vector<double> kLatencyBuckets = {0.0005, 0.001, 0.0025, 0.005
 class Counter {
  public:
   void Inc(uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
+  // For a component that keeps its own running total (read by a collector before Render):
+  // the counter takes that total. A total never shrinks, so a smaller value is ignored.
+  void Follow(uint64_t total) {
+    uint64_t cur = value_.load(std::memory_order_relaxed);
+    while (cur < total && !value_.compare_exchange_weak(cur, total, std::memory_order_relaxed)) {
+    }
+  }
   [[nodiscard]] uint64_t value() const { return value_.load(std::memory_order_relaxed); }
 
  private:

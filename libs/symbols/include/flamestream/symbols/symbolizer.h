@@ -61,6 +61,10 @@ struct SymbolizerConfig {
   // it looked at, unless `dwarf_engine` is set: then the worker is a fork of this process
   // (equally safe, slower to start).
   std::string dwarf_worker;
+  // How long the worker may take to answer one request (open a file, or look up a batch of
+  // its addresses) before it counts as hung: it is killed, that file becomes an error for its
+  // build id, and the next request starts a new worker.
+  std::chrono::milliseconds dwarf_timeout{60'000};
   // DWARF parsing in this process (LlvmDwarfEngine() from flamestream::symbols_dwarf, which
   // links LLVM; dwarf_engine.h). Null by default, so processes that only talk to the worker do
   // not map libLLVM. Needed for probe_debug_info = false and for the fork fallback.
