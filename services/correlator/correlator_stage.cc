@@ -977,6 +977,14 @@ Status CorrelatorStage::Run(service::Context& ctx) {
   ccfg.group_id = config_.group;
   ccfg.topics = {config_.samples_topic, config_.spans_topic};
   ccfg.assignor = kafka::Assignor::kRange;
+  // Only range gives one instance partition p of both topics; a librdkafka property must not
+  // override that (e.g. a cooperative-sticky setting shared with the other stages' configs).
+  if (auto it = ccfg.properties.find("partition.assignment.strategy");
+      it != ccfg.properties.end() && it->second != "range") {
+    log::Warn("ignoring kafka.partition.assignment.strategy: the correlator needs range",
+              {{"stage", config_.stage_name}, {"configured", it->second}});
+    ccfg.properties.erase(it);
+  }
   bool assigned_once = false;
   ccfg.on_assigned = [&](const kafka::TopicPartitions& parts, bool) {
     ctx.set_ready(true);
