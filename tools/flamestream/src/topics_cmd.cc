@@ -92,9 +92,15 @@ Result<std::map<std::string, TopicInfo>> DescribeTopics(rd_kafka_t* rk,
   return out;
 }
 
-// cleanup.policy and retention.ms of each topic; an error when the cluster does not answer
-// DescribeConfigs (the dev broker's mock cluster does not implement it).
-Result<std::map<std::string, std::map<std::string, std::string>>> DescribeConfigs(
+// The configs of one topic, or why the cluster would not describe them (e.g. an ACL).
+struct TopicConfigs {
+  std::map<std::string, std::string> values;
+  std::string error;  // empty when `values` is what the cluster answered
+};
+
+// The configs (cleanup.policy, retention.ms, ...) of each topic; an error when the cluster does
+// not answer DescribeConfigs (the dev broker's mock cluster does not implement it).
+Result<std::map<std::string, TopicConfigs>> DescribeConfigs(
     rd_kafka_t* rk, const std::vector<std::string>& names, std::chrono::milliseconds timeout) {
   std::vector<ConfigResource> resources;
   std::vector<rd_kafka_ConfigResource_t*> raw;
@@ -114,15 +120,21 @@ Result<std::map<std::string, std::map<std::string, std::string>>> DescribeConfig
   if (res == nullptr) return InternalError("DescribeConfigs: unexpected event");
   size_t n = 0;
   const rd_kafka_ConfigResource_t** rs = rd_kafka_DescribeConfigs_result_resources(res, &n);
-  std::map<std::string, std::map<std::string, std::string>> out;
+  std::map<std::string, TopicConfigs> out;
   for (size_t i = 0; i < n; ++i) {
     const std::string name = rd_kafka_ConfigResource_name(rs[i]);
-    if (rd_kafka_ConfigResource_error(rs[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    TopicConfigs& topic = out[name];
+    const rd_kafka_resp_err_t err = rd_kafka_ConfigResource_error(rs[i]);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* msg = rd_kafka_ConfigResource_error_string(rs[i]);
+      topic.error = msg != nullptr && *msg != '\0' ? msg : rd_kafka_err2str(err);
+      continue;
+    }
     size_t cnt = 0;
     const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(rs[i], &cnt);
     for (size_t j = 0; j < cnt; ++j) {
       const char* value = rd_kafka_ConfigEntry_value(entries[j]);
-      out[name][rd_kafka_ConfigEntry_name(entries[j])] = value != nullptr ? value : "";
+      topic.values[rd_kafka_ConfigEntry_name(entries[j])] = value != nullptr ? value : "";
     }
   }
   return out;
@@ -224,8 +236,9 @@ Result<std::string> CreateTopics(const TopicsOptions& o) {
     }
   }
   if (!failed.empty()) {
-    return Unavailable("{}could not create {} topic(s): {}", report, failed.size(),
-                       fmt::join(failed, ", "));
+    // The whole report, so the topics that were created or existed are not lost from view.
+    report.pop_back();
+    return Unavailable("could not create {} of {} topic(s):\n{}", failed.size(), n, report);
   }
   return report;
 }
@@ -238,10 +251,10 @@ Result<TopicsCheck> CheckTopics(const TopicsOptions& o) {
   for (const TopicPlan& p : plan) {
     if (existing.contains(p.name)) names.push_back(p.name);
   }
-  Result<std::map<std::string, std::map<std::string, std::string>>> configs =
+  Result<std::map<std::string, TopicConfigs>> configs =
       HasController(rk.get(), o.timeout)
           ? DescribeConfigs(rk.get(), names, o.timeout)
-          : Result<std::map<std::string, std::map<std::string, std::string>>>(
+          : Result<std::map<std::string, TopicConfigs>>(
                 Unavailable("the cluster names no controller"));
 
   TopicsCheck check;
@@ -252,25 +265,32 @@ Result<TopicsCheck> CheckTopics(const TopicsOptions& o) {
       check.problems.push_back(fmt::format("{} does not exist", p.name));
       continue;
     }
-    std::string line = fmt::format("ok       {} (partitions {}, replication {}", p.name,
+    std::string line = fmt::format("{} (partitions {}, replication {}", p.name,
                                    it->second.partitions, it->second.replication);
+    bool bad = false;
     if (configs.ok()) {
-      const auto& have = (*configs)[p.name];
-      for (const auto& [key, want] : p.configs) {
-        auto h = have.find(key);
-        const std::string value = h == have.end() ? "?" : h->second;
-        line += fmt::format(", {} {}", key, value);
-        if (value == want) continue;
-        if (key == "cleanup.policy" && p.name == topics::kProcesses &&
-            value.find("compact") == std::string::npos) {
-          check.problems.push_back(fmt::format("{} is not compacted (cleanup.policy={})", p.name,
-                                               value));
-        } else if (key == "retention.ms") {
-          line += fmt::format(" (wanted {})", want);
+      const TopicConfigs& have = (*configs)[p.name];
+      if (!have.error.empty()) {
+        // Said, not failed, like a cluster that describes no configs at all.
+        line += fmt::format(", configs not readable: {}", have.error);
+      } else {
+        for (const auto& [key, want] : p.configs) {
+          auto h = have.values.find(key);
+          const std::string value = h == have.values.end() ? "?" : h->second;
+          line += fmt::format(", {} {}", key, value);
+          if (value == want) continue;
+          if (key == "cleanup.policy" && p.name == topics::kProcesses &&
+              value.find("compact") == std::string::npos) {
+            check.problems.push_back(
+                fmt::format("{} is not compacted (cleanup.policy={})", p.name, value));
+            bad = true;
+          } else if (key == "retention.ms") {
+            line += fmt::format(" (wanted {})", want);
+          }
         }
       }
     }
-    check.report += line + ")\n";
+    check.report += fmt::format("{:<9}{})\n", bad ? "BAD" : "ok", line);
   }
   if (!configs.ok()) {
     check.report += fmt::format("(topic configs not checked: {})\n", configs.error().message());
