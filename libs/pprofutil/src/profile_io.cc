@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <sstream>
 
 namespace flamestream::pprofutil {
@@ -15,87 +16,53 @@ bool IsGzip(std::string_view bytes) {
          static_cast<unsigned char>(bytes[1]) == 0x8b;
 }
 
-// Owns a z_stream for inflate or deflate; ends it on destruction.
-class ZStream {
- public:
-  explicit ZStream(bool inflate) : inflate_(inflate) {}
-  ~ZStream() {
-    if (initialized_) {
-      inflate_ ? inflateEnd(&z_) : deflateEnd(&z_);
-    }
-  }
-  ZStream(const ZStream&) = delete;
-  ZStream& operator=(const ZStream&) = delete;
-
-  Status Init() {
-    // 16 + MAX_WBITS selects the gzip wrapper in both directions.
-    const int rc = inflate_ ? inflateInit2(&z_, 16 + MAX_WBITS)
-                            : deflateInit2(&z_, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS,
-                                           8, Z_DEFAULT_STRATEGY);
-    if (rc != Z_OK) {
-      return InternalError("zlib init failed: {}", rc);
-    }
-    initialized_ = true;
-    return OkStatus();
-  }
-  z_stream* get() { return &z_; }
-
- private:
-  bool inflate_;
-  bool initialized_ = false;
-  z_stream z_{};
-};
-
 }  // namespace
 
 Result<std::string> Gunzip(std::string_view data) {
   if (data.size() > std::numeric_limits<uInt>::max()) {
     return InvalidArgument("gzip input too large ({} bytes)", data.size());
   }
-  ZStream zs(/*inflate=*/true);
-  FS_RETURN_IF_ERROR(zs.Init());
-  z_stream* z = zs.get();
-  z->next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z->avail_in = static_cast<uInt>(data.size());
+  z_stream zs{};
+  // 16 + MAX_WBITS: the gzip wrapper (RFC 1952).
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return InternalError("zlib inflateInit2 failed");
+  std::unique_ptr<z_stream, int (*)(z_stream*)> end(&zs, inflateEnd);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
   std::string out;
   char buf[1 << 16];
   int rc = Z_OK;
   while (rc != Z_STREAM_END) {
-    z->next_out = reinterpret_cast<Bytef*>(buf);
-    z->avail_out = sizeof(buf);
-    rc = inflate(z, Z_NO_FLUSH);
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof(buf);
+    rc = inflate(&zs, Z_NO_FLUSH);
     if (rc != Z_OK && rc != Z_STREAM_END) {
-      return DataLoss("corrupt gzip data (zlib error {})", rc);
+      return DataLoss("corrupt gzip data ({})", zs.msg != nullptr ? zs.msg : "zlib error");
     }
-    out.append(buf, sizeof(buf) - z->avail_out);
-    if (rc == Z_OK && z->avail_in == 0 && z->avail_out != 0) {
+    out.append(buf, sizeof(buf) - zs.avail_out);
+    if (rc == Z_OK && zs.avail_in == 0 && zs.avail_out != 0) {
       return DataLoss("truncated gzip data");
     }
   }
   return out;
 }
 
-Result<std::string> Gzip(std::string_view data) {
+Result<std::string> Gzip(std::string_view data, int level) {
   if (data.size() > std::numeric_limits<uInt>::max()) {
     return InvalidArgument("gzip input too large ({} bytes)", data.size());
   }
-  ZStream zs(/*inflate=*/false);
-  FS_RETURN_IF_ERROR(zs.Init());
-  z_stream* z = zs.get();
-  z->next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z->avail_in = static_cast<uInt>(data.size());
-  std::string out;
-  char buf[1 << 16];
-  int rc = Z_OK;
-  while (rc != Z_STREAM_END) {
-    z->next_out = reinterpret_cast<Bytef*>(buf);
-    z->avail_out = sizeof(buf);
-    rc = deflate(z, Z_FINISH);
-    if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
-      return InternalError("gzip failed (zlib error {})", rc);
-    }
-    out.append(buf, sizeof(buf) - z->avail_out);
+  z_stream zs{};
+  if (deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    return InternalError("zlib deflateInit2 failed (level {})", level);
   }
+  std::unique_ptr<z_stream, int (*)(z_stream*)> end(&zs, deflateEnd);
+  // One call into a buffer deflateBound says is always enough (plus the gzip header).
+  std::string out(deflateBound(&zs, static_cast<uLong>(data.size())) + 32, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  if (deflate(&zs, Z_FINISH) != Z_STREAM_END) return InternalError("gzip: deflate did not finish");
+  out.resize(zs.total_out);
   return out;
 }
 

@@ -59,48 +59,62 @@ bool IsProfileFile(const fs::path& p) {
 
 }  // namespace
 
+FrameNamer::FrameNamer(const Profile& profile) : profile_(profile) {
+  locations_.reserve(static_cast<size_t>(profile.location_size()));
+  functions_.reserve(static_cast<size_t>(profile.function_size()));
+  for (const auto& l : profile.location()) locations_[l.id()] = &l;
+  for (const auto& f : profile.function()) functions_[f.id()] = &f;
+  for (const auto& m : profile.mapping()) mappings_[m.id()] = &m;
+}
+
+const std::string& FrameNamer::Str(int64_t index) const { return pprofutil::Str(profile_, index); }
+
+void FrameNamer::AppendLocation(uint64_t id, std::vector<std::string>& frames) const {
+  auto it = locations_.find(id);
+  if (it == locations_.end()) {
+    frames.push_back(fmt::format("<unknown location {}>", id));
+    return;
+  }
+  const perftools::profiles::Location& loc = *it->second;
+  if (loc.line_size() == 0) {
+    auto m = mappings_.find(loc.mapping_id());
+    if (m != mappings_.end() && !Str(m->second->filename()).empty()) {
+      const uint64_t offset = loc.address() - m->second->memory_start() + m->second->file_offset();
+      frames.push_back(fmt::format(
+          "{}+0x{:x}", fs::path(Str(m->second->filename())).filename().string(), offset));
+    } else {
+      frames.push_back(fmt::format("0x{:x}", loc.address()));
+    }
+    return;
+  }
+  for (const auto& line : loc.line()) {
+    auto f = functions_.find(line.function_id());
+    std::string name;
+    if (f != functions_.end()) {
+      name = Str(f->second->name());
+      if (name.empty()) name = Str(f->second->system_name());
+    }
+    if (name.empty()) name = fmt::format("0x{:x}", loc.address());
+    frames.push_back(std::move(name));
+  }
+}
+
+std::vector<std::string> FrameNamer::LeafFirst(const perftools::profiles::Sample& sample) const {
+  std::vector<std::string> frames;
+  frames.reserve(static_cast<size_t>(sample.location_id_size()));
+  for (uint64_t id : sample.location_id()) AppendLocation(id, frames);
+  return frames;
+}
+
+std::vector<std::string> FrameNamer::RootFirst(const perftools::profiles::Sample& sample) const {
+  std::vector<std::string> frames = LeafFirst(sample);
+  std::reverse(frames.begin(), frames.end());
+  return frames;
+}
+
 std::vector<std::string> LeafFirstFrames(const Profile& profile,
                                          const perftools::profiles::Sample& sample) {
-  // Small profiles: linear lookups would do, but exporter windows hold thousands of locations.
-  std::unordered_map<uint64_t, const perftools::profiles::Location*> locations;
-  std::unordered_map<uint64_t, const perftools::profiles::Function*> functions;
-  std::unordered_map<uint64_t, const perftools::profiles::Mapping*> mappings;
-  for (const auto& l : profile.location()) locations[l.id()] = &l;
-  for (const auto& f : profile.function()) functions[f.id()] = &f;
-  for (const auto& m : profile.mapping()) mappings[m.id()] = &m;
-
-  std::vector<std::string> frames;
-  for (uint64_t id : sample.location_id()) {
-    auto it = locations.find(id);
-    if (it == locations.end()) {
-      frames.push_back(fmt::format("<unknown location {}>", id));
-      continue;
-    }
-    const perftools::profiles::Location& loc = *it->second;
-    if (loc.line_size() == 0) {
-      auto m = mappings.find(loc.mapping_id());
-      if (m != mappings.end() && !Str(profile, m->second->filename()).empty()) {
-        const uint64_t offset = loc.address() - m->second->memory_start() + m->second->file_offset();
-        frames.push_back(fmt::format("{}+0x{:x}",
-                                     fs::path(Str(profile, m->second->filename())).filename().string(),
-                                     offset));
-      } else {
-        frames.push_back(fmt::format("0x{:x}", loc.address()));
-      }
-      continue;
-    }
-    for (const auto& line : loc.line()) {
-      auto f = functions.find(line.function_id());
-      std::string name;
-      if (f != functions.end()) {
-        name = Str(profile, f->second->name());
-        if (name.empty()) name = Str(profile, f->second->system_name());
-      }
-      if (name.empty()) name = fmt::format("0x{:x}", loc.address());
-      frames.push_back(std::move(name));
-    }
-  }
-  return frames;
+  return FrameNamer(profile).LeafFirst(sample);
 }
 
 Status AddProfile(const Profile& profile, const LoadOptions& options, StackSet& set) {
@@ -116,6 +130,7 @@ Status AddProfile(const Profile& profile, const LoadOptions& options, StackSet& 
   }
   ++set.profiles;
 
+  const FrameNamer names(profile);
   for (const auto& sample : profile.sample()) {
     if (index >= sample.value_size()) continue;
     const int64_t value = sample.value(index);
@@ -133,8 +148,7 @@ Status AddProfile(const Profile& profile, const LoadOptions& options, StackSet& 
       }
       if (!span_ok || !service_ok) continue;
     }
-    std::vector<std::string> frames = LeafFirstFrames(profile, sample);
-    std::reverse(frames.begin(), frames.end());
+    std::vector<std::string> frames = names.RootFirst(sample);
     if (frames.empty()) frames.emplace_back("[no stack]");
     set.stacks[std::move(frames)] += value;
     set.total += value;

@@ -6,6 +6,9 @@
 
 #include "flamestream/batch/batch.h"
 #include "flamestream/batch/builder.h"
+#include "flamestream/pprofutil/builder.h"
+#include "flamestream/pprofutil/profile_io.h"
+#include "flamestream/pprofutil/stacks.h"
 #include "flamestream/profile/pprof.h"
 #include "flamestream/profile/test_batches.h"
 
@@ -238,7 +241,29 @@ TEST(Pprof, GzipRoundTripAndImportRestoresSamplesAndBatchIds) {
 
 TEST(Pprof, DecodeRejectsGarbage) {
   EXPECT_FALSE(DecodePprof(std::string("\x1f\x8b\x08garbage", 10)).ok());
-  EXPECT_FALSE(Gunzip("not gzip").ok());
+  EXPECT_FALSE(pprofutil::Gunzip("not gzip").ok());
+}
+
+// The file sink's folded stacks and flame graph name frames exactly as `flamestream top|diff|
+// folded` do (one pprofutil::FrameNamer): inlined chains expanded, unsymbolized frames as
+// <basename>+0x<file offset>.
+TEST(Pprof, FoldNamesFramesLikeTheCli) {
+  pprofutil::ProfileBuilder b("samples", "count");
+  b.Add({{"memcpy"}, {"helper", "caller"}, {"main"}}, 3, {{"span_name", "GET /"}});
+  b.AddUnsymbolized("/usr/lib/libfoo.so", 0x7f0000000000, 0x1234, 2);
+  const perftools::profiles::Profile p = b.Build();
+  Result<std::vector<FoldedStack>> folded = Fold(p);
+  ASSERT_TRUE(folded.ok()) << folded.error();
+  ASSERT_EQ(folded->size(), 2u);
+  EXPECT_EQ((*folded)[0].frames, (std::vector<std::string>{"main", "caller", "helper", "memcpy"}));
+  EXPECT_EQ((*folded)[0].span_name, "GET /");
+  EXPECT_EQ((*folded)[0].count, 3);
+  EXPECT_EQ((*folded)[1].frames, (std::vector<std::string>{"libfoo.so+0x1234"}));
+  const pprofutil::FrameNamer names(p);
+  for (int i = 0; i < p.sample_size(); ++i) {
+    EXPECT_EQ((*folded)[static_cast<size_t>(i)].frames, names.RootFirst(p.sample(i)));
+  }
+  EXPECT_EQ(FoldedText(*folded), "libfoo.so+0x1234 2\nmain;caller;helper;memcpy 3\n");
 }
 
 TEST(WindowFileStem, IsSortableUtc) {

@@ -1,7 +1,5 @@
 #include "flamestream/profile/pprof.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -11,6 +9,8 @@
 #include <fmt/format.h>
 
 #include "flamestream/common/strings.h"
+#include "flamestream/pprofutil/profile_io.h"
+#include "flamestream/pprofutil/stacks.h"
 
 namespace flamestream::profile {
 namespace pp = ::perftools::profiles;
@@ -47,9 +47,6 @@ struct OutKey {
   }
 };
 
-bool IsGzip(std::string_view b) {
-  return b.size() >= 2 && static_cast<uint8_t>(b[0]) == 0x1f && static_cast<uint8_t>(b[1]) == 0x8b;
-}
 
 }  // namespace
 
@@ -175,61 +172,14 @@ pp::Profile EncodePprof(const Window& window, const std::vector<uint32_t>& serie
   return p;
 }
 
-Result<std::string> Gzip(std::string_view data, int level) {
-  z_stream zs{};
-  if (deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-    return InternalError("deflateInit2 failed");
-  }
-  std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&zs, deflateEnd);
-  std::string out;
-  out.resize(deflateBound(&zs, static_cast<uLong>(data.size())) + 32);
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  if (deflate(&zs, Z_FINISH) != Z_STREAM_END) return InternalError("deflate did not finish");
-  out.resize(zs.total_out);
-  return out;
-}
-
-Result<std::string> Gunzip(std::string_view data) {
-  z_stream zs{};
-  if (inflateInit2(&zs, 15 + 16) != Z_OK) return InternalError("inflateInit2 failed");
-  std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&zs, inflateEnd);
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  std::string out;
-  char buf[64 * 1024];
-  int rc = Z_OK;
-  while (rc != Z_STREAM_END) {
-    zs.next_out = reinterpret_cast<Bytef*>(buf);
-    zs.avail_out = sizeof(buf);
-    rc = inflate(&zs, Z_NO_FLUSH);
-    if (rc != Z_OK && rc != Z_STREAM_END) {
-      return DataLoss("gzip: {}", zs.msg != nullptr ? zs.msg : "corrupt stream");
-    }
-    out.append(buf, sizeof(buf) - zs.avail_out);
-    if (rc == Z_OK && zs.avail_in == 0 && zs.avail_out != 0) return DataLoss("gzip: truncated");
-  }
-  return out;
-}
-
 Result<std::string> GzipPprof(const pp::Profile& profile) {
   std::string raw;
   if (!profile.SerializeToString(&raw)) return InternalError("pprof: serialize failed");
-  return Gzip(raw);
+  return pprofutil::Gzip(raw);
 }
 
 Result<pp::Profile> DecodePprof(std::string_view bytes) {
-  std::string plain;
-  if (IsGzip(bytes)) {
-    FS_ASSIGN_OR_RETURN(plain, Gunzip(bytes));
-    bytes = plain;
-  }
-  pp::Profile p;
-  if (!p.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return DataLoss("pprof: not a perftools.profiles.Profile");
-  }
+  FS_ASSIGN_OR_RETURN(pp::Profile p, pprofutil::ParseProfile(bytes));
   if (p.string_table_size() == 0 || !p.string_table(0).empty()) {
     return DataLoss("pprof: string_table[0] must be \"\"");
   }
@@ -269,31 +219,18 @@ Result<ProfileIndex> Index(const pp::Profile& p) {
 
 Result<std::vector<FoldedStack>> Fold(const pp::Profile& p) {
   FS_ASSIGN_OR_RETURN(ProfileIndex ix, Index(p));
-  auto str = [&](int64_t i) -> const std::string& {
-    static const std::string kEmpty;
-    return i >= 0 && i < p.string_table_size() ? p.string_table(static_cast<int>(i)) : kEmpty;
-  };
+  // Frames are named as `flamestream top|diff|folded` name them (one FrameNamer).
+  const pprofutil::FrameNamer names(p);
   std::vector<FoldedStack> out;
   out.reserve(static_cast<size_t>(p.sample_size()));
   for (const pp::Sample& s : p.sample()) {
-    FoldedStack f;
-    for (int i = s.location_id_size() - 1; i >= 0; --i) {
-      auto lit = ix.locations.find(s.location_id(i));
-      if (lit == ix.locations.end()) return DataLoss("pprof: unknown location {}", s.location_id(i));
-      const pp::Location& loc = *lit->second;
-      if (loc.line_size() == 0) {
-        f.frames.push_back(fmt::format("0x{:x}", loc.address()));
-      }
-      for (int j = loc.line_size() - 1; j >= 0; --j) {
-        auto fit = ix.functions.find(loc.line(j).function_id());
-        if (fit == ix.functions.end()) {
-          return DataLoss("pprof: unknown function {}", loc.line(j).function_id());
-        }
-        f.frames.push_back(str(fit->second->name()));
-      }
+    for (uint64_t id : s.location_id()) {
+      if (!ix.locations.contains(id)) return DataLoss("pprof: unknown location {}", id);
     }
+    FoldedStack f;
+    f.frames = names.RootFirst(s);
     for (const pp::Label& l : s.label()) {
-      if (str(l.key()) == "span_name") f.span_name = str(l.str());
+      if (names.Str(l.key()) == "span_name") f.span_name = names.Str(l.str());
     }
     if (ix.count_index >= 0 && ix.count_index < s.value_size()) f.count = s.value(ix.count_index);
     if (ix.nanos_index >= 0 && ix.nanos_index < s.value_size()) f.nanos = s.value(ix.nanos_index);

@@ -13,6 +13,7 @@
 
 #include "flamestream/common/strings.h"
 #include "flamestream/log/log.h"
+#include "flamestream/pprofutil/profile_io.h"
 #include "flamestream/profile/pprof.h"
 #include "http.h"
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.grpc.pb.h"
@@ -331,7 +332,7 @@ Status OtlpSink::Export(const profile::Window& window) {
     if (!req.SerializeToString(&body)) return InternalError("otlp: serialize request");
     std::map<std::string, std::string> headers;
     if (config_.gzip) {
-      FS_ASSIGN_OR_RETURN(body, profile::Gzip(body));
+      FS_ASSIGN_OR_RETURN(body, pprofutil::Gzip(body));
       headers["Content-Encoding"] = "gzip";
     }
     FS_RETURN_IF_ERROR(

@@ -18,7 +18,8 @@ Result<perftools::profiles::Profile> ParseProfile(std::string_view bytes);
 // Reads and parses `path`; errors name the file.
 Result<perftools::profiles::Profile> ReadProfile(const std::string& path);
 
-Result<std::string> Gzip(std::string_view data);
+// gzip (RFC 1952) for pprof files and HTTP bodies; `level` is zlib's (1 fastest .. 9 smallest).
+Result<std::string> Gzip(std::string_view data, int level = 6);
 Result<std::string> Gunzip(std::string_view data);
 
 Result<std::string> ReadFile(const std::string& path);

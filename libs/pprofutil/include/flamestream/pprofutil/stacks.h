@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "flamestream/common/status.h"
@@ -37,9 +38,36 @@ struct StackSet {
   int profiles = 0;  // how many profiles were added
 };
 
-// The frames of one sample, leaf first: for each location its lines in pprof order (the
-// innermost inlined function first, the function it was inlined into last). A location
-// without lines is named "<mapping basename>+0x<file offset>", or "0x<address>".
+// Names the frames of a profile's samples: indexes its locations, functions and mappings
+// once, so naming every sample costs one lookup per frame (the exporter's windows and a day
+// of them read by `top` hold tens of thousands of locations). The profile must outlive it.
+//
+//   pprofutil::FrameNamer names(profile);
+//   for (const auto& s : profile.sample()) use(names.LeafFirst(s));
+class FrameNamer {
+ public:
+  explicit FrameNamer(const perftools::profiles::Profile& profile);
+
+  // The frames of one sample, leaf first: for each location its lines in pprof order (the
+  // innermost inlined function first, the function it was inlined into last). A location
+  // without lines is named "<mapping basename>+0x<file offset>", or "0x<address>"; a function
+  // without a name by its system name, else "0x<address>".
+  [[nodiscard]] std::vector<std::string> LeafFirst(const perftools::profiles::Sample& sample) const;
+  // The same, root first (the order of folded stacks and flame graphs).
+  [[nodiscard]] std::vector<std::string> RootFirst(const perftools::profiles::Sample& sample) const;
+  // The string at `index` of the profile's string table ("" when out of range).
+  [[nodiscard]] const std::string& Str(int64_t index) const;
+
+ private:
+  void AppendLocation(uint64_t id, std::vector<std::string>& leaf_first) const;
+
+  const perftools::profiles::Profile& profile_;
+  std::unordered_map<uint64_t, const perftools::profiles::Location*> locations_;
+  std::unordered_map<uint64_t, const perftools::profiles::Function*> functions_;
+  std::unordered_map<uint64_t, const perftools::profiles::Mapping*> mappings_;
+};
+
+// One sample's frames, leaf first (FrameNamer; builds the index, so for one-off use only).
 std::vector<std::string> LeafFirstFrames(const perftools::profiles::Profile& profile,
                                          const perftools::profiles::Sample& sample);
 

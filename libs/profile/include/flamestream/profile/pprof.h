@@ -41,12 +41,10 @@ perftools::profiles::Profile EncodePprof(const Window& window, const std::vector
 
 // Serialized + gzip-compressed (the on-disk pprof form and Pyroscope's raw_profile).
 Result<std::string> GzipPprof(const perftools::profiles::Profile& profile);
-// Parses gzip-compressed or plain pprof bytes.
+// Parses gzip-compressed or plain pprof bytes (pprofutil::ParseProfile) and checks the
+// string table starts with "".
 Result<perftools::profiles::Profile> DecodePprof(std::string_view bytes);
 
-// gzip helpers (RFC 1952), used for pprof and HTTP bodies.
-Result<std::string> Gzip(std::string_view data, int level = 6);
-Result<std::string> Gunzip(std::string_view data);
 
 // One stack of a profile, root first, with inlined frames expanded (caller before callee).
 struct FoldedStack {
