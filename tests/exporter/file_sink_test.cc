@@ -6,6 +6,7 @@
 #include <regex>
 #include <sstream>
 
+#include "flamestream/pprofutil/profile_io.h"
 #include "flamestream/profile/pprof.h"
 #include "flamestream/profile/test_batches.h"
 #include "flamestream/sinks/file_sink.h"
@@ -50,7 +51,7 @@ TEST(FileSink, WritesGzipPprofPerServiceAndWindowAndFoldedEqualToInput) {
       ASSERT_GE(bytes.size(), 2u);
       EXPECT_EQ(static_cast<uint8_t>(bytes[0]), 0x1f);  // gzip magic
       EXPECT_EQ(static_cast<uint8_t>(bytes[1]), 0x8b);
-      EXPECT_TRUE(profile::Gunzip(bytes).ok());
+      EXPECT_TRUE(pprofutil::Gunzip(bytes).ok());
     }
     EXPECT_EQ(Slurp(dir.path() + "/" + safe + ".folded"), folded);
     EXPECT_TRUE(fs::exists(dir.path() + "/" + safe + ".html"));
