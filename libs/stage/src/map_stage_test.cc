@@ -64,16 +64,22 @@ struct RunningStage {
   }
 };
 
+// The stage's topics on a dev broker, and client properties for it. The mock cluster keeps a
+// departed member until its session times out, so a restart rejoins faster with a short session.
+kafka::Properties StageProperties(const testing::DevBroker& broker) {
+  return {{"bootstrap.servers", broker.bootstrap()},
+          {"session.timeout.ms", "6000"},
+          {"heartbeat.interval.ms", "500"}};
+}
+Result<std::unique_ptr<testing::DevBroker>> StartStageBroker() {
+  return testing::DevBroker::Start({.topics = {"stage.in:4", "stage.out:4", "stage.in.dlq:1"}});
+}
+
 TEST(MapStage, MapsEveryRecordOnceSendsPoisonToDlqAndCommitsOnDrain) {
-  auto broker = testing::DevBroker::Start({.topics = {"stage.in:4", "stage.out:4",
-                                                       "stage.in.dlq:1"}});
+  auto broker = StartStageBroker();
   ASSERT_TRUE(broker.ok()) << broker.error();
   const std::string bootstrap = (*broker)->bootstrap();
-  // The mock cluster keeps a departed member until its session times out, so a restart
-  // rejoins faster with a short session.
-  kafka::Properties props = {{"bootstrap.servers", bootstrap},
-                             {"session.timeout.ms", "6000"},
-                             {"heartbeat.interval.ms", "500"}};
+  const kafka::Properties props = StageProperties(**broker);
 
   constexpr int kRecords = 300;
   {
@@ -159,13 +165,10 @@ TEST(MapStage, MapsEveryRecordOnceSendsPoisonToDlqAndCommitsOnDrain) {
 // commits for the whole rebalance (Kafka only in its sync phase) -- and then only records from
 // the last moments before the rebalance.
 TEST(MapStage, ScalingOutAndInWhileRecordsArriveMapsEveryRecordOnce) {
-  auto broker = testing::DevBroker::Start({.topics = {"stage.in:4", "stage.out:4",
-                                                       "stage.in.dlq:1"}});
+  auto broker = StartStageBroker();
   ASSERT_TRUE(broker.ok()) << broker.error();
   const std::string bootstrap = (*broker)->bootstrap();
-  kafka::Properties props = {{"bootstrap.servers", bootstrap},
-                             {"session.timeout.ms", "6000"},
-                             {"heartbeat.interval.ms", "500"}};
+  const kafka::Properties props = StageProperties(**broker);
   MapStageConfig cfg;
   cfg.stage = "scale";
   cfg.group_id = "stage-scale";
