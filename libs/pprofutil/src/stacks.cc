@@ -99,6 +99,19 @@ void FrameNamer::AppendLocation(uint64_t id, std::vector<std::string>& frames) c
   }
 }
 
+Status FrameNamer::Check(const perftools::profiles::Sample& sample) const {
+  for (uint64_t id : sample.location_id()) {
+    auto it = locations_.find(id);
+    if (it == locations_.end()) return DataLoss("pprof: unknown location {}", id);
+    for (const auto& line : it->second->line()) {
+      if (!functions_.contains(line.function_id())) {
+        return DataLoss("pprof: unknown function {}", line.function_id());
+      }
+    }
+  }
+  return OkStatus();
+}
+
 std::vector<std::string> FrameNamer::LeafFirst(const perftools::profiles::Sample& sample) const {
   std::vector<std::string> frames;
   frames.reserve(static_cast<size_t>(sample.location_id_size()));

@@ -264,6 +264,18 @@ TEST(Pprof, FoldNamesFramesLikeTheCli) {
     EXPECT_EQ((*folded)[static_cast<size_t>(i)].frames, names.RootFirst(p.sample(i)));
   }
   EXPECT_EQ(FoldedText(*folded), "libfoo.so+0x1234 2\nmain;caller;helper;memcpy 3\n");
+
+  // A sample naming a location or function the profile does not define is refused.
+  perftools::profiles::Profile bad_location = p;
+  bad_location.mutable_sample(0)->add_location_id(999);
+  Result<std::vector<FoldedStack>> refused = Fold(bad_location);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().message(), "pprof: unknown location 999");
+  perftools::profiles::Profile bad_function = p;
+  bad_function.mutable_location(0)->mutable_line(0)->set_function_id(777);
+  refused = Fold(bad_function);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().message(), "pprof: unknown function 777");
 }
 
 TEST(WindowFileStem, IsSortableUtc) {

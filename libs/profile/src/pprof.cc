@@ -188,21 +188,18 @@ Result<pp::Profile> DecodePprof(std::string_view bytes) {
 
 namespace {
 
-struct ProfileIndex {
-  absl::flat_hash_map<uint64_t, const pp::Location*> locations;
-  absl::flat_hash_map<uint64_t, const pp::Function*> functions;
+// Which sample values hold the sample count and the CPU time.
+struct SampleTypes {
   int count_index = -1;
   int nanos_index = -1;
 };
 
-Result<ProfileIndex> Index(const pp::Profile& p) {
-  ProfileIndex ix;
+Result<SampleTypes> FindSampleTypes(const pp::Profile& p) {
+  SampleTypes ix;
   auto str = [&](int64_t i) -> std::string_view {
     return i >= 0 && i < p.string_table_size() ? std::string_view(p.string_table(static_cast<int>(i)))
                                                : std::string_view();
   };
-  for (const pp::Location& l : p.location()) ix.locations[l.id()] = &l;
-  for (const pp::Function& f : p.function()) ix.functions[f.id()] = &f;
   for (int i = 0; i < p.sample_type_size(); ++i) {
     const std::string_view type = str(p.sample_type(i).type());
     const std::string_view unit = str(p.sample_type(i).unit());
@@ -218,15 +215,13 @@ Result<ProfileIndex> Index(const pp::Profile& p) {
 }  // namespace
 
 Result<std::vector<FoldedStack>> Fold(const pp::Profile& p) {
-  FS_ASSIGN_OR_RETURN(ProfileIndex ix, Index(p));
+  FS_ASSIGN_OR_RETURN(SampleTypes ix, FindSampleTypes(p));
   // Frames are named as `flamestream top|diff|folded` name them (one FrameNamer).
   const pprofutil::FrameNamer names(p);
   std::vector<FoldedStack> out;
   out.reserve(static_cast<size_t>(p.sample_size()));
   for (const pp::Sample& s : p.sample()) {
-    for (uint64_t id : s.location_id()) {
-      if (!ix.locations.contains(id)) return DataLoss("pprof: unknown location {}", id);
-    }
+    FS_RETURN_IF_ERROR(names.Check(s));
     FoldedStack f;
     f.frames = names.RootFirst(s);
     for (const pp::Label& l : s.label()) {
@@ -264,7 +259,7 @@ uint64_t EpochOf(const pp::Profile& p) {
 
 Status ImportPprof(const pp::Profile& p, Window& window, uint32_t series) {
   if (series >= window.series.size()) return InvalidArgument("import: no series {}", series);
-  FS_ASSIGN_OR_RETURN(ProfileIndex ix, Index(p));
+  FS_ASSIGN_OR_RETURN(SampleTypes ix, FindSampleTypes(p));
   Dictionary& d = window.dict;
   auto str = [&](int64_t i) -> std::string_view {
     return i >= 0 && i < p.string_table_size() ? std::string_view(p.string_table(static_cast<int>(i)))

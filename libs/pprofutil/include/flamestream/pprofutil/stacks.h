@@ -55,6 +55,10 @@ class FrameNamer {
   [[nodiscard]] std::vector<std::string> LeafFirst(const perftools::profiles::Sample& sample) const;
   // The same, root first (the order of folded stacks and flame graphs).
   [[nodiscard]] std::vector<std::string> RootFirst(const perftools::profiles::Sample& sample) const;
+  // DataLoss naming the first location or function id of `sample` the profile does not
+  // define (LeafFirst names those "<unknown location N>" / "0x<address>"), for readers that
+  // must refuse such a profile rather than draw it.
+  [[nodiscard]] Status Check(const perftools::profiles::Sample& sample) const;
   // The string at `index` of the profile's string table ("" when out of range).
   [[nodiscard]] const std::string& Str(int64_t index) const;
 
