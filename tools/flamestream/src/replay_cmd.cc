@@ -5,10 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <future>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <thread>
@@ -18,6 +16,7 @@
 #include "flamestream/common/units.h"
 #include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/topics.h"
+#include "flamestream/pprofutil/profile_io.h"
 #include "flamestream/profile/pprof.h"
 #include "flamestream/stage/caught_up.h"
 #include "interrupts.h"
@@ -30,10 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-std::string Set(const char* key, const std::string& value) {
-  return fmt::format("{}={}", key, value);
-}
 
 using common::FormatDuration;
 
@@ -155,9 +150,9 @@ FileCount CountFiles(const fs::path& out, uint64_t epoch) {
   for (auto it = fs::recursive_directory_iterator(out, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (!it->is_regular_file() || !it->path().string().ends_with(".pb.gz")) continue;
-    std::ifstream in(it->path(), std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    Result<perftools::profiles::Profile> p = profile::DecodePprof(bytes);
+    Result<std::string> bytes = pprofutil::ReadFile(it->path().string());
+    if (!bytes.ok()) continue;
+    Result<perftools::profiles::Profile> p = profile::DecodePprof(*bytes);
     if (!p.ok()) continue;
     if (profile::EpochOf(*p) != epoch) {
       ++c.other_epoch_files;
@@ -210,7 +205,7 @@ Result<std::vector<StageSpec>> BuildReplayStages(const ReplayOptions& o, uint64_
                 .metrics_port = admin_port,
                 .log_file = (logs / ("replay-" + name + ".log")).string(),
                 .run_to_completion = true};
-    sets.insert(sets.begin(), Set(k.kafka_bootstrap, o.brokers));
+    sets.insert(sets.begin(), SetArg(k.kafka_bootstrap, o.brokers));
     for (const std::string& kv : user_sets[name]) sets.push_back(kv);
     for (std::string& kv : sets) {
       s.args.emplace_back("--set");
@@ -220,31 +215,31 @@ Result<std::vector<StageSpec>> BuildReplayStages(const ReplayOptions& o, uint64_
   };
 
   std::vector<std::string> symbolizer_sets = {
-      Set(k.symbolizer_replay, "true"), Set(k.symbolizer_replay_from, std::to_string(*from)),
-      Set(k.symbolizer_replay_to, std::to_string(*to)),
-      Set(k.symbolizer_replay_epoch, std::to_string(epoch))};
+      SetArg(k.symbolizer_replay, "true"), SetArg(k.symbolizer_replay_from, std::to_string(*from)),
+      SetArg(k.symbolizer_replay_to, std::to_string(*to)),
+      SetArg(k.symbolizer_replay_epoch, std::to_string(epoch))};
   if (!o.build_ids.empty()) {
     std::vector<std::string> ids;
     for (const std::string& id : o.build_ids) ids.push_back(common::ToLower(id));
-    symbolizer_sets.push_back(Set(k.symbolizer_replay_build_ids, common::Join(ids, ",")));
+    symbolizer_sets.push_back(SetArg(k.symbolizer_replay_build_ids, common::Join(ids, ",")));
   }
-  if (!o.redis.empty()) symbolizer_sets.push_back(Set(k.symbolizer_redis, o.redis));
+  if (!o.redis.empty()) symbolizer_sets.push_back(SetArg(k.symbolizer_redis, o.redis));
   if (!debug_dirs.empty()) {
-    symbolizer_sets.push_back(Set(k.symbolizer_debug_dirs, common::Join(debug_dirs, ",")));
+    symbolizer_sets.push_back(SetArg(k.symbolizer_debug_dirs, common::Join(debug_dirs, ",")));
   }
   FS_ASSIGN_OR_RETURN(StageSpec symbolizer, stage("symbolizer", std::move(symbolizer_sets)));
   stages.push_back(std::move(symbolizer));
 
   FS_ASSIGN_OR_RETURN(StageSpec correlator,
-                      stage("correlator", {Set(k.correlator_replay, "true")}));
+                      stage("correlator", {SetArg(k.correlator_replay, "true")}));
   stages.push_back(std::move(correlator));
 
-  std::vector<std::string> exporter_sets = {Set(k.exporter_replay, "true"),
-                                            Set(k.exporter_sinks, common::Join(sinks, ",")),
-                                            Set(k.exporter_file_out, out.string()),
-                                            Set(k.exporter_window, FormatDuration(o.window))};
-  if (!o.pyroscope.empty()) exporter_sets.push_back(Set(k.exporter_pyroscope_url, o.pyroscope));
-  if (!o.otlp.empty()) exporter_sets.push_back(Set(k.exporter_otlp_endpoint, o.otlp));
+  std::vector<std::string> exporter_sets = {SetArg(k.exporter_replay, "true"),
+                                            SetArg(k.exporter_sinks, common::Join(sinks, ",")),
+                                            SetArg(k.exporter_file_out, out.string()),
+                                            SetArg(k.exporter_window, FormatDuration(o.window))};
+  if (!o.pyroscope.empty()) exporter_sets.push_back(SetArg(k.exporter_pyroscope_url, o.pyroscope));
+  if (!o.otlp.empty()) exporter_sets.push_back(SetArg(k.exporter_otlp_endpoint, o.otlp));
   FS_ASSIGN_OR_RETURN(StageSpec exporter, stage("exporter", std::move(exporter_sets)));
   stages.push_back(std::move(exporter));
   return stages;

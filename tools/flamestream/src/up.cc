@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "flamestream/common/strings.h"
+#include "flamestream/common/units.h"
 #include "interrupts.h"
 #include "probe.h"
 
@@ -23,15 +24,7 @@ using namespace std::chrono_literals;
 
 std::string Listen(const std::string& host, int port) { return fmt::format("{}:{}", host, port); }
 
-std::string Set(const char* key, const std::string& value) {
-  return fmt::format("{}={}", key, value);
-}
-
-std::string FormatDuration(std::chrono::nanoseconds d) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-  if (ms % 1000 == 0) return fmt::format("{}s", ms / 1000);
-  return fmt::format("{}ms", ms);
-}
+using common::FormatDuration;
 
 bool IsExecutable(const fs::path& p) {
   std::error_code ec;
@@ -204,11 +197,11 @@ Result<std::vector<StageSpec>> BuildStages(const UpOptions& o) {
   const int exporter_admin = o.admin_port_base + 2;
   const int symbolizer_admin = o.admin_port_base + 3;
 
-  std::vector<std::string> symbolizer_sets = {Set(k.kafka_bootstrap, bootstrap),
-                                              Set(k.symbolizer_redis, redis)};
+  std::vector<std::string> symbolizer_sets = {SetArg(k.kafka_bootstrap, bootstrap),
+                                              SetArg(k.symbolizer_redis, redis)};
   FS_ASSIGN_OR_RETURN(std::vector<std::string> debug_dirs, SymbolizerDebugDirs(o.debug_dirs));
   if (!debug_dirs.empty()) {
-    symbolizer_sets.push_back(Set(k.symbolizer_debug_dirs, common::Join(debug_dirs, ",")));
+    symbolizer_sets.push_back(SetArg(k.symbolizer_debug_dirs, common::Join(debug_dirs, ",")));
   }
   FS_ASSIGN_OR_RETURN(StageSpec symbolizer,
                       service("symbolizer", symbolizer_admin, std::move(symbolizer_sets),
@@ -218,38 +211,38 @@ Result<std::vector<StageSpec>> BuildStages(const UpOptions& o) {
   FS_ASSIGN_OR_RETURN(
       StageSpec correlator,
       service("correlator", correlator_admin,
-              {Set(k.kafka_bootstrap, bootstrap),
-               Set(k.correlator_lateness, FormatDuration(o.lateness)),
-               Set(k.correlator_otlp_grpc_listen, Listen(o.otlp_host, o.otlp_grpc_port)),
-               Set(k.correlator_otlp_http_listen, Listen(o.otlp_host, o.otlp_http_port))},
+              {SetArg(k.kafka_bootstrap, bootstrap),
+               SetArg(k.correlator_lateness, FormatDuration(o.lateness)),
+               SetArg(k.correlator_otlp_grpc_listen, Listen(o.otlp_host, o.otlp_grpc_port)),
+               SetArg(k.correlator_otlp_http_listen, Listen(o.otlp_host, o.otlp_http_port))},
               /*wait_for_lag=*/true, k.stage_rate_metric));
   stages.push_back(std::move(correlator));
 
   std::vector<std::string> sinks = {"file"};
-  std::vector<std::string> exporter_sets = {Set(k.kafka_bootstrap, bootstrap),
-                                            Set(k.exporter_file_out, out.string()),
-                                            Set(k.exporter_window, FormatDuration(o.window))};
+  std::vector<std::string> exporter_sets = {SetArg(k.kafka_bootstrap, bootstrap),
+                                            SetArg(k.exporter_file_out, out.string()),
+                                            SetArg(k.exporter_window, FormatDuration(o.window))};
   if (!o.pyroscope.empty()) {
     sinks.emplace_back("pyroscope");
-    exporter_sets.push_back(Set(k.exporter_pyroscope_url, o.pyroscope));
+    exporter_sets.push_back(SetArg(k.exporter_pyroscope_url, o.pyroscope));
   }
   if (!o.otlp.empty()) {
     sinks.emplace_back("otlp");
-    exporter_sets.push_back(Set(k.exporter_otlp_endpoint, o.otlp));
+    exporter_sets.push_back(SetArg(k.exporter_otlp_endpoint, o.otlp));
   }
-  exporter_sets.insert(exporter_sets.begin() + 1, Set(k.exporter_sinks, common::Join(sinks, ",")));
+  exporter_sets.insert(exporter_sets.begin() + 1, SetArg(k.exporter_sinks, common::Join(sinks, ",")));
   FS_ASSIGN_OR_RETURN(StageSpec exporter, service("exporter", exporter_admin, exporter_sets,
                                                   /*wait_for_lag=*/true, k.stage_rate_metric));
   stages.push_back(std::move(exporter));
 
-  std::vector<std::string> agent_sets = {Set(k.kafka_bootstrap, bootstrap),
-                                         Set(k.agent_frequency, std::to_string(o.frequency))};
+  std::vector<std::string> agent_sets = {SetArg(k.kafka_bootstrap, bootstrap),
+                                         SetArg(k.agent_frequency, std::to_string(o.frequency))};
   if (!o.pids.empty()) {
     std::vector<std::string> pids;
     for (int p : o.pids) pids.push_back(std::to_string(p));
-    agent_sets.push_back(Set(k.agent_pids, common::Join(pids, ",")));
+    agent_sets.push_back(SetArg(k.agent_pids, common::Join(pids, ",")));
   }
-  if (!o.comm.empty()) agent_sets.push_back(Set(k.agent_comm, o.comm));
+  if (!o.comm.empty()) agent_sets.push_back(SetArg(k.agent_comm, o.comm));
   FS_ASSIGN_OR_RETURN(StageSpec agent, service("agent", agent_admin, agent_sets,
                                                /*wait_for_lag=*/false, k.agent_rate_metric));
   stages.push_back(std::move(agent));

@@ -57,6 +57,11 @@ struct StageKeys {
 };
 inline constexpr StageKeys kStageKeys{};
 
+// "key=value", the argument of a stage's `--set`.
+inline std::string SetArg(const char* key, const std::string& value) {
+  return std::string(key) + "=" + value;
+}
+
 struct UpOptions {
   std::chrono::nanoseconds duration = std::chrono::seconds(60);  // 0: until Ctrl-C
   std::string out = "./flamestream-out";
