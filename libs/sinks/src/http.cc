@@ -6,10 +6,6 @@
 
 namespace flamestream::sinks::internal {
 
-namespace {
-constexpr size_t kMaxBody = 4096;
-}  // namespace
-
 Result<std::unique_ptr<HttpPoster>> HttpPoster::Create(HttpTarget target, std::string_view what) {
   FS_RETURN_IF_ERROR(ValidateTls(target.tls, what));
   std::unique_ptr<HttpPoster> p(new HttpPoster());
@@ -70,7 +66,7 @@ Status HttpPoster::Post(std::string_view path, std::string_view body, std::strin
   Status st = HttpStatusToStatus(res->status, res->body);
   if (st.ok()) return st;
   if (response != nullptr) {
-    *response = Response{.status = res->status, .body = res->body.substr(0, kMaxBody)};
+    *response = Response{.status = res->status, .body = res->body.substr(0, Response::kMaxBody)};
     if (res->has_header("Retry-After")) {
       response->retry_after = ParseRetryAfter(res->get_header_value("Retry-After"));
     }

@@ -319,7 +319,7 @@ Status OtlpSink::Export(const profile::Window& window) {
     const grpc::Status st = grpc_->stub->Export(&ctx, req, &resp);
     if (!st.ok()) {
       last_response_ = {.status = static_cast<int>(st.error_code()),
-                        .body = st.error_message().substr(0, 4096),
+                        .body = st.error_message().substr(0, Response::kMaxBody),
                         .retry_after = GrpcRetryDelay(st)};
       const std::string msg = fmt::format("otlp grpc {}: code {}: {}", config_.endpoint,
                                           static_cast<int>(st.error_code()), st.error_message());

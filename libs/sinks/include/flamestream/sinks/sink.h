@@ -46,8 +46,10 @@ Status ValidateTls(const TlsConfig& tls, std::string_view what);
 // What the backend answered to the last failed Export(): the Retry-After hint and, for a
 // permanent refusal, the status and body that go into the DLQ record's headers.
 struct Response {
+  // Longest body kept (it travels in a DLQ header).
+  static constexpr size_t kMaxBody = 4096;
   int status = 0;    // HTTP status, or the gRPC status code; 0 = no answer (connection error)
-  std::string body;  // response body or gRPC message, at most 4 KiB
+  std::string body;  // response body or gRPC message, at most kMaxBody bytes
   std::optional<std::chrono::milliseconds> retry_after;  // HTTP Retry-After / gRPC RetryInfo
 };
 
