@@ -1003,6 +1003,9 @@ Status CorrelatorStage::Run(service::Context& ctx) {
     }
     st.Forget(parts);
   };
+  ccfg.on_offset_reset = [&st](const kafka::OffsetReset& r) {
+    st.metrics.Skipped(r.topic).Inc(static_cast<uint64_t>(r.skipped));
+  };
   FS_ASSIGN_OR_RETURN(st.consumer, kafka::Consumer::Create(ccfg));
 
   Clock::time_point last_commit = Clock::now();

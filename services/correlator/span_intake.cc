@@ -33,9 +33,11 @@ Result<std::unique_ptr<SpanIntake>> SpanIntake::Start(const SpanIntakeConfig& co
   self->router_ = std::make_unique<spans::SpanRouter>(config.router, *self->sink_, ctx.metrics);
 
   // The processes table: every agent's process records, from the start of the compacted topic.
+  // Every replica needs all of it (a span may name any node), so no group shares it out: a
+  // group named from getpid() was the same in every container, and replicas split the table.
   kafka::ConsumerConfig ccfg;
   ccfg.properties = kafka;
-  ccfg.group_id = "flamestream-span-router-processes-" + std::to_string(::getpid());
+  ccfg.whole_topics = true;
   ccfg.topics = {std::string(kafka::topics::kProcesses)};
   ccfg.auto_offset_reset = "earliest";
   FS_ASSIGN_OR_RETURN(std::unique_ptr<kafka::Consumer> processes, kafka::Consumer::Create(ccfg));

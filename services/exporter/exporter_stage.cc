@@ -72,6 +72,9 @@ Status ExporterStage::Run(std::stop_token stop) {
     }
     acks.Forget(parts);
   };
+  ccfg.on_offset_reset = [&stage_metrics](const kafka::OffsetReset& r) {
+    stage_metrics.Skipped(r.topic).Inc(static_cast<uint64_t>(r.skipped));
+  };
   FS_RETURN_IF_ERROR(sink_->Start());  // bad sink settings fail here, not window by window
   FS_ASSIGN_OR_RETURN(consumer, kafka::Consumer::Create(ccfg));
   kafka::ProducerConfig pcfg;
@@ -142,9 +145,8 @@ Status ExporterStage::Run(std::stop_token stop) {
   };
   auto set_paused = [&](bool want) {
     if (want == paused) return;
-    Result<kafka::TopicPartitions> assigned = consumer->Assignment();
-    if (!assigned.ok()) return;
-    Status st = want ? consumer->Pause(*assigned) : consumer->Resume(*assigned);
+    // PauseAll: partitions a rebalance assigns while paused stay paused too.
+    Status st = want ? consumer->PauseAll() : consumer->ResumeAll();
     if (!st.ok()) {
       log::Warn("exporter: pause/resume failed", {{"sink", sink_name}, {"error", st}});
       return;

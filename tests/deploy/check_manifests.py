@@ -205,6 +205,11 @@ class Render:
                     self.report.error(where, "has no selector")
                 elif not selector_matches(selector, labels):
                     self.report.error(where, f"selector {selector} does not match template labels {labels}")
+            if spec.get("enableServiceLinks", True) is not False:
+                # Kubernetes would inject FLAMESTREAM_REDIS_SERVICE_HOST, ... for the
+                # namespace's flamestream-* Services; the services ignore them, but they
+                # are noise in every pod's environment and in every startup log.
+                self.report.error(where, "does not set enableServiceLinks: false")
             sa = spec.get("serviceAccountName") or spec.get("serviceAccount")
             if sa and sa != "default" and (ns, sa) not in self.accounts:
                 self.report.error(where, f"uses ServiceAccount '{sa}', not in the render")

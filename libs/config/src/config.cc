@@ -255,7 +255,8 @@ std::string EnvName(std::string_view key) {
 namespace {
 
 // Environment variables with the FLAMESTREAM_ prefix that are not configuration keys.
-constexpr std::string_view kReservedEnv[] = {"FLAMESTREAM_BIN_DIR", "FLAMESTREAM_SHARE_DIR"};
+constexpr std::string_view kReservedEnv[] = {"FLAMESTREAM_BIN_DIR", "FLAMESTREAM_SHARE_DIR",
+                                             "FLAMESTREAM_DWARF_WORKER"};
 
 // Sets one key from one source; errors name both.
 Status SetKey(const Schema& schema, const std::string& key, const std::string& value,
@@ -277,7 +278,15 @@ Status SetKey(const Schema& schema, const std::string& key, const std::string& v
 
 // Environment keys are matched against declared keys by their variable names, since
 // FLAMESTREAM_A__B_C could be a.b_c or a.b-c.
-Status ApplyEnvironment(const Schema& schema, const Environment& env) {
+//
+// The FLAMESTREAM_ prefix is not ours alone: Kubernetes injects <SERVICE>_SERVICE_HOST,
+// <SERVICE>_PORT, <SERVICE>_PORT_4317_TCP_ADDR, ... for every Service in the namespace, so a
+// Service named flamestream-redis yields FLAMESTREAM_REDIS_SERVICE_HOST in every pod. The
+// rule: a name with "__" spells a dotted key and must be one (a typo there exits 2, naming
+// it); a name without "__" is a key only when it equals a top-level key's name (`duration`),
+// and is otherwise not ours: it is ignored and listed in Outcome::ignored_environment.
+Status ApplyEnvironment(const Schema& schema, const Environment& env,
+                        std::vector<std::string>* ignored) {
   for (const auto& [name, value] : env) {
     if (name.rfind("FLAMESTREAM_", 0) != 0) {
       continue;
@@ -299,6 +308,12 @@ Status ApplyEnvironment(const Schema& schema, const Environment& env) {
     const std::string origin = "environment " + name;
     if (match != nullptr) {
       FS_RETURN_IF_ERROR(SetKey(schema, match->key, value, origin, false));
+      continue;
+    }
+    if (name.find("__") == std::string::npos) {
+      if (ignored != nullptr) {
+        ignored->push_back(name);
+      }
       continue;
     }
     // Passthrough: FLAMESTREAM_KAFKA__SASL__MECHANISM -> kafka.sasl.mechanism.
@@ -388,7 +403,7 @@ Result<Outcome> Load(const Schema& schema, const Program& program,
     text << in.rdbuf();
     FS_RETURN_IF_ERROR(ApplyYaml(schema, text.str(), "file " + outcome.config_file));
   }
-  FS_RETURN_IF_ERROR(ApplyEnvironment(schema, env));
+  FS_RETURN_IF_ERROR(ApplyEnvironment(schema, env, &outcome.ignored_environment));
 
   // Pass 2: flags in order, so a later flag wins over an earlier one.
   for (size_t i = 0; i < args.size(); ++i) {

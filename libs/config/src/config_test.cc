@@ -133,6 +133,41 @@ TEST_F(ConfigTest, ErrorsNameTheKeyTheSourceAndTheExpectation) {
   }
 }
 
+// Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT, <SERVICE>_PORT_<n>_TCP_* for every
+// Service in the namespace: Services named flamestream-redis and flamestream-correlator put
+// FLAMESTREAM_REDIS_* and FLAMESTREAM_CORRELATOR_* into every pod. They are not config keys and
+// must not stop a service; a misspelt dotted key (with "__") still does.
+TEST_F(ConfigTest, KubernetesServiceLinksAndReservedNamesAreNotConfigKeys) {
+  const Environment env = {
+      {"FLAMESTREAM_CORRELATOR_PORT", "tcp://10.0.0.1:4317"},
+      {"FLAMESTREAM_CORRELATOR_PORT_4317_TCP_ADDR", "10.0.0.1"},
+      {"FLAMESTREAM_CORRELATOR_SERVICE_HOST", "10.0.0.1"},
+      {"FLAMESTREAM_REDIS_SERVICE_PORT", "6379"},
+      {"FLAMESTREAM_REDIS_PORT_6379_TCP", "tcp://10.0.0.2:6379"},
+      {"FLAMESTREAM_DWARF_WORKER", "/opt/flamestream/bin/flamestream-dwarf-worker"},
+      {"FLAMESTREAM_SHARE_DIR", "/opt/flamestream/share"},
+      {"FLAMESTREAM_PRINT", "true"},  // a top-level key still reads from the environment
+      {"FLAMESTREAM_AGENT__FREQUENCY", "49"},
+  };
+  auto r = LoadWith({}, env);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_TRUE(cfg_.print);
+  EXPECT_EQ(cfg_.frequency, 49u);
+  EXPECT_EQ(r->ignored_environment,
+            (std::vector<std::string>{"FLAMESTREAM_CORRELATOR_PORT",
+                                      "FLAMESTREAM_CORRELATOR_PORT_4317_TCP_ADDR",
+                                      "FLAMESTREAM_CORRELATOR_SERVICE_HOST",
+                                      "FLAMESTREAM_REDIS_PORT_6379_TCP",
+                                      "FLAMESTREAM_REDIS_SERVICE_PORT"}));
+
+  auto typo = LoadWith({}, {{"FLAMESTREAM_CORRELATOR_PORT", "tcp://10.0.0.1:4317"},
+                            {"FLAMESTREAM_CORRELATOR__LATENES", "10s"}});
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.error().message().find("unknown config key \"correlator.latenes\""),
+            std::string::npos)
+      << typo.error().message();
+}
+
 TEST_F(ConfigTest, PassthroughKeepsEveryLibrdkafkaProperty) {
   const std::string file = WriteFile("kafka:\n  security.protocol: SASL_SSL\n  sasl:\n    mechanism: PLAIN\n");
   ASSERT_TRUE(LoadWith({"--config", file, "--set", "kafka.linger.ms=5"},

@@ -35,6 +35,23 @@ bool AckTracker::Ack(const std::string& topic, int32_t partition, int64_t offset
   return true;
 }
 
+bool AckTracker::Extend(const std::string& topic, int32_t partition, int64_t offset,
+                        uint32_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = parts_.find({topic, partition});
+  if (it == parts_.end()) {
+    return false;
+  }
+  PartitionState& st = it->second;
+  auto in = std::lower_bound(st.inputs.begin(), st.inputs.end(), offset,
+                             [](const Input& i, int64_t o) { return i.offset < o; });
+  if (in == st.inputs.end() || in->offset != offset) {
+    return false;
+  }
+  in->remaining += n;
+  return true;
+}
+
 void AckTracker::Advance(PartitionState& st) {
   while (!st.inputs.empty() && st.inputs.front().remaining == 0) {
     st.committable = st.inputs.front().offset + 1;

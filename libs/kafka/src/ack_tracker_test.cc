@@ -106,6 +106,22 @@ TEST(AckTracker, RejectsUnknownAndExcessAcks) {
   EXPECT_FALSE(t.Track(kTopic, 0, 2, 1));
 }
 
+// An output the broker refused as too large is split into pieces after the fact: its input
+// then waits for every piece, not for the refused record.
+TEST(AckTracker, ExtendedInputWaitsForEveryPiece) {
+  AckTracker t;
+  ASSERT_TRUE(t.Track(kTopic, 0, 7, 2));  // two outputs; the second is refused
+  ASSERT_TRUE(t.Ack(kTopic, 0, 7));
+  ASSERT_TRUE(t.Extend(kTopic, 0, 7, 2));  // the refused one became 3 pieces
+  EXPECT_EQ(Committable(t), kOffsetInvalid);
+  ASSERT_TRUE(t.Ack(kTopic, 0, 7, 2));
+  EXPECT_EQ(Committable(t), kOffsetInvalid);
+  ASSERT_TRUE(t.Ack(kTopic, 0, 7));
+  EXPECT_EQ(Committable(t), 8);
+  EXPECT_FALSE(t.Extend(kTopic, 0, 7, 1));  // released
+  EXPECT_FALSE(t.Extend(kTopic, 1, 7, 1));
+}
+
 TEST(AckTracker, KeepsPartitionsApartAndOffersOnlyAdvancedOnes) {
   AckTracker t;
   ASSERT_TRUE(t.Track(kTopic, 0, 0, 1));

@@ -49,8 +49,9 @@ Status ErrStatus(rd_kafka_resp_err_t err, std::string_view what) {
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
       return Status(StatusCode::kInvalidArgument, std::move(msg));
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+      return Status(StatusCode::kOutOfRange, std::move(msg));
     case RD_KAFKA_RESP_ERR__STATE:
     case RD_KAFKA_RESP_ERR__FATAL:
       return Status(StatusCode::kFailedPrecondition, std::move(msg));

@@ -49,7 +49,14 @@ TEST(ConsumerConfig, ManualCommitsAndAssignorChoice) {
   EXPECT_EQ(p->at("enable.auto.commit"), "false");
   EXPECT_EQ(p->at("enable.auto.offset.store"), "false");
   EXPECT_EQ(p->at("partition.assignment.strategy"), "range");
-  EXPECT_EQ(p->at("auto.offset.reset"), "earliest");
+  // librdkafka hands every reset to Poll(), which applies the policy and counts the loss.
+  EXPECT_EQ(p->at("auto.offset.reset"), "error");
+  EXPECT_EQ(*EffectiveResetPolicy(cfg), "earliest");
+  cfg.properties = {{"auto.offset.reset", "largest"}};
+  EXPECT_EQ(*EffectiveResetPolicy(cfg), "latest");
+  cfg.properties = {{"auto.offset.reset", "sometimes"}};
+  EXPECT_FALSE(EffectiveConsumerProperties(cfg).ok());
+  cfg.properties = {};
   cfg.assignor = Assignor::kCooperativeSticky;
   p = EffectiveConsumerProperties(cfg);
   ASSERT_TRUE(p.ok());
@@ -66,6 +73,22 @@ TEST(ConsumerConfig, ManualCommitsAndAssignorChoice) {
   cfg.properties = {};
   cfg.group_id = "";
   EXPECT_FALSE(EffectiveConsumerProperties(cfg).ok());
+  cfg.whole_topics = true;  // a table reader has no group
+  p = EffectiveConsumerProperties(cfg);
+  ASSERT_TRUE(p.ok()) << p.error();
+  EXPECT_EQ(p->at("group.id").rfind("flamestream-table-", 0), 0u);  // never joined
+}
+
+TEST(OffsetReset, CountsWhatRetentionDeletedBeforeItWasRead) {
+  // Log [1000, 5000); the group had committed 200: 800 records were deleted unread.
+  EXPECT_EQ(PlanOffsetReset(200, 1000, 5000, /*earliest=*/true), (OffsetResetPlan{1000, 800}));
+  // With auto.offset.reset=latest the rest of the log is skipped too.
+  EXPECT_EQ(PlanOffsetReset(200, 1000, 5000, /*earliest=*/false), (OffsetResetPlan{5000, 4800}));
+  // Past the end (topic recreated): reading restarts, nothing of this log was skipped.
+  EXPECT_EQ(PlanOffsetReset(9000, 0, 40, true), (OffsetResetPlan{0, 0}));
+  EXPECT_EQ(PlanOffsetReset(9000, 0, 40, false), (OffsetResetPlan{40, 0}));
+  // Back in the log by the time we asked: read on from there.
+  EXPECT_EQ(PlanOffsetReset(1200, 1000, 5000, true), (OffsetResetPlan{1200, 0}));
 }
 
 TEST(SeekToTimestamp, UsesTheAnswerWhenFoundElseTheEarliestOffset) {

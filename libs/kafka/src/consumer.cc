@@ -1,6 +1,8 @@
 #include "flamestream/kafka/consumer.h"
 
+#include <algorithm>
 #include <array>
+#include <random>
 #include <cstring>
 #include <utility>
 
@@ -96,18 +98,42 @@ int64_t OffsetForTimestampAnswer(int64_t answered_offset) {
 
 // ---- Consumer ------------------------------------------------------------------------------
 
+Result<std::string> EffectiveResetPolicy(const ConsumerConfig& config) {
+  std::string policy = config.auto_offset_reset;
+  if (auto it = config.properties.find("auto.offset.reset"); it != config.properties.end()) {
+    policy = it->second;
+  }
+  if (policy == "earliest" || policy == "smallest" || policy == "beginning") {
+    return std::string("earliest");
+  }
+  if (policy == "latest" || policy == "largest" || policy == "end") {
+    return std::string("latest");
+  }
+  if (policy == "error") {
+    return policy;
+  }
+  return InvalidArgument(
+      "kafka consumer: auto.offset.reset \"{}\": expected earliest, latest or error", policy);
+}
+
 Result<Properties> EffectiveConsumerProperties(const ConsumerConfig& config) {
-  if (config.group_id.empty()) {
+  if (config.group_id.empty() && !config.whole_topics) {
     return InvalidArgument("kafka consumer: group id is empty");
   }
   Properties props = {
-      {"group.id", config.group_id},
       {"enable.auto.commit", "false"},
       {"enable.auto.offset.store", "false"},
-      {"auto.offset.reset", config.auto_offset_reset},
       {"partition.assignment.strategy",
        config.assignor == Assignor::kRange ? "range" : "cooperative-sticky"},
   };
+  if (!config.group_id.empty()) {
+    props["group.id"] = config.group_id;
+  } else {
+    // librdkafka's consumer API needs a group even for manual assignment; a table consumer
+    // never joins it (no subscribe) and never commits to it.
+    std::random_device rd;
+    props["group.id"] = fmt::format("flamestream-table-{:08x}{:08x}", rd(), rd());
+  }
   for (const auto& [key, value] : config.properties) {
     props[key] = value;
   }
@@ -116,6 +142,10 @@ Result<Properties> EffectiveConsumerProperties(const ConsumerConfig& config) {
         "kafka consumer: enable.auto.commit and enable.auto.offset.store must stay false "
         "(offsets are committed only after outputs are acknowledged)");
   }
+  FS_RETURN_IF_ERROR(EffectiveResetPolicy(config).status());
+  // librdkafka resets a fallen-out offset with one log line; `error` hands every reset to
+  // Poll(), which applies the policy itself and counts what was skipped.
+  props["auto.offset.reset"] = "error";
   return props;
 }
 
@@ -126,8 +156,11 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(ConsumerConfig config) {
     return InvalidArgument("kafka consumer {}: no topics", config.group_id);
   }
   FS_ASSIGN_OR_RETURN(Properties props, EffectiveConsumerProperties(config));
+  FS_ASSIGN_OR_RETURN(const std::string policy, EffectiveResetPolicy(config));
   FS_ASSIGN_OR_RETURN(KafkaConf conf, internal::MakeConf(props));
   std::unique_ptr<Consumer> c(new Consumer(std::move(config)));
+  c->reset_to_earliest_ = policy != "latest";
+  c->reset_is_error_ = policy == "error";
   internal::SetLogger(conf.get());
   rd_kafka_conf_set_opaque(conf.get(), c.get());
   rd_kafka_conf_set_rebalance_cb(conf.get(), &Consumer::RebalanceCallback);
@@ -140,6 +173,10 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(ConsumerConfig config) {
   c->rk_.reset(rk);
   // Serve everything (errors, logs, rebalances) from consumer_poll on the owner's thread.
   rd_kafka_poll_set_consumer(rk);
+  if (c->config_.whole_topics) {
+    FS_RETURN_IF_ERROR(c->AssignWholeTopics());
+    return c;
+  }
   TopicPartitions subs;
   for (const std::string& t : c->config_.topics) {
     subs.push_back({t, RD_KAFKA_PARTITION_UA, kOffsetInvalid});
@@ -181,6 +218,7 @@ void Consumer::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_lis
     }
   };
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    ResolveStartOffsets(parts);
     log::Info("kafka partitions assigned",
               {{"group", config_.group_id}, {"count", parts->cnt}, {"cooperative", cooperative}});
     if (cooperative) {
@@ -191,6 +229,9 @@ void Consumer::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_lis
     } else if (rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
                e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       log::Error("kafka assign failed", {{"error", rd_kafka_err2str(e)}});
+    }
+    if (Status s = Repause(); !s.ok()) {
+      log::Error("kafka pause after assign failed", {{"group", config_.group_id}, {"error", s}});
     }
     call(config_.on_assigned, false);
     return;
@@ -212,7 +253,13 @@ void Consumer::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_lis
 
 Result<std::optional<Message>> Consumer::Poll(std::chrono::milliseconds timeout) {
   if (closed_) {
-    return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
+    return FailedPrecondition("kafka consumer {} is closed", Name());
+  }
+  if (config_.whole_topics && std::chrono::steady_clock::now() >= next_partition_refresh_) {
+    if (Status s = AssignWholeTopics(); !s.ok()) {
+      log::Warn("kafka table consumer: partition refresh failed; retrying",
+                {{"consumer", Name()}, {"error", s}});
+    }
   }
   KafkaMessage msg(rd_kafka_consumer_poll(rk_.get(), static_cast<int>(timeout.count())));
   if (!msg) {
@@ -224,6 +271,10 @@ Result<std::optional<Message>> Consumer::Poll(std::chrono::milliseconds timeout)
   if (msg->err == RD_KAFKA_RESP_ERR__FATAL) {
     return FatalError();
   }
+  if (msg->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+    FS_RETURN_IF_ERROR(OnOffsetReset(*msg));
+    return std::optional<Message>();
+  }
   if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     // Consumer errors are informational; librdkafka keeps retrying.
     log::Warn("kafka consumer error",
@@ -232,9 +283,250 @@ Result<std::optional<Message>> Consumer::Poll(std::chrono::milliseconds timeout)
   return std::optional<Message>();
 }
 
+std::string Consumer::Name() const {
+  if (!config_.group_id.empty()) {
+    return config_.group_id;
+  }
+  std::string topics;
+  for (const std::string& t : config_.topics) {
+    topics += (topics.empty() ? "" : ",") + t;
+  }
+  return "table:" + topics;
+}
+
+Status Consumer::AssignWholeTopics() {
+  next_partition_refresh_ = std::chrono::steady_clock::now() + config_.partition_refresh;
+  FS_ASSIGN_OR_RETURN(TopicPartitions current, Assignment());
+  if (!current.empty()) {
+    PartitionList positions = ToPartitionList(current);
+    if (rd_kafka_position(rk_.get(), positions.get()) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      current = FromPartitionList(positions.get());
+    }
+  }
+  TopicPartitions wanted;
+  for (const std::string& topic : config_.topics) {
+    KafkaTopic rkt(rd_kafka_topic_new(rk_.get(), topic.c_str(), nullptr));
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), 0, rkt.get(), &md, 5000);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return ErrStatus(err, "kafka metadata " + topic);
+    }
+    const KafkaMetadata held(md);
+    for (int t = 0; t < md->topic_cnt; ++t) {
+      const rd_kafka_metadata_topic_t& mt = md->topics[t];
+      if (mt.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log::Debug("kafka table consumer: topic not ready",
+                   {{"topic", topic}, {"error", rd_kafka_err2str(mt.err)}});
+        continue;
+      }
+      for (int p = 0; p < mt.partition_cnt; ++p) {
+        TopicPartition tp{topic, mt.partitions[p].id, kOffsetBeginning};
+        for (const TopicPartition& have : current) {
+          if (have.topic == tp.topic && have.partition == tp.partition) {
+            tp.offset = have.offset >= 0 ? have.offset : kOffsetBeginning;
+          }
+        }
+        wanted.push_back(std::move(tp));
+      }
+    }
+  }
+  std::sort(wanted.begin(), wanted.end());
+  std::sort(current.begin(), current.end());
+  auto same_partitions = [](const TopicPartitions& a, const TopicPartitions& b) {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                      [](const TopicPartition& x, const TopicPartition& y) {
+                        return x.topic == y.topic && x.partition == y.partition;
+                      });
+  };
+  if (wanted.empty() || same_partitions(wanted, current)) {
+    return OkStatus();
+  }
+  PartitionList list = ToPartitionList(wanted);
+  if (rd_kafka_resp_err_t e = rd_kafka_assign(rk_.get(), list.get());
+      e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(e, "kafka assign");
+  }
+  log::Info("kafka table consumer reads every partition",
+            {{"consumer", Name()}, {"partitions", wanted.size()}});
+  return OkStatus();
+}
+
+OffsetResetPlan PlanOffsetReset(int64_t requested, int64_t log_start, int64_t log_end,
+                                bool earliest) {
+  if (requested < log_start) {
+    // Deleted before it was read: everything from `requested` to where reading resumes.
+    const int64_t resume = earliest ? log_start : log_end;
+    return {resume, resume - requested};
+  }
+  if (requested > log_end) {
+    // Past the end (the topic was recreated or truncated): nothing of the log was skipped.
+    return {earliest ? log_start : log_end, 0};
+  }
+  return {requested, 0};  // in the log after all (a leader change): read it
+}
+
+Status Consumer::Reassign(const TopicPartition& restart) {
+  rd_kafka_t* rk = rk_.get();
+  PartitionList one = ToPartitionList({restart});
+  if (!config_.whole_topics &&
+      std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0) {
+    KafkaError off(rd_kafka_incremental_unassign(rk, one.get()));
+    KafkaError on(off ? nullptr : rd_kafka_incremental_assign(rk, one.get()));
+    if (off || on) {
+      return Unavailable("kafka reassign {}[{}]: {}", restart.topic, restart.partition,
+                         rd_kafka_error_string(off ? off.get() : on.get()));
+    }
+  } else {
+    // Eager or manual: the whole assignment again, every other partition at its position.
+    FS_ASSIGN_OR_RETURN(TopicPartitions current, Assignment());
+    PartitionList list = ToPartitionList(current);
+    (void)rd_kafka_position(rk, list.get());
+    for (int i = 0; i < list->cnt; ++i) {
+      rd_kafka_topic_partition_t& e = list->elems[i];
+      if (restart.topic == e.topic && restart.partition == e.partition) {
+        e.offset = restart.offset;
+      } else if (e.offset < 0) {
+        e.offset = kOffsetInvalid;  // not read yet: its committed offset, as before
+      }
+    }
+    if (rd_kafka_resp_err_t e = rd_kafka_assign(rk, list.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return ErrStatus(e, "kafka reassign");
+    }
+  }
+  return Repause();
+}
+
+Status Consumer::PauseAll() {
+  pause_all_ = true;
+  return Repause();
+}
+
+Status Consumer::ResumeAll() {
+  pause_all_ = false;
+  FS_ASSIGN_OR_RETURN(TopicPartitions assigned, Assignment());
+  TopicPartitions resume;
+  for (const TopicPartition& tp : assigned) {
+    if (!paused_.contains({tp.topic, tp.partition})) {
+      resume.push_back({tp.topic, tp.partition, kOffsetInvalid});
+    }
+  }
+  if (resume.empty()) {
+    return OkStatus();
+  }
+  PartitionList list = ToPartitionList(resume);
+  if (rd_kafka_resp_err_t err = rd_kafka_resume_partitions(rk_.get(), list.get());
+      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(err, "kafka resume");
+  }
+  return OkStatus();
+}
+
+Status Consumer::Repause() {
+  if (paused_.empty() && !pause_all_) {
+    return OkStatus();
+  }
+  FS_ASSIGN_OR_RETURN(TopicPartitions assigned, Assignment());
+  TopicPartitions again;
+  for (const TopicPartition& tp : assigned) {
+    if (pause_all_ || paused_.contains({tp.topic, tp.partition})) {
+      again.push_back({tp.topic, tp.partition, kOffsetInvalid});
+    }
+  }
+  if (again.empty()) {
+    return OkStatus();
+  }
+  PartitionList list = ToPartitionList(again);
+  if (rd_kafka_resp_err_t err = rd_kafka_pause_partitions(rk_.get(), list.get());
+      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return ErrStatus(err, "kafka pause");
+  }
+  return OkStatus();
+}
+
+void Consumer::ResolveStartOffsets(rd_kafka_topic_partition_list_t* parts) {
+  // Where a partition has no committed offset, start it per auto.offset.reset explicitly:
+  // librdkafka runs with `error` so that offsets that fall out of the log reach Poll().
+  PartitionList committed(rd_kafka_topic_partition_list_copy(parts));
+  const rd_kafka_resp_err_t err = rd_kafka_committed(rk_.get(), committed.get(), 10000);
+  for (int i = 0; i < parts->cnt; ++i) {
+    rd_kafka_topic_partition_t& e = parts->elems[i];
+    if (e.offset >= 0 || e.offset == kOffsetBeginning || e.offset == kOffsetEnd) {
+      continue;  // given explicitly
+    }
+    const int64_t c = err == RD_KAFKA_RESP_ERR_NO_ERROR ? committed->elems[i].offset : -1;
+    if (c >= 0) {
+      e.offset = c;
+    } else if (err == RD_KAFKA_RESP_ERR_NO_ERROR && !reset_is_error_) {
+      e.offset = reset_to_earliest_ ? kOffsetBeginning : kOffsetEnd;
+    }
+    // Else leave it INVALID: librdkafka fetches the committed offset itself and, when there
+    // is none, OnOffsetReset() starts it.
+  }
+}
+
+Status Consumer::OnOffsetReset(const rd_kafka_message_t& msg) {
+  OffsetReset r;
+  r.topic = msg.rkt != nullptr ? rd_kafka_topic_name(msg.rkt) : "";
+  r.partition = msg.partition;
+  r.requested = msg.offset;
+  if (r.topic.empty()) {
+    log::Warn("kafka offset reset without a partition", {{"consumer", Name()}});
+    return OkStatus();
+  }
+  const int64_t logical = reset_to_earliest_ ? kOffsetBeginning : kOffsetEnd;
+  if (r.requested < 0) {
+    // No committed offset: where a new group (or a table consumer) starts; nothing is lost.
+    if (reset_is_error_) {
+      return FailedPrecondition("kafka {}[{}]: no committed offset and auto.offset.reset=error",
+                                r.topic, r.partition);
+    }
+    r.resumed_at = logical;
+  } else {
+    const bool known =
+        rd_kafka_query_watermark_offsets(rk_.get(), r.topic.c_str(), r.partition, &r.log_start,
+                                         &r.log_end, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (!known) {
+      r.resumed_at = logical;
+    } else {
+      const OffsetResetPlan plan =
+          PlanOffsetReset(r.requested, r.log_start, r.log_end, reset_to_earliest_);
+      r.resumed_at = plan.resume_at;
+      r.skipped = plan.skipped;
+    }
+    const std::string range = fmt::format("[{}, {})", r.requested, r.resumed_at);
+    if (reset_is_error_) {
+      return DataLoss(
+          "kafka {}[{}]: offset {} is not in the log [{}, {}) and auto.offset.reset=error",
+          r.topic, r.partition, r.requested, r.log_start, r.log_end);
+    }
+    records_skipped_ += r.skipped;
+    log::Error(r.skipped > 0 ? "kafka records lost: the broker deleted them before they were read"
+                             : "kafka offset out of the log; consumer position reset",
+               {{"consumer", Name()},
+                {"topic", r.topic},
+                {"partition", r.partition},
+                {"requested", static_cast<long long>(r.requested)},
+                {"resumed_at", static_cast<long long>(r.resumed_at)},
+                {"skipped", static_cast<long long>(r.skipped)},
+                {"skipped_range", r.skipped > 0 ? range : std::string("unknown")},
+                {"log_start", static_cast<long long>(r.log_start)},
+                {"log_end", static_cast<long long>(r.log_end)}});
+  }
+  // librdkafka stopped fetching the partition (a seek is refused in that state): assign it
+  // again at the new offset.
+  FS_RETURN_IF_ERROR(Reassign({r.topic, r.partition, r.resumed_at}));
+  if (r.requested >= 0 && config_.on_offset_reset) {
+    config_.on_offset_reset(r);
+  }
+  return OkStatus();
+}
+
 Status Consumer::Commit(const TopicPartitions& offsets) {
   if (!rk_) {
     return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
+  }
+  if (config_.whole_topics) {
+    return FailedPrecondition("kafka consumer {} reads whole topics and has no group", Name());
   }
   if (offsets.empty()) {
     return OkStatus();
@@ -276,6 +568,9 @@ Status Consumer::Pause(const TopicPartitions& partitions) {
       err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return ErrStatus(err, "kafka pause");
   }
+  for (const TopicPartition& tp : partitions) {
+    paused_.insert({tp.topic, tp.partition});
+  }
   return OkStatus();
 }
 
@@ -287,6 +582,9 @@ Status Consumer::Resume(const TopicPartitions& partitions) {
   if (rd_kafka_resp_err_t err = rd_kafka_resume_partitions(rk_.get(), list.get());
       err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return ErrStatus(err, "kafka resume");
+  }
+  for (const TopicPartition& tp : partitions) {
+    paused_.erase({tp.topic, tp.partition});
   }
   return OkStatus();
 }

@@ -367,6 +367,109 @@ TEST(KafkaConsumer, SeekToTimestampFallsBackToEarliestOnTheDevBroker) {
   EXPECT_EQ(offsets.back(), 9);
 }
 
+// A committed offset that is no longer in the log: librdkafka would reset it with one log line.
+// The consumer instead hands the reset to Poll(), reports it (on_offset_reset, with the log's
+// bounds and what was skipped; PlanOffsetReset's test covers the arithmetic of records that
+// retention deleted) and resumes where auto.offset.reset says. librdkafka 2.0.2's mock cluster
+// keeps every record here, so the offset is put past the end (as after a topic was recreated).
+TEST(KafkaConsumer, OffsetOutsideTheLogIsReportedAndReadingResumes) {
+  auto broker = StartBroker();
+  ASSERT_TRUE(broker);
+  const std::string topic = "reset-test";
+  ASSERT_TRUE(broker->Command("topic create reset-test 1").ok());
+  auto producer = MakeProducer(*broker);
+  ASSERT_NO_FATAL_FAILURE(ProduceAll(*producer, topic, 0, 10));
+  {
+    Result<std::unique_ptr<Consumer>> c = Consumer::Create(ConsumerCfg(*broker, "g-reset", {topic}));
+    ASSERT_TRUE(c.ok()) << c.error();
+    const auto deadline = Clock::now() + 15s;
+    Result<TopicPartitions> assigned = TopicPartitions{};
+    while (assigned.ok() && assigned->empty() && Clock::now() < deadline) {
+      ASSERT_TRUE((*c)->Poll(50ms).ok());
+      assigned = (*c)->Assignment();
+    }
+    ASSERT_TRUE((*c)->Commit({{topic, 0, 500}}).ok());
+    ASSERT_TRUE((*c)->Close().ok());
+  }
+  std::vector<OffsetReset> resets;
+  ConsumerConfig cfg = ConsumerCfg(*broker, "g-reset", {topic});
+  cfg.on_offset_reset = [&](const OffsetReset& r) { resets.push_back(r); };
+  Result<std::unique_ptr<Consumer>> c = Consumer::Create(cfg);
+  ASSERT_TRUE(c.ok()) << c.error();
+  std::vector<int64_t> offsets;
+  const auto deadline = Clock::now() + 20s;
+  while (Clock::now() < deadline && offsets.size() < 10) {
+    Result<std::optional<Message>> msg = (*c)->Poll(50ms);
+    ASSERT_TRUE(msg.ok()) << msg.error();
+    if (*msg) offsets.push_back((*msg)->offset());
+  }
+  ASSERT_EQ(resets.size(), 1u);
+  EXPECT_EQ(resets[0].topic, topic);
+  EXPECT_EQ(resets[0].requested, 500);
+  EXPECT_EQ(resets[0].log_start, 0);
+  EXPECT_EQ(resets[0].log_end, 10);
+  EXPECT_EQ(resets[0].resumed_at, 0);
+  EXPECT_EQ(resets[0].skipped, 0);
+  EXPECT_EQ((*c)->records_skipped(), 0);
+  ASSERT_EQ(offsets.size(), 10u);
+  EXPECT_EQ(offsets.front(), 0);
+  EXPECT_EQ(offsets.back(), 9);
+
+  // auto.offset.reset=error: the same reset fails Poll() instead.
+  ConsumerConfig strict = ConsumerCfg(*broker, "g-reset-strict", {topic});
+  strict.auto_offset_reset = "error";
+  Result<std::unique_ptr<Consumer>> s = Consumer::Create(strict);
+  ASSERT_TRUE(s.ok());
+  Status failed;
+  const auto strict_deadline = Clock::now() + 15s;
+  while (failed.ok() && Clock::now() < strict_deadline) {
+    Result<std::optional<Message>> msg = (*s)->Poll(50ms);
+    if (!msg.ok()) failed = msg.error();
+  }
+  EXPECT_NE(failed.message().find("no committed offset and auto.offset.reset=error"),
+            std::string::npos)
+      << failed;
+}
+
+// Replicas of a service that each need a whole compacted table (the span router's processes
+// table) read every partition without a group, so no replica sees only a share of it.
+TEST(KafkaConsumer, WholeTopicConsumersEachReadEveryPartition) {
+  auto broker = StartBroker();
+  ASSERT_TRUE(broker);
+  const std::string topic(topics::kProcesses);
+  auto producer = MakeProducer(*broker);
+  ASSERT_NO_FATAL_FAILURE(ProduceAll(*producer, topic, 0, 200));
+  auto table_reader = [&]() -> std::unique_ptr<Consumer> {
+    ConsumerConfig cfg = ConsumerCfg(*broker, "", {topic});
+    cfg.whole_topics = true;
+    Result<std::unique_ptr<Consumer>> c = Consumer::Create(cfg);
+    EXPECT_TRUE(c.ok()) << c.error();
+    if (!c.ok()) return nullptr;
+    Result<TopicPartitions> assigned = (*c)->Assignment();
+    EXPECT_TRUE(assigned.ok());
+    EXPECT_EQ(assigned.ok() ? assigned->size() : 0u, 8u);
+    return std::move(*c);
+  };
+  std::set<int> a_values;
+  std::set<int> b_values;
+  std::unique_ptr<Consumer> a = table_reader();
+  std::unique_ptr<Consumer> b = table_reader();
+  ASSERT_TRUE(a && b);
+  const auto deadline = Clock::now() + 20s;
+  while ((a_values.size() < 200 || b_values.size() < 200) && Clock::now() < deadline) {
+    for (auto [c, values] : {std::pair{a.get(), &a_values}, std::pair{b.get(), &b_values}}) {
+      Result<std::optional<Message>> msg = c->Poll(20ms);
+      ASSERT_TRUE(msg.ok()) << msg.error();
+      if (*msg) values->insert(*common::ParseInt<int>((*msg)->value()));
+    }
+  }
+  EXPECT_EQ(a_values.size(), 200u);
+  EXPECT_EQ(b_values.size(), 200u);
+  EXPECT_FALSE(a->Commit({{topic, 0, 1}}).ok());  // no group to commit to
+  EXPECT_TRUE(a->Close().ok());
+  EXPECT_TRUE(b->Close().ok());
+}
+
 TEST(KafkaConsumer, PauseStopsAPartitionAndResumeRestartsIt) {
   auto broker = StartBroker();
   ASSERT_TRUE(broker);

@@ -1,6 +1,7 @@
 #include "flamestream/kafka/producer.h"
 
 #include <array>
+#include <cstdlib>
 #include <utility>
 
 #include "conf.h"
@@ -40,6 +41,14 @@ Result<std::unique_ptr<Producer>> Producer::Create(ProducerConfig config) {
   FS_ASSIGN_OR_RETURN(Properties props, EffectiveProducerProperties(config));
   FS_ASSIGN_OR_RETURN(KafkaConf conf, internal::MakeConf(props));
   std::unique_ptr<Producer> p(new Producer(std::move(config)));
+  {
+    std::array<char, 32> buf{};
+    size_t size = buf.size();
+    if (rd_kafka_conf_get(conf.get(), "message.max.bytes", buf.data(), &size) ==
+        RD_KAFKA_CONF_OK) {
+      p->max_message_bytes_ = std::strtoull(buf.data(), nullptr, 10);
+    }
+  }
   internal::SetLogger(conf.get());
   rd_kafka_conf_set_opaque(conf.get(), p.get());
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Producer::DeliveryReportCallback);
@@ -85,6 +94,13 @@ void Producer::DeliveryReportCallback(rd_kafka_t* /*rk*/, const rd_kafka_message
   report.topic = msg->rkt != nullptr ? rd_kafka_topic_name(msg->rkt) : "";
   report.partition = msg->partition;
   report.offset = msg->offset;
+  report.too_large = msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+  if (msg->key != nullptr) {
+    report.key = std::string_view(static_cast<const char*>(msg->key), msg->key_len);
+  }
+  if (msg->payload != nullptr) {
+    report.value = std::string_view(static_cast<const char*>(msg->payload), msg->len);
+  }
   try {
     (*cb)(report);
   } catch (const std::exception& e) {

@@ -191,4 +191,10 @@ obs::Gauge& StageMetrics::Lag(const std::string& topic, int32_t partition) {
                          {{"stage", stage_}, {"topic", topic}, {"partition", std::to_string(partition)}});
 }
 
+obs::Counter& StageMetrics::Skipped(const std::string& topic) {
+  return registry_.Counter("fs_records_skipped_total",
+                           "Input records deleted by the broker (retention) before they were read",
+                           {{"stage", stage_}, {"topic", topic}});
+}
+
 }  // namespace flamestream::obs

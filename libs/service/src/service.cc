@@ -131,6 +131,11 @@ int Main(int argc, char** argv, const Spec& spec) {
     return 2;
   }
   log::Info("started", {{"service", program}, {"admin_port", (*admin)->port()}});
+  if (!outcome->ignored_environment.empty()) {
+    // Kubernetes service links (FLAMESTREAM_REDIS_SERVICE_HOST, ...) land here: not ours.
+    log::Info("environment variables that are not config keys were ignored",
+              {{"names", common::Join(outcome->ignored_environment, ",")}});
+  }
 
   // Deadline watchdog: once stop is requested, run() has shutdown.deadline to return.
   std::atomic<bool> finished{false};

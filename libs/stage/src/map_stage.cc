@@ -1,6 +1,7 @@
 #include "flamestream/stage/map_stage.h"
 
 #include <algorithm>
+#include <iterator>
 #include <atomic>
 #include <mutex>
 
@@ -30,6 +31,7 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
   pcfg.on_fatal = [&failure](const Status& s) { failure.Set(s.WithContext("producer fatal")); };
   FS_ASSIGN_OR_RETURN(std::unique_ptr<kafka::Producer> producer, kafka::Producer::Create(pcfg));
   kafka::DlqWriter dlq(*producer, config.stage);
+  RefusedOutputs refused;  // outputs the broker refused as too large, to split
 
   std::unique_ptr<kafka::Consumer> consumer;
   kafka::ConsumerConfig ccfg;
@@ -68,6 +70,9 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
     }
     acks.Forget(parts);
   };
+  ccfg.on_offset_reset = [&metrics](const kafka::OffsetReset& r) {
+    metrics.Skipped(r.topic).Inc(static_cast<uint64_t>(r.skipped));
+  };
   FS_ASSIGN_OR_RETURN(consumer, kafka::Consumer::Create(ccfg));
 
   auto commit = [&] {
@@ -103,16 +108,11 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
     }
     // Backpressure: stop fetching while too many outputs are unacknowledged.
     const int outstanding = producer->OutstandingCount();
+    // PauseAll: partitions a rebalance assigns meanwhile stay paused too.
     if (!paused && outstanding > config.max_in_flight) {
-      auto assigned = consumer->Assignment();
-      if (assigned.ok() && consumer->Pause(*assigned).ok()) {
-        paused = true;
-      }
+      paused = consumer->PauseAll().ok();
     } else if (paused && outstanding <= config.max_in_flight / 2) {
-      auto assigned = consumer->Assignment();
-      if (assigned.ok() && consumer->Resume(*assigned).ok()) {
-        paused = false;
-      }
+      paused = !consumer->ResumeAll().ok();
     }
 
     if (seek_pending) {
@@ -149,8 +149,27 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
           return InternalError("transform threw: {}", e.what());
         }
       }();
+      // Outputs larger than Kafka takes are split, or fail the input like a decode error:
+      // it would fail again after every restart.
+      const char* error_kind = "decode";
+      if (outputs.ok()) {
+        const size_t limit = producer->max_message_bytes();
+        std::vector<Output> fitted;
+        for (Output& out : *outputs) {
+          Result<std::vector<Output>> pieces = FitOutput(std::move(out), limit, config.split);
+          if (!pieces.ok()) {
+            outputs = pieces.error();
+            error_kind = "too_large";
+            break;
+          }
+          std::move(pieces->begin(), pieces->end(), std::back_inserter(fitted));
+        }
+        if (outputs.ok()) {
+          *outputs = std::move(fitted);
+        }
+      }
       if (!outputs.ok()) {
-        metrics.Errors("decode").Inc();
+        metrics.Errors(error_kind).Inc();
         log::Warn("record sent to the DLQ",
                   {{"stage", config.stage}, {"topic", topic}, {"partition", partition},
                    {"offset", static_cast<long long>(offset)}, {"error", outputs.error()}});
@@ -172,7 +191,13 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
         acks.Track(topic, partition, offset, static_cast<uint32_t>(outputs->size()));
         for (Output& out : *outputs) {
           Status s = ProduceAcked(*producer, {topic, partition, offset}, started, out.topic,
-                                  out.key, out.value, out.headers, metrics, acks, failure);
+                                  out.key, out.value, out.headers, metrics, acks, failure,
+                                  &refused);
+          if (s.code() == StatusCode::kOutOfRange) {
+            // Over the producer's own limit after all (framing): split it like a refusal.
+            refused.Push({{topic, partition, offset}, std::move(out)});
+            continue;
+          }
           if (!s.ok()) {
             result = s.WithContext("produce");
             break;
@@ -181,6 +206,14 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
         if (!result.ok()) {
           break;
         }
+      }
+    }
+    if (!refused.empty()) {
+      if (Status s = ProduceRefused(refused, config.split,
+                                    *producer, dlq, metrics, acks, failure);
+          !s.ok()) {
+        result = s.WithContext("produce split output");
+        break;
       }
     }
     if (config.on_tick) {
@@ -197,6 +230,17 @@ Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Tr
   log::Info("draining", {{"stage", config.stage}, {"outstanding", producer->OutstandingCount()}});
   if (Status s = producer->Flush(config.drain_timeout); !s.ok() && result.ok()) {
     result = s.WithContext("flush on drain");
+  }
+  // Refusals that arrived while flushing: split them and flush again (each round at least
+  // halves them, so this ends).
+  for (int round = 0; round < 32 && !refused.empty() && result.ok(); ++round) {
+    if (Status s = ProduceRefused(refused, config.split,
+                                  *producer, dlq, metrics, acks, failure);
+        !s.ok()) {
+      result = s.WithContext("produce split output");
+    } else if (Status f = producer->Flush(config.drain_timeout); !f.ok()) {
+      result = f.WithContext("flush on drain");
+    }
   }
   commit();
   if (Status s = consumer->Close(); !s.ok()) {

@@ -10,6 +10,9 @@
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
+
+#include "flamestream/common/strings.h"
 #include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/dlq.h"
 #include "flamestream/kafka/producer.h"
@@ -254,6 +257,182 @@ TEST(MapStage, ScalingOutAndInWhileRecordsArriveMapsEveryRecordOnce) {
   EXPECT_LT(twice, 300u);
   std::printf("scaling: %zu of %d records mapped twice, %llu commits refused\n", twice, kRecords,
               static_cast<unsigned long long>(refused_commits));
+}
+
+// Test outputs for the oversize tests: comma-separated tokens. The splitter halves the token
+// list until each piece fits; a single token cannot be split.
+Result<std::vector<std::string>> SplitTokens(std::string_view value, size_t max_value_bytes) {
+  std::vector<std::string> tokens;
+  for (std::string_view rest = value; !rest.empty();) {
+    const size_t comma = rest.find(',');
+    tokens.emplace_back(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  std::vector<std::string> out;
+  std::function<Status(size_t, size_t)> fit = [&](size_t from, size_t to) -> Status {
+    std::string joined;
+    for (size_t i = from; i < to; ++i) joined += (i > from ? "," : "") + tokens[i];
+    if (joined.size() <= max_value_bytes) {
+      out.push_back(std::move(joined));
+      return OkStatus();
+    }
+    if (to - from < 2) return OutOfRange("one token of {} bytes", joined.size());
+    FS_RETURN_IF_ERROR(fit(from, from + (to - from) / 2));
+    return fit(from + (to - from) / 2, to);
+  };
+  FS_RETURN_IF_ERROR(fit(0, tokens.size()));
+  return out;
+}
+
+std::multiset<std::string> Tokens(const std::vector<std::pair<std::string, kafka::Headers>>& recs) {
+  std::multiset<std::string> out;
+  for (const auto& [v, h] : recs) {
+    for (const std::string& t : common::SplitNonEmpty(v, ',')) out.insert(t);
+  }
+  return out;
+}
+
+std::string TokenList(const std::string& prefix, int n, size_t token_bytes = 10) {
+  std::string v;
+  for (int j = 0; j < n; ++j) {
+    std::string t = fmt::format("{}-{}-", prefix, j);
+    t.resize(std::max(token_bytes, t.size()), 'x');
+    v += (j > 0 ? "," : "") + t;
+  }
+  return v;
+}
+
+// An output over the producer's message.max.bytes is split before it is produced; one that
+// cannot be split sends its input to the DLQ with the reason; the stage never stops.
+TEST(MapStage, OutputsOverTheMessageLimitAreSplitOrDeadLettered) {
+  auto broker = StartStageBroker();
+  ASSERT_TRUE(broker.ok()) << broker.error();
+  const std::string bootstrap = (*broker)->bootstrap();
+  kafka::Properties props = StageProperties(**broker);
+  constexpr int kRecords = 60;
+  {
+    auto producer = kafka::Producer::Create({.properties = props});
+    ASSERT_TRUE(producer.ok());
+    for (int i = 0; i < kRecords; ++i) {
+      ASSERT_TRUE((*producer)->Produce(kIn, "k" + std::to_string(i), std::to_string(i)).ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(10s).ok());
+  }
+  // Each input i becomes: i%10==3 a 40 KB list of 4,000 tokens; i%10==5 one 30 KB token
+  // (cannot be split); else 5 tokens.
+  std::multiset<std::string> expected;
+  auto output_of = [](int i) {
+    if (i % 10 == 3) return TokenList("big" + std::to_string(i), 4000);
+    if (i % 10 == 5) return TokenList("huge" + std::to_string(i), 1, 30000);
+    return TokenList("r" + std::to_string(i), 5);
+  };
+  int unsplittable = 0;
+  for (int i = 0; i < kRecords; ++i) {
+    if (i % 10 == 5) {
+      ++unsplittable;
+      continue;
+    }
+    for (const std::string& t : common::SplitNonEmpty(output_of(i), ',')) expected.insert(t);
+  }
+  props["message.max.bytes"] = "20000";
+  MapStageConfig cfg;
+  cfg.stage = "oversize";
+  cfg.group_id = "stage-oversize";
+  cfg.input_topics = {std::string(kIn)};
+  cfg.kafka = props;
+  cfg.commit_interval = 200ms;
+  cfg.split = SplitTokens;
+  Transform t = [&](const kafka::Message& m) -> Result<std::vector<Output>> {
+    const int i = *common::ParseInt<int>(m.value());
+    return std::vector<Output>{{.topic = std::string(kOut), .key = std::string(m.key()),
+                                .value = output_of(i), .headers = {{"symbol-epoch", "1"}}}};
+  };
+  RunningStage stage(cfg, t);
+  auto dlq = ReadAll(bootstrap, "stage.in.dlq", unsplittable);
+  // Every token of the splittable outputs arrives exactly once, in pieces under the limit.
+  std::vector<std::pair<std::string, kafka::Headers>> outputs;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (Tokens(outputs).size() < expected.size() && std::chrono::steady_clock::now() < deadline) {
+    outputs = ReadAll(bootstrap, kOut, 1'000'000, 10s);
+  }
+  ASSERT_TRUE(stage.StopAndJoin().ok()) << stage.result;
+  EXPECT_EQ(Tokens(outputs), expected);
+  for (const auto& [v, h] : outputs) {
+    EXPECT_LE(RecordBytes("k00", v, h), 20000u);
+    EXPECT_EQ(h, (kafka::Headers{{"symbol-epoch", "1"}}));
+  }
+  EXPECT_GT(outputs.size(), static_cast<size_t>(kRecords - unsplittable));  // some were split
+  ASSERT_EQ(dlq.size(), static_cast<size_t>(unsplittable));
+  for (const auto& [v, h] : dlq) {
+    std::map<std::string, std::string> headers;
+    for (const kafka::Header& x : h) headers[x.key] = x.value;
+    EXPECT_NE(headers["error"].find("exceeds the 20000-byte message limit"), std::string::npos)
+        << headers["error"];
+    EXPECT_EQ(headers["stage"], "oversize");
+  }
+  EXPECT_EQ(stage.registry.Counter("fs_errors_total", "", {{"stage", "oversize"},
+                                                          {"kind", "too_large"}}).value(),
+            static_cast<uint64_t>(unsplittable));
+}
+
+// The broker refuses records the producer thought fine (its limit is lower; here injected as
+// MESSAGE_TOO_LARGE answers): the refused outputs are re-sent in halves and every token
+// arrives once; the inputs are committed only after all their pieces.
+TEST(MapStage, OutputsTheBrokerRefusesAsTooLargeAreResentInPieces) {
+  auto broker = StartStageBroker();
+  ASSERT_TRUE(broker.ok()) << broker.error();
+  const std::string bootstrap = (*broker)->bootstrap();
+  const kafka::Properties props = StageProperties(**broker);
+  constexpr int kRecords = 20;
+  {
+    auto producer = kafka::Producer::Create({.properties = props});
+    ASSERT_TRUE(producer.ok());
+    for (int i = 0; i < kRecords; ++i) {
+      ASSERT_TRUE((*producer)->Produce(kIn, "k" + std::to_string(i), std::to_string(i)).ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(10s).ok());
+  }
+  std::multiset<std::string> expected;
+  for (int i = 0; i < kRecords; ++i) {
+    for (const std::string& t : common::SplitNonEmpty(TokenList("t" + std::to_string(i), 64), ','))
+      expected.insert(t);
+  }
+  // The stage's first two produce requests are refused.
+  ASSERT_TRUE((*broker)->Command("error Produce 2 MSG_SIZE_TOO_LARGE").ok());
+  MapStageConfig cfg;
+  cfg.stage = "refused";
+  cfg.group_id = "stage-refused";
+  cfg.input_topics = {std::string(kIn)};
+  cfg.kafka = props;
+  cfg.commit_interval = 200ms;
+  cfg.split = SplitTokens;
+  Transform t = [&](const kafka::Message& m) -> Result<std::vector<Output>> {
+    return std::vector<Output>{{.topic = std::string(kOut), .key = std::string(m.key()),
+                                .value = TokenList("t" + std::string(m.value()), 64)}};
+  };
+  RunningStage stage(cfg, t);
+  std::vector<std::pair<std::string, kafka::Headers>> outputs;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (Tokens(outputs).size() < expected.size() && std::chrono::steady_clock::now() < deadline) {
+    outputs = ReadAll(bootstrap, kOut, 1'000'000, 10s);
+  }
+  ASSERT_TRUE(stage.StopAndJoin().ok()) << stage.result;
+  EXPECT_EQ(Tokens(outputs), expected);
+  EXPECT_GT(stage.registry.Counter("fs_errors_total", "", {{"stage", "refused"},
+                                                          {"kind", "too_large"}}).value(),
+            0u);
+  EXPECT_EQ(stage.registry.Counter("fs_dlq_records_total", "", {{"stage", "refused"}}).value(),
+            0u);
+  // Everything was committed: a restart of the group maps nothing again.
+  std::atomic<int> again{0};
+  Transform count = [&](const kafka::Message&) -> Result<std::vector<Output>> {
+    ++again;
+    return std::vector<Output>{};
+  };
+  RunningStage restarted(cfg, count);
+  std::this_thread::sleep_for(4s);
+  ASSERT_TRUE(restarted.StopAndJoin().ok());
+  EXPECT_EQ(again.load(), 0);
 }
 
 }  // namespace

@@ -121,6 +121,10 @@ int main(int argc, char** argv) {
   up_cmd->add_option("--otlp-grpc-port", up.otlp_grpc_port, "OTLP/gRPC span receiver port")->capture_default_str();
   up_cmd->add_option("--otlp-http-port", up.otlp_http_port, "OTLP/HTTP span receiver port")->capture_default_str();
   up_cmd->add_option("--broker-port", up.broker_port, "dev broker bootstrap port")->capture_default_str();
+  up_cmd->add_option("--broker-partitions", up.broker_partitions,
+                     "dev broker partitions per topic (each keeps its newest 5 MiB in memory)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   up_cmd->add_option("--redis-port", up.redis_port, "private redis port (0 = any free)")->capture_default_str();
   up_cmd->add_option("--admin-port-base", up.admin_port_base,
                      "admin (/metrics) ports: agent +0, correlator +1, exporter +2, symbolizer +3")

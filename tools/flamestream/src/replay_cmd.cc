@@ -403,6 +403,13 @@ int RunReplay(const ReplayOptions& o, std::ostream& out, std::ostream& err) {
     }
     err << fmt::format("flamestream replay: {} {} in {:.1f}s: {}\n", spec.name, report.exit,
                        report.seconds, report.summary);
+    if (const double skipped = m.Get("fs_records_skipped_total").value_or(0); skipped > 0) {
+      err << fmt::format(
+          "flamestream replay: LOST DATA: {} never read {:.0f} input records: the broker "
+          "deleted them first (retention)\n",
+          spec.name, skipped);
+      code = 1;
+    }
     ins.push_back(in);
     reports.push_back(std::move(report));
     if (!ok) {

@@ -140,6 +140,8 @@ Status Supervisor::Spawn(size_t i) {
                               std::strerror(err));
   }
   child.pid = pid;
+  child.skipped_before_restart += child.skipped;
+  child.skipped = 0;
   child.started = Clock::now();
   child.restart_at.reset();
   Emit(Event::Kind::kStarted, i, std::to_string(pid));
@@ -256,6 +258,12 @@ void Supervisor::Poll() {
   }
 }
 
+void Supervisor::NoteMetrics(size_t i, const MetricSums& m) {
+  if (std::optional<double> skipped = m.Get("fs_records_skipped_total")) {
+    children_[i].skipped = std::max(children_[i].skipped, *skipped);
+  }
+}
+
 void Supervisor::WaitForLag(size_t i) {
   const StageSpec& spec = specs_[i];
   if (!spec.wait_for_lag_zero || spec.metrics_port == 0) return;
@@ -269,6 +277,7 @@ void Supervisor::WaitForLag(size_t i) {
     if (Reap(i, false)) return;  // died while we waited: nothing left to wait for
     Result<MetricSums> m = ScrapeMetrics(spec.metrics_port, 1s);
     if (m.ok()) {
+      NoteMetrics(i, *m);
       std::optional<double> lag = m->Get("fs_consumer_lag");
       if (!lag) return;  // the stage reports no lag: nothing to wait on
       const std::optional<double> in = m->Get("fs_records_in_total");
@@ -290,6 +299,11 @@ Status Supervisor::StopStage(size_t i) {
   Child& child = children_[i];
   child.restart_at.reset();
   if (child.pid <= 0) return OkStatus();
+  if (specs_[i].metrics_port != 0) {
+    if (Result<MetricSums> m = ScrapeMetrics(specs_[i].metrics_port, 500ms); m.ok()) {
+      NoteMetrics(i, *m);
+    }
+  }
   Emit(Event::Kind::kStopping, i);
   kill(-child.pid, SIGTERM);
   const auto deadline = Clock::now() + options_.stop_timeout;
@@ -355,7 +369,8 @@ std::vector<StageState> Supervisor::Snapshot() const {
   std::vector<StageState> out;
   for (size_t i = 0; i < specs_.size(); ++i) {
     out.push_back({specs_[i].name, children_[i].pid, children_[i].restarts,
-                   children_[i].last_exit, children_[i].done, children_[i].failed});
+                   children_[i].last_exit, children_[i].done, children_[i].failed,
+                   children_[i].skipped_before_restart + children_[i].skipped});
   }
   return out;
 }

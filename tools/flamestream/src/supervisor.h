@@ -18,6 +18,8 @@
 // get SIGTERM if the supervisor dies (PR_SET_PDEATHSIG), so nothing outlives it.
 #pragma once
 
+#include "probe.h"
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -103,6 +105,9 @@ struct StageState {
   std::string last_exit;  // "exit 3", "signal 9", "" when it never exited
   bool done = false;      // run_to_completion: exited 0
   bool failed = false;    // run_to_completion: exited non-zero for good
+  // Input records the broker deleted before the stage read them (fs_records_skipped_total,
+  // summed over restarts; as last scraped, and scraped once more right before each stop).
+  double skipped_records = 0;
 };
 
 class Supervisor {
@@ -126,6 +131,9 @@ class Supervisor {
   void Kill();
 
   [[nodiscard]] std::vector<StageState> Snapshot() const;
+  // A scrape of stage i's /metrics taken by the caller (the status line): keeps its
+  // fs_records_skipped_total for Snapshot() even if the stage dies before the next scrape.
+  void NoteMetrics(size_t i, const MetricSums& m);
   [[nodiscard]] const std::vector<StageSpec>& stages() const { return specs_; }
 
  private:
@@ -138,6 +146,8 @@ class Supervisor {
     std::string last_exit;
     bool done = false;
     bool failed = false;
+    double skipped = 0;                 // this run's fs_records_skipped_total, last scraped
+    double skipped_before_restart = 0;  // earlier runs' totals
   };
 
   Status Spawn(size_t i);

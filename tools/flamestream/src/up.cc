@@ -42,7 +42,8 @@ class StatusLine {
  public:
   explicit StatusLine(const std::vector<StageSpec>& stages) : stages_(stages) {}
 
-  std::string Render(std::chrono::seconds elapsed, const std::vector<StageState>& states) {
+  std::string Render(std::chrono::seconds elapsed, Supervisor& sup) {
+    const std::vector<StageState> states = sup.Snapshot();
     std::vector<std::string> parts;
     const auto now = Clock::now();
     for (size_t i = 0; i < stages_.size(); ++i) {
@@ -58,6 +59,7 @@ class StatusLine {
         parts.push_back(part + " ?");
         continue;
       }
+      sup.NoteMetrics(i, *m);
       if (std::optional<double> v = m->Get(s.rate_metric)) {
         auto& [prev_v, prev_t] = prev_[s.name];
         if (prev_t != Clock::time_point{} && now > prev_t) {
@@ -69,6 +71,9 @@ class StatusLine {
       }
       if (std::optional<double> lag = m->Get("fs_consumer_lag")) {
         part += fmt::format(" lag {:.0f}", *lag);
+      }
+      if (states[i].skipped_records > 0) {
+        part += fmt::format(" LOST {:.0f} records", states[i].skipped_records);
       }
       if (states[i].restarts > 0) part += fmt::format(" ({} restarts)", states[i].restarts);
       parts.push_back(std::move(part));
@@ -152,7 +157,8 @@ Result<std::vector<StageSpec>> BuildStages(const UpOptions& o) {
     FS_ASSIGN_OR_RETURN(std::string bin, FindStageBinary("flamestream-devbroker", o.bin_dir));
     stages.push_back({.name = "broker",
                       .binary = bin,
-                      .args = {"--port", std::to_string(o.broker_port)},
+                      .args = {"--port", std::to_string(o.broker_port), "--partitions",
+                               std::to_string(o.broker_partitions)},
                       .ready = {.kind = ReadyKind::kTcp, .port = o.broker_port},
                       .log_file = log_of("broker")});
   }
@@ -324,7 +330,12 @@ int RunUp(const UpOptions& o, const std::vector<std::string>& argv, std::ostream
   Supervisor sup(*stages, sup_opts);
 
   const std::string broker =
-      o.brokers.empty() ? fmt::format("dev broker 127.0.0.1:{}", o.broker_port) : o.brokers;
+      o.brokers.empty()
+          ? fmt::format("dev broker 127.0.0.1:{} (in memory: {} partitions a topic, each keeping "
+                        "its newest 5 MiB; a stage that falls further behind loses records, "
+                        "reported as LOST)",
+                        o.broker_port, o.broker_partitions)
+          : o.brokers;
   std::string redis = o.redis;
   for (const StageSpec& s : *stages) {
     if (s.name == "redis") redis = fmt::format("private redis 127.0.0.1:{}", s.ready.port);
@@ -350,7 +361,7 @@ int RunUp(const UpOptions& o, const std::vector<std::string>& argv, std::ostream
       sup.Poll();
       if (Clock::now() >= next_status) {
         const auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start);
-        const std::string text = line.Render(elapsed, sup.Snapshot());
+        const std::string text = line.Render(elapsed, sup);
         if (status_line) {
           err << "\r\x1b[K" << text << std::flush;
           next_status += 1s;
@@ -370,6 +381,19 @@ int RunUp(const UpOptions& o, const std::vector<std::string>& argv, std::ostream
     }
   }
   sup.Kill();  // nothing should be left; make sure
+
+  // Records the broker deleted before a stage read them (retention; on the dev broker its
+  // in-memory cap per partition): their samples never reached the sinks.
+  for (const StageState& st : sup.Snapshot()) {
+    if (st.skipped_records > 0) {
+      err << fmt::format(
+          "flamestream up: LOST DATA: {} never read {:.0f} input records: the broker deleted "
+          "them first (retention{}); see fs_records_skipped_total in its log\n",
+          st.name, st.skipped_records,
+          o.brokers.empty() ? "; the dev broker keeps 5 MiB per partition in memory" : "");
+      if (code == 0) code = 1;
+    }
+  }
 
   // Where the results are.
   size_t profiles = 0;

@@ -76,6 +76,10 @@ struct UpOptions {
   int otlp_grpc_port = 4317;
   int otlp_http_port = 4318;
   int broker_port = 9092;
+  // Partitions of each dev-broker topic. The dev broker (librdkafka's mock cluster) keeps only
+  // the newest 5 MiB (or 100,000 record sets) of each partition in memory, so more partitions
+  // hold more backlog before a slow stage loses records (which up reports and fails on).
+  int broker_partitions = 16;
   int redis_port = 0;          // 0: any free loopback port
   int admin_port_base = 9401;  // agent +0, correlator +1, exporter +2, symbolizer +3
   std::chrono::nanoseconds lateness = std::chrono::seconds(2);

@@ -115,6 +115,9 @@ struct Outcome {
   std::string help;
   std::vector<std::string> positional;  // arguments that are not flags
   std::string config_file;              // the --config path, if any
+  // FLAMESTREAM_* variables that name no key and spell none (no "__"), such as the
+  // FLAMESTREAM_REDIS_SERVICE_HOST Kubernetes injects for a Service named flamestream-redis.
+  std::vector<std::string> ignored_environment;
 };
 
 // Environment source: name -> value. Load() without it reads the process environment.

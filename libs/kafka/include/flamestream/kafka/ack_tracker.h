@@ -34,6 +34,9 @@ class AckTracker {
   // One output (or `n`) of that input was acknowledged. Returns false for an unknown input
   // (already committed, forgotten on revoke) or more acks than outputs.
   bool Ack(const std::string& topic, int32_t partition, int64_t offset, uint32_t n = 1);
+  // That input has `n` more outputs than tracked (an output was split after the fact).
+  // Returns false for an unknown input.
+  bool Extend(const std::string& topic, int32_t partition, int64_t offset, uint32_t n);
 
   // Partitions whose committable offset is past the last MarkCommitted() one.
   [[nodiscard]] TopicPartitions CommittableOffsets() const;

@@ -34,6 +34,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -52,6 +53,21 @@ enum class Assignor {
 
 using PartitionsCallback = std::function<void(const TopicPartitions& partitions, bool lost)>;
 
+// A partition whose next offset was no longer (or not yet) in the broker's log: retention
+// deleted records before this consumer read them (on the dev broker, its in-memory cap of
+// 5 MiB per partition did), or the topic was recreated. The consumer resumes where
+// auto.offset.reset says; `skipped` records in [requested, resumed_at) were never read.
+struct OffsetReset {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t requested = kOffsetInvalid;  // the offset it asked for
+  int64_t resumed_at = kOffsetInvalid;  // where it reads next (-2: beginning, -1: end)
+  int64_t skipped = 0;                 // records lost to this consumer (0 when none or unknown)
+  int64_t log_start = -1;              // the broker's low watermark when it happened
+  int64_t log_end = -1;                // the high watermark
+};
+using OffsetResetCallback = std::function<void(const OffsetReset&)>;
+
 struct ConsumerConfig {
   // librdkafka properties, verbatim (config `kafka.*`); they override the defaults, except
   // that auto commit and auto offset store cannot be turned on (Create() rejects them).
@@ -59,8 +75,18 @@ struct ConsumerConfig {
   std::string group_id;
   std::vector<std::string> topics;
   Assignor assignor = Assignor::kRange;
-  // Where a partition without a committed offset starts (auto.offset.reset).
+  // Where a partition without a committed offset starts, and where a consumer whose offset
+  // fell out of the log resumes (auto.offset.reset: earliest | latest | error, which makes
+  // Poll() fail instead). A `kafka.auto.offset.reset` property overrides it. Either way the
+  // fall-out is never silent: it is logged as an error with the lost range, counted in
+  // records_skipped() and passed to `on_offset_reset`.
   std::string auto_offset_reset = "earliest";
+  OffsetResetCallback on_offset_reset;
+  // Table mode: no group; every partition of `topics` is read from the beginning by this
+  // consumer alone (a replica that needs the whole compacted processes table, not a share of
+  // it). Partitions added later are picked up within `partition_refresh`. Commit() is refused.
+  bool whole_topics = false;
+  std::chrono::milliseconds partition_refresh{30000};
   // After partitions are assigned (lost is always false).
   PartitionsCallback on_assigned;
   // Before partitions are taken away: commit what is acknowledged here. `lost` means the
@@ -120,8 +146,15 @@ class Consumer {
   Result<TopicPartitions> Committed(const TopicPartitions& partitions,
                                     std::chrono::milliseconds timeout);
 
+  // Paused partitions stay paused until Resume(), across rebalances: a partition that leaves
+  // and comes back (or is assigned again after an offset reset) is paused again.
   Status Pause(const TopicPartitions& partitions);
   Status Resume(const TopicPartitions& partitions);
+  // Pauses every partition, those assigned later included, until ResumeAll() (backpressure,
+  // a sink outage): a rebalance does not let input in behind the caller's back.
+  Status PauseAll();
+  Status ResumeAll();
+  [[nodiscard]] bool paused_all() const { return pause_all_; }
   Result<TopicPartitions> Assignment() const;
 
   // Moves every assigned partition to the first offset whose timestamp is >= `timestamp_ms`.
@@ -142,6 +175,8 @@ class Consumer {
   void Abandon();
 
   [[nodiscard]] Status FatalError() const;
+  // Records this consumer never read because the broker no longer held them (see OffsetReset).
+  [[nodiscard]] int64_t records_skipped() const { return records_skipped_; }
   [[nodiscard]] rd_kafka_t* handle() const { return rk_.get(); }
 
  private:
@@ -149,14 +184,42 @@ class Consumer {
   static void RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t* parts, void* opaque);
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts);
+  Status OnOffsetReset(const rd_kafka_message_t& msg);
+  Status AssignWholeTopics();
+  // Assigns `restart` again at its offset (librdkafka stops a partition whose offset fell out
+  // of the log and refuses to seek it), keeping the rest of the assignment where it is.
+  Status Reassign(const TopicPartition& restart);
+  // Pauses again the assigned partitions this consumer paused (an assign resumes them).
+  Status Repause();
+  void ResolveStartOffsets(rd_kafka_topic_partition_list_t* parts);
+  [[nodiscard]] std::string Name() const;
 
   ConsumerConfig config_;
+  bool reset_to_earliest_ = true;  // the effective auto.offset.reset (librdkafka's is `error`)
+  bool reset_is_error_ = false;
+  int64_t records_skipped_ = 0;
+  std::set<std::pair<std::string, int32_t>> paused_;  // by Pause() until Resume()
+  bool pause_all_ = false;
+  std::chrono::steady_clock::time_point next_partition_refresh_{};
   bool closed_ = false;
   KafkaConsumerHandle rk_;
 };
 
-// The consumer defaults plus `config.properties` (exposed for tests).
+// The consumer defaults plus `config.properties` (exposed for tests). auto.offset.reset is
+// always `error` there: the consumer applies the policy itself (EffectiveResetPolicy).
 Result<Properties> EffectiveConsumerProperties(const ConsumerConfig& config);
+// earliest | latest | error, from `kafka.auto.offset.reset` or else `auto_offset_reset`.
+Result<std::string> EffectiveResetPolicy(const ConsumerConfig& config);
+
+// Where a consumer whose offset `requested` is not in the log [log_start, log_end) resumes,
+// and how many records it never reads (exposed for tests).
+struct OffsetResetPlan {
+  int64_t resume_at = 0;
+  int64_t skipped = 0;
+  friend bool operator==(const OffsetResetPlan&, const OffsetResetPlan&) = default;
+};
+OffsetResetPlan PlanOffsetReset(int64_t requested, int64_t log_start, int64_t log_end,
+                                bool earliest);
 
 // The offset to seek to for one offsetsForTimes answer: the answer when it is a real offset,
 // else (-1: no such record or, on the dev broker, "not implemented") the earliest retained

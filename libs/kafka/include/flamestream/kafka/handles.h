@@ -68,4 +68,14 @@ struct ErrorDeleter {
 };
 using KafkaError = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
 
+struct TopicDeleter {
+  void operator()(rd_kafka_topic_t* t) const { rd_kafka_topic_destroy(t); }
+};
+using KafkaTopic = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
+
+struct MetadataDeleter {
+  void operator()(const rd_kafka_metadata_t* m) const { rd_kafka_metadata_destroy(m); }
+};
+using KafkaMetadata = std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter>;
+
 }  // namespace flamestream::kafka

@@ -36,6 +36,13 @@ struct DeliveryReport {
   std::string topic;
   int32_t partition = -1;
   int64_t offset = -1;
+  // The broker refused the record as larger than its (or the topic's) message size limit;
+  // status is then OutOfRange. Produce() returns OutOfRange for records over the producer's
+  // own message.max.bytes before they are queued.
+  bool too_large = false;
+  // The record as delivered: valid only during the callback.
+  std::string_view key;
+  std::string_view value;
 };
 using DeliveryCallback = std::function<void(const DeliveryReport&)>;
 
@@ -78,6 +85,9 @@ class Producer {
   [[nodiscard]] int OutstandingCount() const;
   // The fatal error, if librdkafka raised one (OK otherwise).
   [[nodiscard]] Status FatalError() const;
+  // The largest record Produce() accepts (message.max.bytes; key, value, headers and framing
+  // all count), as the producer runs with it.
+  [[nodiscard]] size_t max_message_bytes() const { return max_message_bytes_; }
 
   // The raw handle, for APIs this class does not wrap (metadata, tests).
   [[nodiscard]] rd_kafka_t* handle() const { return rk_.get(); }
@@ -93,6 +103,7 @@ class Producer {
   Status fatal_;
   std::atomic<bool> stop_{false};
   std::thread poll_thread_;
+  size_t max_message_bytes_ = 1000000;
   // Declared last: destroyed (flushed) first, while the members above that its callbacks
   // touch are still alive.
   KafkaProducerHandle rk_;

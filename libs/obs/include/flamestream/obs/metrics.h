@@ -113,6 +113,8 @@ struct StageMetrics {
   obs::Counter& Errors(const std::string& kind);
   // Consumer lag in records for one partition.
   obs::Gauge& Lag(const std::string& topic, int32_t partition);
+  // Input records the broker deleted before this stage read them (retention; offset reset).
+  obs::Counter& Skipped(const std::string& topic);
 
  private:
   Registry& registry_;

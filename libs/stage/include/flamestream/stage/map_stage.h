@@ -17,7 +17,9 @@
 //
 // Delivery contract (ARCHITECTURE.md): at-least-once. A failed delivery (after librdkafka's
 // own retries, message.timeout.ms) stops the stage with an error instead of skipping the
-// input, so a restart re-reads from the last committed offset.
+// input, so a restart re-reads from the last committed offset. An output too large for Kafka
+// is split by `split` or, when it cannot be, its input goes to the DLQ with the reason: it
+// would fail the same way after every restart.
 #pragma once
 
 #include <chrono>
@@ -29,15 +31,11 @@
 #include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/types.h"
 #include "flamestream/service/service.h"
+#include "flamestream/stage/output.h"
+#include "flamestream/stage/oversize.h"
 
 namespace flamestream::stage {
 
-struct Output {
-  std::string topic;
-  std::string key;
-  std::string value;
-  kafka::Headers headers;
-};
 
 // Maps one input record to its outputs. An error sends the record to the DLQ with the
 // error's text; the stage keeps going.
@@ -66,6 +64,9 @@ struct MapStageConfig {
   // and nothing arrived for `caught_up_idle`.
   bool stop_when_caught_up = false;
   std::chrono::milliseconds caught_up_idle{3000};
+  // Splits an output larger than Kafka takes (see oversize.h); without one such an output
+  // sends its input to the DLQ.
+  Splitter split;
 };
 
 Status RunMapStage(const MapStageConfig& config, service::Context& ctx, const Transform& transform);
