@@ -1,5 +1,7 @@
 #include "exporter_stage.h"
 
+#include "sample_times.h"
+
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -13,6 +15,7 @@
 #include "flamestream/kafka/dlq.h"
 #include "flamestream/kafka/producer.h"
 #include "flamestream/log/log.h"
+#include "flamestream/stage/failure_latch.h"
 #include "flamestream/profile/aggregator.h"
 #include "flamestream/profile/pprof.h"
 #include "window_dlq.h"
@@ -26,6 +29,14 @@ using Clock = std::chrono::steady_clock;
 // The records a window was built from, kept until it is delivered (or dead-lettered).
 using InputRef = std::shared_ptr<const InputRecord>;
 
+}  // namespace
+
+namespace {
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 }  // namespace
 
 ExporterStage::ExporterStage(StageConfig config, std::unique_ptr<sinks::Sink> sink,
@@ -52,6 +63,14 @@ Status ExporterStage::Run(std::stop_token stop) {
   obs::Gauge& pending = metrics_.Gauge("fs_exporter_pending_windows",
                                        "closed windows waiting for the sink", labels);
   obs::Gauge& paused_gauge = metrics_.Gauge("fs_exporter_paused", "1 while input is paused", labels);
+  obs::Counter& future_samples = metrics_.Counter(
+      "fs_exporter_future_samples_total",
+      "samples beyond now + exporter.max_clock_skew, sent to the DLQ", labels);
+  const SampleTimeGuard guard({.max_clock_skew = config_.max_clock_skew,
+                               .window = config_.window,
+                               .max_windows_per_batch = config_.max_windows_per_batch});
+  stage::FailureLatch failure;  // DLQ deliveries that failed
+  Status result;
   // The metrics every stage exposes (fs_records_in_total, fs_consumer_lag): `flamestream up`
   // drains a stage only once these say it has read everything its upstream flushed.
   obs::StageMetrics stage_metrics(metrics_, "exporter-" + sink_name);
@@ -159,6 +178,10 @@ Status ExporterStage::Run(std::stop_token stop) {
 
   log::Info("exporter: stage started", {{"sink", sink_name}, {"group", group}, {"topic", config_.topic}});
   while (!stop.stop_requested()) {
+    if (Status f = failure.Get(); !f.ok()) {
+      result = f;
+      break;
+    }
     // Paused partitions return nothing, but polling keeps the group membership alive.
     FS_ASSIGN_OR_RETURN(std::optional<kafka::Message> msg, consumer->Poll(std::chrono::milliseconds(100)));
     if (!msg && config_.stop_when_caught_up && caught_up.Reached(*consumer)) {
@@ -178,14 +201,35 @@ Status ExporterStage::Run(std::stop_token stop) {
       if (decoded.ok() && batch.stage() != v1::STAGE_CORRELATED && batch.stage() != v1::STAGE_SYMBOLIZED) {
         decoded = InvalidArgument("batch stage {} is not symbolized/correlated", static_cast<int>(batch.stage()));
       }
-      if (!decoded.ok()) {
+      GuardOutcome guarded;
+      if (decoded.ok()) {
+        Result<GuardOutcome> g = guard.Apply(batch, NowNs());
+        if (g.ok()) {
+          guarded = std::move(*g);
+        } else {
+          decoded = g.error();
+        }
+      }
+      // A DLQ record counts as one output of its input: the input commits once it landed.
+      // A failed DLQ write stops the stage (a restart reads the record again) instead of
+      // holding that partition's commits back without a word.
+      auto dead_letter = [&](const Status& why) -> Status {
         dlq_records.Inc();
-        acks.Track(topic, msg->partition(), msg->offset(), 1);
-        Status st = dlq.Write(*msg, decoded, [&acks, topic, p = msg->partition(),
-                                              o = msg->offset()](const kafka::DeliveryReport& r) {
-          if (r.status.ok()) acks.Ack(topic, p, o);
+        return dlq.Write(*msg, why, [&acks, &failure, topic, p = msg->partition(),
+                                     o = msg->offset()](const kafka::DeliveryReport& r) {
+          if (r.status.ok()) {
+            acks.Ack(topic, p, o);
+          } else {
+            failure.Set(r.status.WithContext("DLQ delivery failed"));
+          }
         });
-        if (!st.ok()) log::Error("exporter: DLQ write failed", {{"error", st}});
+      };
+      if (!decoded.ok()) {
+        acks.Track(topic, msg->partition(), msg->offset(), 1);
+        if (Status st = dead_letter(decoded); !st.ok()) {
+          result = st.WithContext("DLQ produce");
+          break;
+        }
       } else {
         if (auto epoch = msg->header("symbol-epoch"); epoch && batch.symbol_epoch() == 0) {
           Result<uint64_t> e = common::ParseInt<uint64_t>(*epoch);
@@ -194,7 +238,18 @@ Status ExporterStage::Run(std::stop_token stop) {
         profile::AddResult r = agg.Add(batch);
         samples_in.Inc(static_cast<uint64_t>(r.added));
         duplicates.Inc(static_cast<uint64_t>(r.duplicates));
-        acks.Track(topic, msg->partition(), msg->offset(), static_cast<uint32_t>(r.windows.size()));
+        const bool dlq_too = guarded.future > 0;
+        acks.Track(topic, msg->partition(), msg->offset(),
+                   static_cast<uint32_t>(r.windows.size()) + (dlq_too ? 1 : 0));
+        if (dlq_too) {
+          future_samples.Inc(static_cast<uint64_t>(guarded.future));
+          log::Warn("exporter: samples from the future sent to the DLQ",
+                    {{"sink", sink_name}, {"reason", guarded.reason}});
+          if (Status st = dead_letter(OutOfRange("{}", guarded.reason)); !st.ok()) {
+            result = st.WithContext("DLQ produce");
+            break;
+          }
+        }
         if (!r.windows.empty()) {
           auto record = std::make_shared<const InputRecord>(InputRecord::Of(*msg));
           for (int64_t w : r.windows) window_inputs[w].push_back(record);
@@ -242,6 +297,12 @@ Status ExporterStage::Run(std::stop_token stop) {
     // A replay that did not write everything has not done its job.
     return Unavailable("exporter {}: {} windows undelivered after draining: {}", sink_name,
                        queue.size(), queue.last_error().ToString());
+  }
+  if (Status f = failure.Get(); !f.ok() && result.ok()) result = f;
+  if (!result.ok()) {
+    log::Error("exporter: stage failed; uncommitted input is read again on restart",
+               {{"sink", sink_name}, {"error", result}});
+    return result;
   }
   return closed;
 }

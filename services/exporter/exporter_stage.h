@@ -39,6 +39,10 @@ struct StageConfig {
   std::chrono::nanoseconds lateness = std::chrono::seconds(10);
   // With no input for this long, every open window closes.
   std::chrono::nanoseconds idle_flush = std::chrono::seconds(15);
+  // Samples further ahead of this exporter's clock go to the DLQ instead of closing every
+  // window at once; a batch spanning more windows than this goes to the DLQ whole.
+  std::chrono::nanoseconds max_clock_skew = std::chrono::seconds(60);
+  int max_windows_per_batch = 64;
   // Pause input while this many closed windows wait for the sink.
   size_t max_pending_windows = 8;
   sinks::RetryPolicy retry;

@@ -36,6 +36,8 @@ struct ExporterConfig {
   std::chrono::nanoseconds window = std::chrono::seconds(10);
   std::chrono::nanoseconds lateness = std::chrono::seconds(10);
   std::chrono::nanoseconds idle_flush = std::chrono::seconds(15);
+  std::chrono::nanoseconds max_clock_skew = std::chrono::seconds(60);
+  int max_windows_per_batch = 64;
   std::chrono::nanoseconds retry_initial = std::chrono::milliseconds(200);
   std::chrono::nanoseconds retry_max = std::chrono::seconds(30);
   int max_pending_windows = 8;
@@ -57,6 +59,12 @@ struct ExporterConfig {
     s.Add("exporter.window", &window, "aggregation window (aligned)", "--window");
     s.Add("exporter.lateness", &lateness, "a window closes when event time passes its end by this");
     s.Add("exporter.idle_flush", &idle_flush, "close every window after this long without input");
+    s.Add("exporter.max_clock_skew", &max_clock_skew,
+          "samples further ahead of this clock go to the DLQ (they would close every window)");
+    s.Add("exporter.max_windows_per_batch", &max_windows_per_batch,
+          "a batch whose samples span more windows goes to the DLQ");
+    s.Require("exporter.max_windows_per_batch", [this] { return max_windows_per_batch >= 1; },
+              "1 or more");
     s.Add("exporter.retry.initial", &retry_initial, "first retry delay (doubles, with jitter)");
     s.Add("exporter.retry.max", &retry_max, "longest retry delay");
     s.Add("exporter.max_pending_windows", &max_pending_windows, "pause input beyond this many undelivered windows");
@@ -144,6 +152,8 @@ flamestream::Status Run(ExporterConfig& cfg, flamestream::service::Context& ctx)
         .window = cfg.window,
         .lateness = cfg.lateness,
         .idle_flush = cfg.idle_flush,
+        .max_clock_skew = cfg.max_clock_skew,
+        .max_windows_per_batch = cfg.max_windows_per_batch,
         .max_pending_windows = static_cast<size_t>(std::max(1, cfg.max_pending_windows)),
         .retry = {.initial = duration_cast<milliseconds>(cfg.retry_initial),
                   .max = duration_cast<milliseconds>(cfg.retry_max)}};

@@ -174,7 +174,12 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(ConsumerConfig config) {
   // Serve everything (errors, logs, rebalances) from consumer_poll on the owner's thread.
   rd_kafka_poll_set_consumer(rk);
   if (c->config_.whole_topics) {
-    FS_RETURN_IF_ERROR(c->AssignWholeTopics());
+    // The broker may not be up yet: Poll() retries until the topics' partitions are known.
+    if (Status s = c->AssignWholeTopics(); !s.ok()) {
+      log::Warn("kafka table consumer: partitions not known yet; retrying",
+                {{"consumer", c->Name()}, {"error", s}});
+      c->next_partition_refresh_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    }
     return c;
   }
   TopicPartitions subs;
@@ -259,6 +264,7 @@ Result<std::optional<Message>> Consumer::Poll(std::chrono::milliseconds timeout)
     if (Status s = AssignWholeTopics(); !s.ok()) {
       log::Warn("kafka table consumer: partition refresh failed; retrying",
                 {{"consumer", Name()}, {"error", s}});
+      next_partition_refresh_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     }
   }
   KafkaMessage msg(rd_kafka_consumer_poll(rk_.get(), static_cast<int>(timeout.count())));
@@ -307,7 +313,7 @@ Status Consumer::AssignWholeTopics() {
   for (const std::string& topic : config_.topics) {
     KafkaTopic rkt(rd_kafka_topic_new(rk_.get(), topic.c_str(), nullptr));
     const rd_kafka_metadata_t* md = nullptr;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), 0, rkt.get(), &md, 5000);
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), 0, rkt.get(), &md, 2000);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return ErrStatus(err, "kafka metadata " + topic);
     }
@@ -338,7 +344,11 @@ Status Consumer::AssignWholeTopics() {
                         return x.topic == y.topic && x.partition == y.partition;
                       });
   };
-  if (wanted.empty() || same_partitions(wanted, current)) {
+  if (wanted.empty()) {
+    next_partition_refresh_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    return OkStatus();
+  }
+  if (same_partitions(wanted, current)) {
     return OkStatus();
   }
   PartitionList list = ToPartitionList(wanted);
