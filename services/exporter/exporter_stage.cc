@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -57,6 +58,9 @@ Status ExporterStage::Run(std::stop_token stop) {
                                               "windows acknowledged by the sink", labels);
   obs::Counter& windows_dlq = metrics_.Counter("fs_exporter_windows_dead_lettered_total",
                                                "windows refused permanently (to the DLQ)", labels);
+  obs::Counter& series_dlq = metrics_.Counter(
+      "fs_exporter_series_dead_lettered_total",
+      "series refused permanently while the rest of their window was delivered (to the DLQ)", labels);
   obs::Counter& retries = metrics_.Counter("fs_exporter_retries_total", "retryable sink failures", labels);
   obs::Counter& dlq_records = metrics_.Counter("fs_exporter_dlq_records_total",
                                                "undecodable input records dead-lettered", labels);
@@ -103,7 +107,8 @@ Status ExporterStage::Run(std::stop_token stop) {
 
   profile::Aggregator agg({.window = config_.window,
                            .labels = sink_->labels(),
-                           .granularity = sink_->granularity()});
+                           .granularity = sink_->granularity(),
+                           .label_limits = config_.label_limits});
   agg.set_new_series_hook([this](profile::Window& w, uint32_t s) { sink_->OnNewSeries(w, s); });
   sinks::DeliveryQueue queue(*sink_, config_.retry);
   // Inputs per open or queued window start, acknowledged when that window is done.
@@ -139,9 +144,42 @@ Status ExporterStage::Run(std::stop_token stop) {
     const int64_t start = done.window->start_ns;
     auto node = queued_inputs.extract(done.window.get());
     std::vector<InputRef> inputs = node.empty() ? std::vector<InputRef>{} : std::move(node.mapped());
-    if (done.status.ok()) {
+    if (done.status.ok() && done.failed_series.empty()) {
       windows_ok.Inc();
       for (const InputRef& in : inputs) acks.Ack(in->topic, in->partition, in->offset);
+      return;
+    }
+    if (done.status.ok()) {
+      // Delivered except some series refused for good: only their samples go to the DLQ. An
+      // input is acknowledged once each failure's DLQ record of it is (or it had no sample in
+      // those series).
+      windows_ok.Inc();
+      size_t refused = 0;
+      for (const sinks::SeriesFailure& f : done.failed_series) refused += f.series.size();
+      series_dlq.Inc(refused);
+      log::Error("exporter: sink refused series of a window, dead-lettering their samples",
+                 {{"sink", sink_name}, {"window_start", static_cast<long long>(start)},
+                  {"series", static_cast<unsigned long>(refused)},
+                  {"error", done.failed_series.front().status}});
+      struct Pending {
+        std::mutex mu;
+        std::map<const InputRecord*, size_t> left;
+      };
+      auto pending = std::make_shared<Pending>();
+      for (const InputRef& in : inputs) pending->left[in.get()] = done.failed_series.size();
+      auto on_delivered = [pending, &acks](const InputRecord& in) {
+        std::lock_guard lock(pending->mu);
+        auto it = pending->left.find(&in);
+        if (it == pending->left.end() || --it->second > 0) return;
+        pending->left.erase(it);
+        acks.Ack(in.topic, in.partition, in.offset);
+      };
+      for (const sinks::SeriesFailure& f : done.failed_series) {
+        const SeriesSelection only{.window = done.window.get(), .series = f.series};
+        Status st = window_dlq.Write(inputs, start, config_.window.count(), f.status, f.response,
+                                     on_delivered, &only);
+        if (!st.ok()) log::Error("exporter: DLQ produce failed", {{"error", st}});
+      }
       return;
     }
     // Permanent refusal (4xx): the input records that made the window go to the DLQ (cut to
@@ -155,8 +193,33 @@ Status ExporterStage::Run(std::stop_token stop) {
                                  [&acks](const InputRecord& in) { acks.Ack(in.topic, in.partition, in.offset); });
     if (!st.ok()) log::Error("exporter: DLQ produce failed", {{"error", st}});
   };
+  // Counters kept by the aggregator (label sanitizing) and the sink, published as deltas.
+  std::map<std::string, uint64_t> published;
+  auto publish = [&](const std::string& name, const std::string& help, obs::Labels l, uint64_t value) {
+    std::string key = name;
+    for (const auto& [k, v] : l) key += "\x1f" + k + "=" + v;
+    uint64_t& seen = published[key];
+    if (value <= seen) return;
+    l.insert(l.begin(), {"sink", sink_name});
+    metrics_.Counter(name, help, l).Inc(value - seen);
+    seen = value;
+  };
+  auto sync_counters = [&] {
+    for (size_t r = 0; r < profile::kLabelReasons; ++r) {
+      const auto reason = static_cast<profile::LabelReason>(r);
+      publish("fs_exporter_labels_sanitized_total", "series labels changed by sanitizing, by reason",
+              {{"reason", std::string(profile::LabelReasonName(reason))}, {"source", "series"}},
+              agg.label_sanitizer().count(reason));
+    }
+    for (const sinks::SinkCounter& c : sink_->Counters()) {
+      obs::Labels l(c.labels.begin(), c.labels.end());
+      if (c.name == "fs_exporter_labels_sanitized_total") l.emplace_back("source", "config");
+      publish(c.name, c.help, std::move(l), c.value);
+    }
+  };
   auto pump = [&] {
     for (sinks::DeliveryQueue::Done& d : queue.Pump(Clock::now())) finish(d);
+    sync_counters();
     retries.Inc(queue.retries() - seen_retries);
     seen_retries = queue.retries();
     pending.Set(static_cast<double>(queue.size()));

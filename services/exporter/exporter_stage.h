@@ -12,7 +12,9 @@
 // outage keeps the head window in the retry queue (exponential backoff + jitter) and pauses
 // the assigned partitions until it is delivered: consumption stops, nothing is dropped.
 // Windows close when the newest event time passes their end by `lateness`, or all at once
-// when no record arrived for `idle_flush` (quiet topics, end of a replay).
+// when no record arrived for `idle_flush` (quiet topics, end of a replay). A window the sink
+// delivered except for some series it refused for good (sinks::SeriesFailure) is acknowledged,
+// and only the samples of those series go to the DLQ.
 #pragma once
 
 #include <chrono>
@@ -23,6 +25,7 @@
 #include "flamestream/common/status.h"
 #include "flamestream/kafka/types.h"
 #include "flamestream/obs/metrics.h"
+#include "flamestream/profile/labels.h"
 #include "flamestream/sinks/sink.h"
 
 namespace flamestream::exporter {
@@ -46,6 +49,8 @@ struct StageConfig {
   // Pause input while this many closed windows wait for the sink.
   size_t max_pending_windows = 8;
   sinks::RetryPolicy retry;
+  // Series label caps (exporter.labels.*), applied where series keys are formed.
+  profile::LabelLimits label_limits;
   // On stop: how long to keep trying to deliver the last windows before giving up (they are
   // then rebuilt from uncommitted input on the next start).
   std::chrono::nanoseconds drain_timeout = std::chrono::seconds(20);

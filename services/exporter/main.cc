@@ -43,6 +43,10 @@ struct ExporterConfig {
   int max_pending_windows = 8;
   fs_sinks::FileSinkConfig file;
   std::string page_template;
+  std::chrono::nanoseconds file_retention_max_age = std::chrono::hours(24 * 7);
+  flamestream::config::Bytes file_retention_max_bytes{0};
+  int labels_max_value_length = 1024;
+  int labels_max_labels = 30;
   fs_sinks::PyroscopeConfig pyroscope;
   std::vector<std::string> pyroscope_labels;  // k=v
   std::chrono::nanoseconds pyroscope_timeout = std::chrono::seconds(10);
@@ -51,6 +55,11 @@ struct ExporterConfig {
   std::vector<std::string> otlp_resource;  // k=v
   std::chrono::nanoseconds otlp_timeout = std::chrono::seconds(10);
   bool replay = false;
+
+  [[nodiscard]] flamestream::profile::LabelLimits LabelLimits() const {
+    return {.max_value_length = static_cast<size_t>(std::max(0, labels_max_value_length)),
+            .max_labels = static_cast<size_t>(std::max(0, labels_max_labels))};
+  }
 
   void Declare(flamestream::config::Schema& s) {
     s.AddPassthrough("kafka", &kafka, "librdkafka properties, e.g. kafka.bootstrap.servers");
@@ -75,6 +84,15 @@ struct ExporterConfig {
           "flame-graph page template (HTML with __FLAMESTREAM_DATA__); empty: "
           "share/flamestream/flamegraph.html under $FLAMESTREAM_SHARE_DIR or next to the binary, "
           "else the built-in page");
+    s.Add("exporter.file.retention.max_age", &file_retention_max_age,
+          "delete window files older than this (modification time); 0 = keep forever");
+    s.Add("exporter.file.retention.max_bytes", &file_retention_max_bytes,
+          "delete the oldest window files while all of them take more than this; 0 = unlimited");
+    s.Add("exporter.labels.max_value_length", &labels_max_value_length,
+          "longest series label value in bytes (longer: cut + '~' + 8-hex hash); 0 = no cap");
+    s.Add("exporter.labels.max_labels", &labels_max_labels,
+          "most labels per series, built-in ones included (extra configured labels beyond it "
+          "are dropped); 0 = no cap");
     s.Add("exporter.pyroscope.url", &pyroscope.url, "Pyroscope/Phlare base URL");
     s.Add("exporter.pyroscope.tenant", &pyroscope.tenant, "X-Scope-OrgID");
     s.Add("exporter.pyroscope.basic_user", &pyroscope.basic_user, "basic auth user");
@@ -120,11 +138,14 @@ flamestream::Result<std::unique_ptr<fs_sinks::Sink>> MakeSink(const std::string&
     std::string source;
     FS_ASSIGN_OR_RETURN(cfg.file.page_template, fs_sinks::LoadPageTemplate(cfg.page_template, &source));
     flamestream::log::Info("file sink: flame-graph page template", {{"source", source}});
+    cfg.file.retention.max_age = std::chrono::duration_cast<std::chrono::seconds>(cfg.file_retention_max_age);
+    cfg.file.retention.max_bytes = cfg.file_retention_max_bytes.value;
     return std::unique_ptr<fs_sinks::Sink>(new fs_sinks::FileSink(cfg.file));
   }
   if (name == "pyroscope") {
     FS_ASSIGN_OR_RETURN(cfg.pyroscope.labels, ParsePairs(cfg.pyroscope_labels, "exporter.pyroscope.labels"));
     cfg.pyroscope.timeout = duration_cast<milliseconds>(cfg.pyroscope_timeout);
+    cfg.pyroscope.label_limits = cfg.LabelLimits();
     return std::unique_ptr<fs_sinks::Sink>(new fs_sinks::PyroscopeSink(cfg.pyroscope));
   }
   if (name == "otlp") {
@@ -156,7 +177,8 @@ flamestream::Status Run(ExporterConfig& cfg, flamestream::service::Context& ctx)
         .max_windows_per_batch = cfg.max_windows_per_batch,
         .max_pending_windows = static_cast<size_t>(std::max(1, cfg.max_pending_windows)),
         .retry = {.initial = duration_cast<milliseconds>(cfg.retry_initial),
-                  .max = duration_cast<milliseconds>(cfg.retry_max)}};
+                  .max = duration_cast<milliseconds>(cfg.retry_max)},
+        .label_limits = cfg.LabelLimits()};
     if (cfg.replay) {
       if (!sc.topic.ends_with(flamestream::kafka::topics::kReplaySuffix)) {
         sc.topic = flamestream::kafka::topics::Replay(sc.topic);

@@ -1,10 +1,48 @@
 #include "window_dlq.h"
 
+#include <algorithm>
+
+#include "flamestream/batch/batch.h"
+#include "flamestream/batch/builder.h"
+#include "flamestream/batch/cursor.h"
 #include "flamestream/batch/filter.h"
 #include "flamestream/log/log.h"
 #include "flamestream/v1/samples.pb.h"
 
 namespace flamestream::exporter {
+namespace {
+
+// Keeps the samples of `batch` whose process went to one of the selected series of the window.
+Status KeepSamplesOfSeries(v1::SampleBatch& batch, const SeriesSelection& only, size_t* kept) {
+  const std::string id = batch::BatchIdString(batch.id());
+  const std::vector<batch::SampleRow> rows = batch::DecodeSamples(batch);
+  std::vector<batch::SampleInput> keep;
+  for (const batch::SampleRow& r : rows) {
+    const int64_t s = only.window->SeriesOfBatchPid(id, r.pid);
+    if (s < 0 || std::find(only.series.begin(), only.series.end(), static_cast<uint32_t>(s)) ==
+                     only.series.end()) {
+      continue;
+    }
+    keep.push_back({.stack_index = r.stack_index,
+                    .pid = r.pid,
+                    .tid = r.tid,
+                    .cpu = r.cpu,
+                    .timestamp_ns = r.timestamp_ns,
+                    .value_ns = r.value_ns,
+                    .span_index = r.span_index});
+  }
+  *kept = keep.size();
+  if (keep.size() == rows.size() || keep.empty()) return OkStatus();
+  const batch::SampleEncoding encoding = batch::EncodingOf(batch);
+  batch.clear_samples();
+  FS_ASSIGN_OR_RETURN(batch::BatchBuilder builder, batch::BatchBuilder::FromBatch(std::move(batch)));
+  builder.set_encoding(encoding);
+  for (const batch::SampleInput& s : keep) builder.AddSample(s);
+  batch = builder.Finish();
+  return OkStatus();
+}
+
+}  // namespace
 
 InputRecord InputRecord::Of(const kafka::Message& msg) {
   return InputRecord{.topic = std::string(msg.topic()),
@@ -18,7 +56,15 @@ InputRecord InputRecord::Of(const kafka::Message& msg) {
 Status WindowDlq::Write(const std::vector<std::shared_ptr<const InputRecord>>& inputs,
                         int64_t start_ns, int64_t window_ns, const Status& error,
                         const sinks::Response& response,
-                        std::function<void(const InputRecord&)> on_delivered) {
+                        std::function<void(const InputRecord&)> on_delivered,
+                        const SeriesSelection* only) {
+  std::string services;
+  if (only != nullptr) {
+    for (uint32_t s : only->series) {
+      if (!services.empty()) services += ",";
+      services += only->window->series[s].key.service;
+    }
+  }
   Status first_error;
   for (const std::shared_ptr<const InputRecord>& in : inputs) {
     v1::SampleBatch batch;
@@ -26,6 +72,7 @@ Status WindowDlq::Write(const std::vector<std::shared_ptr<const InputRecord>>& i
     Status cut = batch.ParseFromString(in->value)
                      ? batch::KeepSamplesInRange(batch, start_ns, start_ns + window_ns - 1, &kept)
                      : DataLoss("not a flamestream.v1.SampleBatch");
+    if (cut.ok() && kept > 0 && only != nullptr) cut = KeepSamplesOfSeries(batch, *only, &kept);
     if (!cut.ok()) {
       // It decoded when it was aggregated, so this does not happen; keep it whole.
       log::Error("exporter: cannot cut DLQ record to its window, keeping it whole",
@@ -37,7 +84,11 @@ Status WindowDlq::Write(const std::vector<std::shared_ptr<const InputRecord>>& i
     const std::string value = cut.ok() ? batch.SerializeAsString() : in->value;
     kafka::Headers headers = in->headers;
     kafka::SetHeader(headers, kDlqHeaderReason,
-                     fmt::format("sink {} refused the window permanently", sink_));
+                     only == nullptr
+                         ? fmt::format("sink {} refused the window permanently", sink_)
+                         : fmt::format("sink {} refused series {} permanently (the rest of the window was delivered)",
+                                       sink_, services));
+    if (only != nullptr) kafka::SetHeader(headers, kDlqHeaderSeries, services);
     kafka::SetHeader(headers, kDlqHeaderSink, sink_);
     kafka::SetHeader(headers, kDlqHeaderWindowStart, std::to_string(start_ns));
     kafka::SetHeader(headers, kDlqHeaderWindowEnd, std::to_string(start_ns + window_ns));

@@ -13,7 +13,9 @@
 // second time; the batch id is kept, so a re-driven record is still deduplicated. It goes to
 // `<source topic>.dlq` with the original key and headers plus DlqWriter's (`error`, `stage`,
 // `source.*`) and: `reason`, `sink`, `window.start_ns`, `window.end_ns`, `response.status`
-// (HTTP status or gRPC code) and `response.body` (at most 4 KiB).
+// (HTTP status or gRPC code) and `response.body` (at most 4 KiB). When the sink refused only
+// some series of the window (sinks::SeriesFailure), each record is cut further to the samples
+// of those series, and carries `series.service`.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +53,16 @@ inline constexpr std::string_view kDlqHeaderWindowStart = "window.start_ns";
 inline constexpr std::string_view kDlqHeaderWindowEnd = "window.end_ns";
 inline constexpr std::string_view kDlqHeaderResponseStatus = "response.status";
 inline constexpr std::string_view kDlqHeaderResponseBody = "response.body";
+// Only on records of refused series (the rest of the window was delivered): the services of
+// those series, comma-separated.
+inline constexpr std::string_view kDlqHeaderSeries = "series.service";
+
+// The series of a window a sink refused while delivering the others: DLQ records are cut to
+// the samples that made those series (Window::batch_series).
+struct SeriesSelection {
+  const profile::Window* window = nullptr;
+  std::vector<uint32_t> series;
+};
 
 class WindowDlq {
  public:
@@ -62,9 +74,11 @@ class WindowDlq {
   // record is acknowledged, or at once for an input with no sample in the window (a
   // duplicate). An input whose DLQ write fails is never passed to `on_delivered`, so its
   // offset is not committed and the window is rebuilt on restart.
+  // With `only`, each record is also cut to the samples of the selected series.
   Status Write(const std::vector<std::shared_ptr<const InputRecord>>& inputs, int64_t start_ns,
                int64_t window_ns, const Status& error, const sinks::Response& response,
-               std::function<void(const InputRecord&)> on_delivered);
+               std::function<void(const InputRecord&)> on_delivered,
+               const SeriesSelection* only = nullptr);
 
  private:
   kafka::DlqWriter dlq_;

@@ -56,7 +56,11 @@ TEST(FileSink, WritesGzipPprofPerServiceAndWindowAndFoldedEqualToInput) {
     EXPECT_EQ(Slurp(dir.path() + "/" + safe + ".folded"), folded);
     EXPECT_TRUE(fs::exists(dir.path() + "/" + safe + ".html"));
   }
-  EXPECT_EQ(sink.WindowPath("kworker/1:0", kT0), dir.path() + "/kworker_1_0/20231114T221320Z.pb.gz");
+  // An unsafe service name becomes a slug plus a hash of the whole name, so "a/b" and "a_b"
+  // never share a directory.
+  EXPECT_EQ(sink.WindowPath("kworker/1:0", kT0),
+            dir.path() + "/" + sinks::SafeFileName("kworker/1:0") + "/20231114T221320Z.pb.gz");
+  EXPECT_TRUE(sinks::SafeFileName("kworker/1:0").starts_with("kworker_1_0-"));
   // No temporary files left behind.
   for (const auto& e : fs::recursive_directory_iterator(dir.path())) {
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();

@@ -99,6 +99,15 @@ std::vector<std::string> Window::Services() const {
   return out;
 }
 
+int64_t Window::SeriesOfBatchPid(const std::string& batch_id, uint32_t pid) const {
+  auto it = batch_series.find(batch_id);
+  if (it == batch_series.end()) return -1;
+  for (const auto& [p, s] : it->second) {
+    if (p == pid) return s;
+  }
+  return -1;
+}
+
 SampleValue Window::Total() const {
   SampleValue total;
   for (const auto& [key, v] : samples) {
@@ -212,7 +221,9 @@ struct Aggregator::BatchContext {
 };
 
 Aggregator::Aggregator(AggregatorOptions options)
-    : options_(options), window_ns_(std::max<int64_t>(1, options.window.count())) {}
+    : options_(options),
+      window_ns_(std::max<int64_t>(1, options.window.count())),
+      sanitizer_(options.label_limits) {}
 
 Aggregator::~Aggregator() = default;
 
@@ -235,7 +246,7 @@ Window* Aggregator::Find(int64_t start_ns) {
   return it == windows_.end() ? nullptr : it->second.get();
 }
 
-SeriesKey Aggregator::SeriesFor(const v1::SampleBatch& b, const v1::Process* p) {
+SeriesKey Aggregator::SeriesFor(const v1::SampleBatch& b, const v1::Process* p, uint32_t* reasons) {
   SeriesKey key;
   if (p == nullptr) {
     key.service = "unknown";
@@ -263,6 +274,9 @@ SeriesKey Aggregator::SeriesFor(const v1::SampleBatch& b, const v1::Process* p) 
       key.pod_uid = p->pod_uid();
     }
   }
+  for (std::string* v : {&key.service, &key.cluster, &key.host, &key.container_id, &key.pod_uid}) {
+    if (!v->empty()) *v = sanitizer_.Value(*v, reasons);
+  }
   return key;
 }
 
@@ -279,7 +293,8 @@ AddResult Aggregator::Add(const v1::SampleBatch& b) {
     }
   }
   // Series key per pid, computed once per batch (it is the same in every window).
-  absl::flat_hash_map<uint32_t, SeriesKey> pid_keys;
+  // (key, LabelReason bits of what sanitizing changed)
+  absl::flat_hash_map<uint32_t, std::pair<SeriesKey, uint32_t>> pid_keys;
 
   std::vector<std::unique_ptr<BatchContext>> contexts;  // one per window touched
   BatchContext* ctx = nullptr;
@@ -320,13 +335,15 @@ AddResult Aggregator::Add(const v1::SampleBatch& b) {
         auto kit = pid_keys.find(row.pid);
         if (kit == pid_keys.end()) {
           auto pit = processes.find(row.pid);
-          kit = pid_keys.emplace(row.pid, SeriesFor(b, pit == processes.end() ? nullptr : pit->second))
-                    .first;
+          uint32_t reasons = 0;
+          SeriesKey key = SeriesFor(b, pit == processes.end() ? nullptr : pit->second, &reasons);
+          kit = pid_keys.try_emplace(row.pid, std::move(key), reasons).first;
         }
         Window& w = *ctx->window;
         bool added = false;
-        const uint32_t s = w.SeriesIndex(kit->second, &added);
+        const uint32_t s = w.SeriesIndex(kit->second.first, &added);
         if (added) {
+          if (kit->second.second != 0) sanitizer_.Count(kit->second.second);
           auto pit = processes.find(row.pid);
           if (pit != processes.end()) w.series[s].exe = pit->second->exe();
           if (new_series_hook_) new_series_hook_(w, s);
@@ -337,6 +354,7 @@ AddResult Aggregator::Add(const v1::SampleBatch& b) {
           ctx->accepted.push_back(s);
           it->second = s;
         }
+        if (it->second >= 0) w.batch_series[batch_id].emplace_back(row.pid, s);
       }
       last_pid = row.pid;
       last_series = it->second;

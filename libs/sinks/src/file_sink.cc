@@ -10,12 +10,14 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include <fmt/format.h>
 
 #include "flamestream/common/fd.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/log/log.h"
+#include "flamestream/profile/labels.h"
 
 namespace flamestream::sinks {
 namespace internal {
@@ -91,14 +93,18 @@ std::string HtmlEscape(std::string_view s) {
 }  // namespace
 
 std::string SafeFileName(std::string_view service) {
+  auto ok = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  };
+  const bool safe = !service.empty() && service.size() <= kMaxSafeFileName && service[0] != '.' &&
+                    std::all_of(service.begin(), service.end(), ok);
+  if (safe) return std::string(service);
+  // Slug + hash of the whole name: 9 bytes of "-<hash>" after at most the rest.
   std::string out;
-  for (const char c : service) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-    out.push_back(ok ? c : '_');
-  }
-  if (out.empty() || out == "." || out == "..") out = "_" + out;
-  return out;
+  for (const char c : service.substr(0, kMaxSafeFileName - 9)) out.push_back(ok(c) ? c : '_');
+  if (!out.empty() && out[0] == '.') out[0] = '_';
+  return out + "-" + profile::ShortHash(service);
 }
 
 Status WriteFileAtomic(const std::string& path, std::string_view data) {
@@ -233,7 +239,17 @@ void FileSink::OnNewSeries(profile::Window& window, uint32_t series) {
 }
 
 Status FileSink::Export(const profile::Window& window) {
+  failed_.clear();
+  std::vector<std::string> written;  // services whose window file is in place
+  Status first_error;
+  auto fail = [&](const std::string& service, Status st) {
+    log::Error("file sink: cannot write service, dead-lettering its series",
+               {{"service", service}, {"error", st}});
+    if (first_error.ok()) first_error = st;
+    failed_.push_back({.series = window.SeriesOf(service), .status = std::move(st), .response = {}});
+  };
   for (const std::string& service : window.Services()) {
+    titles_[SafeFileName(service)] = service;
     const std::string path = WindowPath(service, window.start_ns);
     if (fs::exists(path)) {
       Result<std::string> bytes = ReadFile(path);
@@ -248,15 +264,133 @@ Status FileSink::Export(const profile::Window& window) {
     }
     perftools::profiles::Profile p = profile::EncodePprof(
         window, window.SeriesOf(service), {.labels = labels(), .batch_comments = true});
-    FS_ASSIGN_OR_RETURN(std::string gz, profile::GzipPprof(p));
-    FS_RETURN_IF_ERROR(WriteFileAtomic(path, gz));
-    if (config_.views) FS_RETURN_IF_ERROR(WriteViews(service));
+    Result<std::string> gz = profile::GzipPprof(p);
+    Status st = gz.ok() ? WriteFileAtomic(path, *gz) : gz.status();
+    // Disk full and the like: the whole window is tried again (rewriting is idempotent).
+    if (IsRetryable(st)) return st;
+    if (!st.ok()) {
+      fail(service, std::move(st));
+      continue;
+    }
+    written.push_back(service);
+  }
+  std::vector<std::string> touched;
+  uint64_t deleted = 0;
+  if (Status st = ApplyRetention(profile::WindowFileStem(window.start_ns), &touched, &deleted); !st.ok()) {
+    log::Warn("file sink: retention incomplete", {{"error", st}});
+  }
+  if (config_.views) {
+    for (const std::string& service : written) {
+      Status st = WriteViews(service);
+      if (IsRetryable(st)) return st;
+      if (!st.ok()) fail(service, std::move(st));
+      std::erase(touched, SafeFileName(service));
+    }
+  }
+  for (const std::string& dir : touched) {
+    // Services not in this window that lost files: rebuild their views (or remove them).
+    auto it = titles_.find(dir);
+    if (Status st = WriteViewsOf(dir, it != titles_.end() ? std::string_view(it->second) : dir); !st.ok()) {
+      log::Warn("file sink: cannot rebuild views after retention", {{"dir", dir}, {"error", st}});
+    }
+  }
+  if (!failed_.empty() && failed_.size() == window.Services().size()) {
+    failed_.clear();  // nothing delivered: the window fails as a whole
+    return first_error;
   }
   return OkStatus();
 }
 
+std::vector<SinkCounter> FileSink::Counters() const {
+  return {{.name = "fs_file_sink_deleted_files_total",
+           .help = "window files deleted by retention (exporter.file.retention.*)",
+           .labels = {},
+           .value = deleted_files_}};
+}
+
+uint64_t FileSink::ApplyRetention(std::string_view keep_stem) {
+  std::vector<std::string> touched;
+  uint64_t deleted = 0;
+  if (Status st = ApplyRetention(keep_stem, &touched, &deleted); !st.ok()) {
+    log::Warn("file sink: retention incomplete", {{"error", st}});
+  }
+  for (const std::string& dir : touched) {
+    auto it = titles_.find(dir);
+    (void)WriteViewsOf(dir, it != titles_.end() ? std::string_view(it->second) : dir);
+  }
+  return deleted;
+}
+
+Status FileSink::ApplyRetention(std::string_view keep_stem, std::vector<std::string>* touched,
+                                uint64_t* deleted) {
+  const auto max_age = config_.retention.max_age;
+  const uint64_t max_bytes = config_.retention.max_bytes;
+  if (max_age.count() <= 0 && max_bytes == 0) return OkStatus();
+  struct File {
+    fs::file_time_type mtime;
+    std::string path;
+    std::string dir;
+    uint64_t size = 0;
+  };
+  std::vector<File> files;
+  uint64_t total = 0;
+  const std::string keep = std::string(keep_stem) + std::string(kSuffix);
+  std::error_code ec;
+  for (const fs::directory_entry& d : fs::directory_iterator(config_.out_dir, ec)) {
+    const std::string dir = d.path().filename().string();
+    std::error_code dec;
+    if (dir.empty() || dir[0] == '.' || !d.is_directory(dec)) continue;
+    for (const fs::directory_entry& e : fs::directory_iterator(d.path(), dec)) {
+      const std::string name = e.path().filename().string();
+      if (name.size() <= kSuffix.size() || !name.ends_with(kSuffix) || name[0] == '.') continue;
+      std::error_code fec;
+      const uint64_t size = e.file_size(fec);
+      const fs::file_time_type mtime = e.last_write_time(fec);
+      if (fec) continue;  // gone meanwhile
+      total += size;
+      if (name == keep) continue;  // the window being written
+      files.push_back({mtime, e.path().string(), dir, size});
+    }
+  }
+  if (ec) return InternalError("list {}: {}", config_.out_dir, ec.message());
+  std::sort(files.begin(), files.end(), [](const File& a, const File& b) {
+    return std::tie(a.mtime, a.path) < std::tie(b.mtime, b.path);
+  });
+  const fs::file_time_type now = fs::file_time_type::clock::now();
+  Status first_error;
+  auto remove = [&](const File& f) {
+    std::error_code rec;
+    if (!fs::remove(f.path, rec) && rec) {
+      if (first_error.ok()) first_error = InternalError("delete {}: {}", f.path, rec.message());
+      return;
+    }
+    total -= std::min(total, f.size);
+    ++*deleted;
+    ++deleted_files_;
+    if (std::find(touched->begin(), touched->end(), f.dir) == touched->end()) touched->push_back(f.dir);
+  };
+  size_t i = 0;
+  if (max_age.count() > 0) {
+    for (; i < files.size() && now - files[i].mtime > max_age; ++i) remove(files[i]);
+  }
+  if (max_bytes > 0) {
+    for (; i < files.size() && total > max_bytes; ++i) remove(files[i]);
+  }
+  if (*deleted > 0) {
+    log::Info("file sink: retention deleted window files",
+              {{"files", static_cast<unsigned long long>(*deleted)},
+               {"bytes_left", static_cast<unsigned long long>(total)}});
+  }
+  return first_error;
+}
+
 Status FileSink::WriteViews(std::string_view service) {
-  const fs::path dir = fs::path(config_.out_dir) / SafeFileName(service);
+  return WriteViewsOf(SafeFileName(service), service);
+}
+
+Status FileSink::WriteViewsOf(const std::string& dir_name, std::string_view title) {
+  const fs::path dir = fs::path(config_.out_dir) / dir_name;
+  const std::string base = dir.string();
   std::vector<std::string> files;
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
@@ -266,6 +400,14 @@ Status FileSink::WriteViews(std::string_view service) {
     }
   }
   if (ec) return InternalError("list {}: {}", dir.string(), ec.message());
+  if (files.empty()) {
+    // Every window of the service is gone (retention): so are its views and its directory.
+    std::error_code rec;
+    fs::remove(base + ".folded", rec);
+    fs::remove(base + ".html", rec);
+    fs::remove(dir, rec);  // only when empty
+    return OkStatus();
+  }
   std::sort(files.begin(), files.end());
   if (config_.view_windows > 0 && files.size() > static_cast<size_t>(config_.view_windows)) {
     files.erase(files.begin(), files.end() - config_.view_windows);
@@ -282,9 +424,8 @@ Status FileSink::WriteViews(std::string_view service) {
     all.insert(all.end(), std::make_move_iterator(stacks.begin()),
                std::make_move_iterator(stacks.end()));
   }
-  const std::string base = (fs::path(config_.out_dir) / SafeFileName(service)).string();
   FS_RETURN_IF_ERROR(WriteFileAtomic(base + ".folded", profile::FoldedText(all)));
-  return WriteFileAtomic(base + ".html", RenderFlameGraphPage(service, all, config_.page_template));
+  return WriteFileAtomic(base + ".html", RenderFlameGraphPage(title, all, config_.page_template));
 }
 
 }  // namespace flamestream::sinks

@@ -96,7 +96,9 @@ std::vector<DeliveryQueue::Done> DeliveryQueue::Pump(std::chrono::steady_clock::
       break;
     }
     Response response = st.ok() ? Response{} : sink_.last_response();
-    done.push_back({std::move(queue_.front()), std::move(st), head_attempts_, std::move(response)});
+    std::vector<SeriesFailure> failed = st.ok() ? sink_.failed_series() : std::vector<SeriesFailure>{};
+    done.push_back({std::move(queue_.front()), std::move(st), head_attempts_, std::move(response),
+                    std::move(failed)});
     queue_.pop_front();
     head_attempts_ = 0;
     backoff_.Reset();

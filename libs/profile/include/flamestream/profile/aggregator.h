@@ -16,7 +16,9 @@
 // Series: service.name of the process (Process.service_name, learned by the correlator from the
 // process's spans; once seen, it is remembered for that process so later batches without it
 // do not split the process across two services), else the exe basename, else comm; plus
-// cluster, host (node), container id and pod uid unless the granularity is kService.
+// cluster, host (node), container id and pod uid unless the granularity is kService. Every
+// value is sanitized here (labels.h: control characters and invalid UTF-8 removed, length
+// capped with a hash suffix), once for all sinks.
 // Duplicates (the same batch id delivered twice) are dropped per window and series.
 #pragma once
 
@@ -34,6 +36,7 @@
 #include <vector>
 
 #include "flamestream/common/status.h"
+#include "flamestream/profile/labels.h"
 #include "flamestream/v1/samples.pb.h"
 
 namespace flamestream::profile {
@@ -215,6 +218,12 @@ struct Window {
   std::vector<SeriesInfo> series;
   absl::flat_hash_map<SeriesKey, uint32_t> series_index;
   absl::flat_hash_map<SampleKey, SampleValue> samples;
+  // Batch id -> (pid, series) of every process of that batch admitted to the window: which
+  // input samples made which series (a sink refusing one series dead-letters only those).
+  absl::flat_hash_map<std::string, std::vector<std::pair<uint32_t, uint32_t>>> batch_series;
+
+  // The series the samples of process `pid` of batch `batch_id` went to, or -1.
+  [[nodiscard]] int64_t SeriesOfBatchPid(const std::string& batch_id, uint32_t pid) const;
 
   // Index of the series, adding it when new (and reporting that through *added).
   uint32_t SeriesIndex(const SeriesKey& key, bool* added = nullptr);
@@ -230,6 +239,8 @@ struct AggregatorOptions {
   std::chrono::nanoseconds window = std::chrono::seconds(10);
   LabelPolicy labels;
   SeriesGranularity granularity = SeriesGranularity::kServiceHost;
+  // Caps and cleaning of series label values (labels.h), applied to every SeriesKey field.
+  LabelLimits label_limits;
 };
 
 // What Add() did with a batch.
@@ -267,19 +278,23 @@ class Aggregator {
   // Newest sample time seen (event time), 0 before the first sample.
   [[nodiscard]] int64_t max_event_time_ns() const { return max_event_ns_; }
   [[nodiscard]] const AggregatorOptions& options() const { return options_; }
+  // What label sanitizing changed: counted once per (window, series) and label changed.
+  [[nodiscard]] const LabelSanitizer& label_sanitizer() const { return sanitizer_; }
   // Window start of a timestamp.
   [[nodiscard]] int64_t WindowStart(int64_t timestamp_ns) const;
 
  private:
   struct BatchContext;
   Window& WindowAt(int64_t start_ns);
-  SeriesKey SeriesFor(const v1::SampleBatch& batch, const v1::Process* process);
+  // The series key (values sanitized); the LabelReason bits of what changed into *reasons.
+  SeriesKey SeriesFor(const v1::SampleBatch& batch, const v1::Process* process, uint32_t* reasons);
 
   AggregatorOptions options_;
   int64_t window_ns_;
   std::map<int64_t, std::unique_ptr<Window>> windows_;
   int64_t max_event_ns_ = 0;
   NewSeriesHook new_series_hook_;
+  LabelSanitizer sanitizer_;
   // (cluster/node/host_pid/start_ticks) -> service name learned from spans.
   absl::flat_hash_map<std::string, std::string> learned_services_;
 };

@@ -14,9 +14,19 @@
 // is complete, never partial. A replay (higher symbol epoch) replaces an older epoch's file
 // instead of merging; an older epoch never overwrites a newer one. The .folded and .html views
 // are regenerated from the newest `view_windows` .pb.gz files of the service after each write.
+//
+// A service whose files cannot be written (mkdir or write fails permanently) fails only its
+// own series (failed_series()); the window's other services are still written. Retention:
+// after each window, window files older than `retention.max_age` (by modification time) are
+// deleted, then the oldest ones until all window files take at most `retention.max_bytes`;
+// the files of the window being written are never deleted, and the views of every service
+// that lost files are rebuilt (or removed with the directory once it is empty), so a page only
+// shows windows that still exist.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +47,11 @@ struct FileSinkConfig {
   // The flame-graph page template (text); empty: the copy built into the binary. Filled by
   // LoadPageTemplate() from exporter.file.page_template or share/flamestream.
   std::string page_template;
+  // Retention of window files (exporter.file.retention.*): 0 = keep forever / unlimited.
+  struct Retention {
+    std::chrono::seconds max_age = std::chrono::hours(24 * 7);
+    uint64_t max_bytes = 0;
+  } retention;
 };
 
 class FileSink : public Sink {
@@ -49,17 +64,38 @@ class FileSink : public Sink {
   }
   void OnNewSeries(profile::Window& window, uint32_t series) override;
   Status Export(const profile::Window& window) override;
+  [[nodiscard]] std::vector<SeriesFailure> failed_series() const override { return failed_; }
+  [[nodiscard]] std::vector<SinkCounter> Counters() const override;
 
   // <out>/<service dir>/<stem>.pb.gz
   [[nodiscard]] std::string WindowPath(std::string_view service, int64_t start_ns) const;
   // Rebuilds <service>.folded and <service>.html from the service's .pb.gz files.
   Status WriteViews(std::string_view service);
+  // Applies the retention policy now, never deleting window files named `keep_stem`
+  // (WindowFileStem of the window being written); returns the files deleted.
+  uint64_t ApplyRetention(std::string_view keep_stem);
+  [[nodiscard]] uint64_t deleted_files() const { return deleted_files_; }
 
  private:
+  Status WriteViewsOf(const std::string& dir_name, std::string_view title);
+  Status ApplyRetention(std::string_view keep_stem, std::vector<std::string>* touched_dirs,
+                        uint64_t* deleted);
+
   FileSinkConfig config_;
+  std::vector<SeriesFailure> failed_;
+  uint64_t deleted_files_ = 0;
+  // Directory name -> service name, for page titles of services rebuilt after retention.
+  std::map<std::string, std::string> titles_;
 };
 
-// Service names as directory/file names: [A-Za-z0-9._-] kept, anything else becomes '_'.
+// Longest directory name SafeFileName() returns: leaves room in a 255-byte path component for
+// "<name>.folded", and for the temporary ".<name>.folded.tmp.<pid>" next to it.
+inline constexpr size_t kMaxSafeFileName = 200;
+
+// Service names as directory/file names: a name made only of [A-Za-z0-9._-] (not starting with
+// '.', at most kMaxSafeFileName bytes) is kept as it is; any other name becomes a slug (other
+// bytes -> '_', cut) + "-" + 8 hex digits of a hash of the whole name, so it is safe (no '/',
+// no "..", no NUL, fits a path component) and two names never share a directory.
 std::string SafeFileName(std::string_view service);
 
 // Writes `data` to `path` atomically (temp file in the same directory, fsync, rename, fsync of

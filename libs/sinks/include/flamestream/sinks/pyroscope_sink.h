@@ -12,6 +12,13 @@
 // Connect-Protocol-Version 1, X-Scope-OrgID when a tenant is set, basic auth or bearer token,
 // TLS with a CA file and client certificates. A 503/429 with Retry-After is retried no sooner
 // than asked (see DeliveryQueue).
+//
+// Label values come sanitized from the aggregator (profile/labels.h); the configured labels are
+// sanitized here once (names to [a-zA-Z_][a-zA-Z0-9_]*, values like series values, names of
+// built-in labels dropped) and capped so that a series carries at most `label_limits.max_labels`
+// labels, the built-in ones first (the configured ones sorted by name fill the rest).
+// A request refused for good (a 4xx) is split: each of its series is pushed alone, so one bad
+// series fails only itself (failed_series()); the others are delivered.
 #pragma once
 
 #include <chrono>
@@ -49,6 +56,8 @@ struct PyroscopeConfig {
   std::chrono::milliseconds timeout{10'000};
   // Series per Push request.
   int max_series_per_request = 64;
+  // Caps of the configured labels (value length, labels per series).
+  profile::LabelLimits label_limits;
 };
 
 class PyroscopeSink : public Sink {
@@ -65,19 +74,34 @@ class PyroscopeSink : public Sink {
   Status Export(const profile::Window& window) override;
   Status Start() override;
   [[nodiscard]] Response last_response() const override { return last_response_; }
+  [[nodiscard]] std::vector<SeriesFailure> failed_series() const override { return failed_; }
+  [[nodiscard]] std::vector<SinkCounter> Counters() const override;
 
  private:
-  PyroscopeConfig config_;
+  Status Push(const push::v1::PushRequest& request, const std::map<std::string, std::string>& headers);
+
+  PyroscopeConfig config_;  // labels sanitized and capped
+  profile::LabelSanitizer label_changes_;
   Response last_response_;
   std::unique_ptr<internal::HttpPoster> poster_;
-  // Requests of the window being retried that were already acknowledged, so a retry after a
-  // partial failure resumes instead of pushing (and counting) them twice.
+  // Series of the window being retried that were already acknowledged (or refused for good),
+  // so a retry after a partial failure resumes instead of pushing (and counting) them twice.
   int64_t progress_window_ = INT64_MIN;
-  size_t progress_done_ = 0;
+  std::vector<bool> progress_acked_;
+  std::vector<SeriesFailure> refused_;
+  std::vector<SeriesFailure> failed_;
 };
 
-// The Push requests for a window (exposed for tests and the DLQ payload).
-Result<std::vector<push::v1::PushRequest>> BuildPushRequests(const profile::Window& window,
-                                                             const PyroscopeConfig& config);
+// The configured labels as they are sent: names and values sanitized, built-in names removed,
+// at most max_labels minus the built-in labels (sorted by name). What changed is counted in
+// *changes when not null.
+std::map<std::string, std::string> SanitizedExtraLabels(const PyroscopeConfig& config,
+                                                        profile::LabelSanitizer* changes = nullptr);
+
+// The Push requests for a window (exposed for tests and the DLQ payload): every series, or
+// only `series` (indices into window.series) when given.
+Result<std::vector<push::v1::PushRequest>> BuildPushRequests(
+    const profile::Window& window, const PyroscopeConfig& config,
+    const std::vector<uint32_t>* series = nullptr);
 
 }  // namespace flamestream::sinks

@@ -23,6 +23,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "flamestream/common/status.h"
@@ -59,6 +60,22 @@ std::optional<std::chrono::milliseconds> ParseRetryAfter(
     std::string_view value,
     std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 
+// Series of a window the backend refused for good while the rest of the window was delivered
+// (Export() returned OK): only their input samples go to the window DLQ.
+struct SeriesFailure {
+  std::vector<uint32_t> series;  // indices into Window::series
+  Status status;                 // the permanent error
+  Response response;             // the refusal
+};
+
+// A counter a sink keeps (the exporter stage publishes it as a metric with a sink label).
+struct SinkCounter {
+  std::string name;  // e.g. fs_file_sink_deleted_files_total
+  std::string help;
+  std::vector<std::pair<std::string, std::string>> labels;  // besides sink=<name>
+  uint64_t value = 0;
+};
+
 class Sink {
  public:
   virtual ~Sink() = default;
@@ -71,7 +88,14 @@ class Sink {
   virtual void OnNewSeries(profile::Window& /*window*/, uint32_t /*series*/) {}
   // Delivers one closed window. Errors for which IsRetryable() is true mean "try the same
   // window again later"; any other error is permanent (the caller dead-letters the window).
+  // One series never fails a whole window: when the backend refuses some series for good and
+  // accepts others, Export() returns OK and failed_series() names the refused ones (a window
+  // whose every series is refused returns the error instead).
   virtual Status Export(const profile::Window& window) = 0;
+  // After an Export() that returned OK: the series refused permanently (empty = all delivered).
+  [[nodiscard]] virtual std::vector<SeriesFailure> failed_series() const { return {}; }
+  // Counters for metrics (monotonic; read from the exporter thread between Export() calls).
+  [[nodiscard]] virtual std::vector<SinkCounter> Counters() const { return {}; }
   // Checks the configuration and builds clients, so that a bad setting (unreadable TLS file,
   // bad URL) stops the service at start instead of dead-lettering every window.
   virtual Status Start() { return OkStatus(); }
@@ -123,6 +147,7 @@ class Backoff {
 //   queue.Push(std::move(window));
 //   for (DeliveryQueue::Done& d : queue.Pump(std::chrono::steady_clock::now())) {
 //     if (!d.status.ok()) WriteToDlq(*d.window, d.status);   // permanent failure
+//     for (const SeriesFailure& f : d.failed_series) WriteToDlq(*d.window, f);  // only those
 //     AckInputsOf(*d.window);                                  // either way: commit may advance
 //   }
 class DeliveryQueue {
@@ -132,6 +157,8 @@ class DeliveryQueue {
     Status status;  // OK = acknowledged; otherwise a permanent error (dead-letter the window)
     int attempts = 0;
     Response response;  // the refusal, when !status.ok()
+    // When status is OK: series refused for good (dead-letter only those), the rest delivered.
+    std::vector<SeriesFailure> failed_series;
   };
   DeliveryQueue(Sink& sink, RetryPolicy policy) : sink_(sink), policy_(policy), backoff_(policy) {}
 
