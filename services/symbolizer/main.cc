@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "flamestream/batch/batch.h"
 #include "flamestream/batch/filter.h"
 #include "flamestream/common/units.h"
 #include "flamestream/kafka/topics.h"
@@ -187,6 +188,7 @@ Status Run(const Config& cfg, service::Context& ctx) {
   int64_t from_ns = 0;
   int64_t to_ns = 0;
   std::string epoch;
+  uint64_t epoch_value = 0;
   if (cfg.replay) {
     const int64_t now = NowNs();
     FS_ASSIGN_OR_RETURN(from_ns, common::ParseTimestampNs(cfg.from, now));
@@ -200,7 +202,8 @@ Status Run(const Config& cfg, service::Context& ctx) {
     output_topic = kafka::topics::Replay(cfg.output_topic);
     mcfg.seek_to_timestamp_ms = (from_ns - cfg.max_spool_age.count()) / 1000000;
     mcfg.stop_when_caught_up = true;
-    epoch = std::to_string(cfg.epoch != 0 ? cfg.epoch : static_cast<uint64_t>(now / 1000000));
+    epoch_value = cfg.epoch != 0 ? cfg.epoch : static_cast<uint64_t>(now / 1000000);
+    epoch = std::to_string(epoch_value);
     for (const std::string& id : cfg.build_ids) {
       // Cached symbols and negative entries must go, or the replay repeats the old answer.
       if (!symbolizer->DropBuildId(id)) {
@@ -217,6 +220,8 @@ Status Run(const Config& cfg, service::Context& ctx) {
     if (!batch.ParseFromArray(msg.value().data(), static_cast<int>(msg.value().size()))) {
       return DataLoss("not a flamestream.v1.SampleBatch ({} bytes)", msg.value().size());
     }
+    // Before anything reads the columns (replay's time filter decodes every sample).
+    FS_RETURN_IF_ERROR(batch::Validate(batch).WithContext(batch::BatchIdString(batch.id())));
     kafka::Headers headers = msg.headers();
     if (cfg.replay) {
       size_t kept = 0;
@@ -224,7 +229,7 @@ Status Run(const Config& cfg, service::Context& ctx) {
       if (kept == 0) {
         return std::vector<stage::Output>{};
       }
-      batch.set_symbol_epoch(std::stoull(epoch));
+      batch.set_symbol_epoch(epoch_value);
       kafka::SetHeader(headers, "symbol-epoch", epoch);
     }
     symbols::BatchSymbolizeStats st;

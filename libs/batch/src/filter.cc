@@ -1,11 +1,14 @@
 #include "flamestream/batch/filter.h"
 
+#include "flamestream/batch/batch.h"
 #include "flamestream/batch/builder.h"
 #include "flamestream/batch/cursor.h"
 
 namespace flamestream::batch {
 
 Status KeepSamplesInRange(v1::SampleBatch& batch, int64_t from_ns, int64_t to_ns, size_t* kept) {
+  // Decoding the columns of a malformed batch would read out of bounds.
+  FS_RETURN_IF_ERROR(Validate(batch));
   const std::vector<SampleRow> rows = DecodeSamples(batch);
   std::vector<SampleInput> keep;
   keep.reserve(rows.size());

@@ -36,6 +36,22 @@ TEST(KeepSamplesInRange, KeepsExactlyTheSamplesInsideInclusiveBounds) {
   EXPECT_EQ(got, (std::vector<std::pair<int64_t, uint32_t>>{{500, 1}, {300, 3}, {700, 6}}));
 }
 
+// Replay filters by time before symbolizing: a malformed record (columns of different
+// lengths, a stack index past the table) must be refused, not decoded out of bounds.
+TEST(KeepSamplesInRange, RefusesAMalformedBatchInsteadOfDecodingIt) {
+  v1::SampleBatch short_column = MakeBatch({100, 200, 300});
+  short_column.mutable_samples()->mutable_tid()->RemoveLast();
+  v1::SampleBatch bad_stack = MakeBatch({100, 200});
+  bad_stack.mutable_samples()->set_stack_index(1, 999);
+  for (v1::SampleBatch* b : {&short_column, &bad_stack}) {
+    const std::string before = b->SerializeAsString();
+    size_t kept = 7;
+    Status s = KeepSamplesInRange(*b, 0, 1000, &kept);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s;
+    EXPECT_EQ(b->SerializeAsString(), before);
+  }
+}
+
 TEST(KeepSamplesInRange, AllOrNothing) {
   v1::SampleBatch batch = MakeBatch({10, 20});
   size_t kept = 0;

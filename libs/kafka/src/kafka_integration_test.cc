@@ -511,6 +511,69 @@ TEST(KafkaConsumer, PauseStopsAPartitionAndResumeRestartsIt) {
 
 // Range assignment keeps co-partitioned topics together: each member owns partition p of both
 // topics or of neither (the correlator's contract for samples and keyed spans).
+// A consumer that paused its input (the exporter while its sink is down, a stage under
+// backpressure) stays paused when a rebalance takes partitions away and hands them back: new
+// assignments come in paused until ResumeAll().
+TEST(KafkaConsumer, PauseAllHoldsAcrossARebalance) {
+  auto broker = StartBroker();
+  ASSERT_TRUE(broker);
+  const std::string topic = "pause-all";
+  ASSERT_TRUE(broker->Command("topic create pause-all 4").ok());
+  auto producer = MakeProducer(*broker);
+  ASSERT_NO_FATAL_FAILURE(ProduceAll(*producer, topic, 0, 40));
+
+  Result<std::unique_ptr<Consumer>> a = Consumer::Create(ConsumerCfg(*broker, "g-pause", {topic}));
+  ASSERT_TRUE(a.ok());
+  auto assigned_count = [](Consumer& c) {
+    Result<TopicPartitions> parts = c.Assignment();
+    return parts.ok() ? parts->size() : 0u;
+  };
+  int a_read = 0;
+  auto poll_a = [&] {
+    Result<std::optional<Message>> m = (*a)->Poll(20ms);
+    ASSERT_TRUE(m.ok());
+    a_read += m->has_value() ? 1 : 0;
+  };
+  auto deadline = Clock::now() + 20s;
+  while (assigned_count(**a) < 4 && Clock::now() < deadline) ASSERT_NO_FATAL_FAILURE(poll_a());
+  ASSERT_EQ(assigned_count(**a), 4u);
+  ASSERT_TRUE((*a)->PauseAll().ok());
+  const int before = a_read;  // what it read before pausing (likely some)
+
+  // B joins (A keeps 2 partitions), takes its share, and leaves (A gets all 4 back).
+  int b_read = 0;
+  {
+    Result<std::unique_ptr<Consumer>> b =
+        Consumer::Create(ConsumerCfg(*broker, "g-pause", {topic}));
+    ASSERT_TRUE(b.ok());
+    deadline = Clock::now() + 30s;
+    while (assigned_count(**b) == 0 && Clock::now() < deadline) {
+      ASSERT_NO_FATAL_FAILURE(poll_a());
+      Result<std::optional<Message>> m = (*b)->Poll(20ms);
+      ASSERT_TRUE(m.ok());
+    }
+    ASSERT_GT(assigned_count(**b), 0u);
+    for (int i = 0; i < 50; ++i) {
+      ASSERT_NO_FATAL_FAILURE(poll_a());
+      Result<std::optional<Message>> m = (*b)->Poll(20ms);
+      ASSERT_TRUE(m.ok());
+      b_read += m->has_value() ? 1 : 0;
+    }
+    ASSERT_TRUE((*b)->Close().ok());  // no commits: its records stay for A
+  }
+  deadline = Clock::now() + 30s;
+  while (assigned_count(**a) < 4 && Clock::now() < deadline) ASSERT_NO_FATAL_FAILURE(poll_a());
+  ASSERT_EQ(assigned_count(**a), 4u);
+  for (int i = 0; i < 50; ++i) ASSERT_NO_FATAL_FAILURE(poll_a());
+  EXPECT_EQ(a_read, before) << "records arrived while paused, through the rebalance";
+  EXPECT_GT(b_read, 0);
+
+  ASSERT_TRUE((*a)->ResumeAll().ok());
+  deadline = Clock::now() + 20s;
+  while (a_read < 40 && Clock::now() < deadline) ASSERT_NO_FATAL_FAILURE(poll_a());
+  EXPECT_EQ(a_read, 40);  // nothing was committed, so A reads all of it again in the end
+}
+
 TEST(KafkaGroup, RangeAssignmentCoLocatesPartitionsOfTwoTopics) {
   auto broker = StartBroker({.partitions = 4});
   ASSERT_TRUE(broker);
