@@ -14,15 +14,19 @@ cmake --build --preset default --target conservation_test flamestream-symbolizer
   flamestream-correlator flamestream-exporter flamestream-devbroker >/dev/null
 passed=0
 failed=0
+log=$(mktemp)
 for seed in "${seeds[@]}"; do
   echo "== seed $seed: $rounds rounds, $batches batches"
   if FS_BIN_DIR="$PWD/build/bin" FS_CONSERVATION_SEED="$seed" FS_CONSERVATION_ROUNDS="$rounds" \
-     FS_CONSERVATION_BATCHES="$batches" build/tests/conservation_test 2>&1 |
-     grep -E '^(conservation|round)|OK \]|FAILED|Failure' ; then
-    if [ "${PIPESTATUS[0]}" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+     FS_CONSERVATION_BATCHES="$batches" build/tests/conservation_test >"$log" 2>&1; then
+    passed=$((passed + 1))
   else
     failed=$((failed + 1))
+    echo "   full output: $log.$seed"
+    cp "$log" "$log.$seed"
   fi
+  grep -E '^(conservation|round)|OK \]|FAILED|Failure' "$log" || true
 done
+rm -f "$log"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
