@@ -474,6 +474,46 @@ TEST(AgentPrint, MissingCapabilitiesAreNamedInTheExitMessage) {
   EXPECT_EQ(out.find("CAP_SYS_PTRACE"), std::string::npos) << out;
 }
 
+// The capabilities k8s/base/agent/daemonset.yaml grants instead of privileged: with only
+// these in the bounding set (still uid 0, as in the pod), the agent samples a process and
+// names its kernel frames. Keep this list and the manifest's `capabilities.add` the same.
+constexpr const char* kAgentCapabilities[] = {"BPF",      "PERFMON", "SYS_PTRACE",
+                                              "SYS_RESOURCE", "SYSLOG", "DAC_READ_SEARCH"};
+
+TEST(AgentPrint, SamplesWithOnlyTheCapabilitiesTheManifestGrants) {
+  SKIP_UNLESS_PRIVILEGED();
+  std::string bounding = "-all";
+  for (const char* cap : kAgentCapabilities) bounding += ",+" + common::ToLower(cap);
+  const std::string exe = "fs-workload-syscalls";
+  Child w = Child::Spawn({BinPath(exe), "10"});
+  std::vector<std::string> args = {"/usr/bin/setpriv", "--bounding-set", bounding, "--"};
+  for (const std::string& a : AgentArgs(w.pid(), "3s", 99)) args.push_back(a);
+  int status = -1;
+  const std::string out = RunToCompletion(args, &status);
+  EXPECT_EQ(status, 0) << out.substr(0, 2000);
+  uint64_t total = 0, named_kernel = 0, user = 0;
+  for (const FoldedLine& l : ParseFolded(out)) {
+    total += l.count;
+    bool k = false, u = false;
+    for (size_t i = 1; i < l.frames.size(); ++i) {
+      k = k || (l.frames[i].ends_with("_[k]") && !l.frames[i].starts_with("0x"));
+      u = u || l.frames[i].starts_with(exe + "+0x");
+    }
+    named_kernel += k ? l.count : 0;
+    user += u ? l.count : 0;
+  }
+  ASSERT_GT(total, 50u) << out.substr(0, 2000);
+  EXPECT_GE(named_kernel * 100, total * 50);  // CAP_SYSLOG: kallsyms has real addresses
+  EXPECT_GE(user * 100, total * 90);          // CAP_SYS_PTRACE: its maps are readable
+  // And the manifest names exactly these.
+  std::ifstream in(std::string(FS_SOURCE_DIR) + "/k8s/base/agent/daemonset.yaml");
+  const std::string manifest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* cap : kAgentCapabilities) {
+    EXPECT_NE(manifest.find(std::string("- ") + cap + "\n"), std::string::npos) << cap;
+  }
+  EXPECT_EQ(manifest.find("privileged: true"), std::string::npos);
+}
+
 TEST(AgentPrint, BadFlagsExitWithStatus2) {
   int status = 0;
   RunToCompletion({BinPath("flamestream-agent"), "--print", "--frequency", "0"}, &status);

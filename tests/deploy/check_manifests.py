@@ -11,7 +11,7 @@ pods and Service target ports exist; probes point at declared ports; volume moun
 volumes; KEDA ScaledObjects target existing workloads, read brokers the target really has and
 watch declared topics; KafkaTopics are valid, match topics.h, and samples and keyed spans share
 one partition count; MirrorMaker 2 keeps topic names (IdentityReplicationPolicy). On the
-docker-compose render: scalable stages publish no host ports, the agent is privileged in the
+docker-compose render: scalable stages publish no host ports, the agent has its named capabilities in the
 host pid namespace, topics created by deploy/kafka/create-topics.sh match topics.h, the
 Collector writes otlp_spans as otlp_proto and sets pyroscope.profile.id, Grafana links traces to
 profiles, build targets exist in the Dockerfile and only the agent image runs as root. With
@@ -520,8 +520,11 @@ def check_compose(report, root, compose_path, topics_file, topics, stages):
         if "topic-init" not in (s.get("depends_on") or {}):
             report.error(f"{where} service {svc}", "does not wait for topic-init")
     agent = services.get("agent") or {}
-    if not agent.get("privileged"):
-        report.error(f"{where} service agent", "must be privileged (eBPF)")
+    agent_caps = {"BPF", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE", "SYSLOG", "DAC_READ_SEARCH"}
+    if agent.get("privileged"):
+        report.error(f"{where} service agent", "is privileged; grant the named capabilities")
+    if set(agent.get("cap_add") or []) != agent_caps:
+        report.error(f"{where} service agent", f"cap_add must be exactly {sorted(agent_caps)}")
     if agent.get("pid") != "host":
         report.error(f"{where} service agent", "must use pid: host")
     targets = {(v.get("target") if isinstance(v, dict) else str(v).split(":")[1]) for v in agent.get("volumes") or []}
