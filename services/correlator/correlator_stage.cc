@@ -208,6 +208,7 @@ struct CorrelatorStage::State {
   obs::StageMetrics metrics;
   kafka::AckTracker acks;
   stage::FailureLatch failure;
+  stage::RefusedOutputs refused;
   std::unique_ptr<kafka::Producer> producer;
   std::unique_ptr<kafka::DlqWriter> dlq;
   std::unique_ptr<kafka::Consumer> consumer;
@@ -575,13 +576,47 @@ struct CorrelatorStage::State {
     }
     b.mutable_batch().set_stage(v1::STAGE_CORRELATED);
     const v1::SampleBatch out = b.Finish();
-    std::string value = out.SerializeAsString();
-    Status s = stage::ProduceAcked(*producer, {config.samples_topic, partition, pb.offset},
-                                   Clock::now(), config.output_topic, pb.key, value, pb.headers,
-                                   metrics, acks, failure);
-    if (!s.ok()) {
-      metrics.Errors("produce").Inc();
-      failure.Set(s.WithContext("produce"));
+    const stage::InputPosition in{config.samples_topic, partition, pb.offset};
+    Result<std::vector<stage::Output>> pieces = stage::FitOutput(
+        {config.output_topic, pb.key, out.SerializeAsString(), pb.headers},
+        producer->max_message_bytes(), config.split);
+    if (!pieces.ok()) {
+      // The input was read long ago (held for the watermark): a reference record to it.
+      metrics.Errors("too_large").Inc();
+      const kafka::FailedRecord record{in.topic, in.partition, in.offset, pb.key, "", pb.headers};
+      Status s = dlq->Write(record, pieces.error(), [this, in](const kafka::DeliveryReport& r) {
+        if (r.status.ok()) {
+          metrics.dlq_records.Inc();
+          acks.Ack(in.topic, in.partition, in.offset);
+        } else {
+          failure.Set(r.status.WithContext("DLQ delivery failed"));
+        }
+      });
+      if (!s.ok()) failure.Set(s.WithContext("DLQ produce"));
+      return;
+    }
+    if (pieces->size() > 1) {
+      acks.Extend(in.topic, in.partition, in.offset, static_cast<uint32_t>(pieces->size() - 1));
+    }
+    for (const stage::Output& piece : *pieces) {
+      Status s = stage::ProduceAcked(*producer, in, Clock::now(), piece.topic, piece.key,
+                                     piece.value, piece.headers, metrics, acks, failure, &refused);
+      if (s.code() == StatusCode::kOutOfRange) {
+        refused.Push({in, piece});  // over the limit after all: split like a refusal
+      } else if (!s.ok()) {
+        metrics.Errors("produce").Inc();
+        failure.Set(s.WithContext("produce"));
+      }
+    }
+  }
+
+  // Outputs the broker refused as too large: sent again in halves (stage/oversize.h).
+  void ProduceRefused() {
+    if (refused.empty()) return;
+    if (Status s = stage::ProduceRefused(refused, config.split, *producer, *dlq, metrics, acks,
+                                         failure);
+        !s.ok()) {
+      failure.Set(s.WithContext("produce split output"));
     }
   }
 
@@ -1053,6 +1088,7 @@ Status CorrelatorStage::Run(service::Context& ctx) {
       last_pending_refresh = Clock::now();
     }
     st.Advance(/*flush=*/false);
+    st.ProduceRefused();
     if (Clock::now() - last_commit >= config_.commit_interval) {
       if (Status s = st.Commit(); !s.ok()) {
         log::Warn("commit failed; will retry", {{"stage", config_.stage_name}, {"error", s}});
@@ -1087,6 +1123,10 @@ Status CorrelatorStage::Run(service::Context& ctx) {
                          {"outstanding", st.producer->OutstandingCount()}});
   if (Status s = st.producer->Flush(config_.drain_timeout); !s.ok() && result.ok()) {
     result = s.WithContext("flush on drain");
+  }
+  for (int round = 0; round < 32 && !st.refused.empty(); ++round) {
+    st.ProduceRefused();
+    (void)st.producer->Flush(config_.drain_timeout);
   }
   if (Status s = st.Commit(); !s.ok()) {
     log::Warn("commit on drain failed", {{"stage", config_.stage_name}, {"error", s}});

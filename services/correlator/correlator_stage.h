@@ -37,6 +37,8 @@
 //   Abandon() instead makes the next stop behave like a crash (tests).
 #pragma once
 
+#include "flamestream/stage/oversize.h"
+
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -78,6 +80,9 @@ struct StageConfig {
   std::chrono::milliseconds caught_up_idle{3000};
   // Metrics label and DLQ `stage` header.
   std::string stage_name = "correlator";
+  // Splits an output batch larger than Kafka takes (batch::SplitSerializedBatch); one that
+  // cannot be split becomes a DLQ reference record to its input (stage/oversize.h).
+  stage::Splitter split;
 };
 
 // Applies replay mode: `.replay` input and output topics and the `<group>-replay` group; the
