@@ -1,6 +1,7 @@
 #include "flamestream/batch/batch.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace flamestream::batch {
 namespace {
@@ -148,7 +149,8 @@ Status Validate(const v1::SampleBatch& batch) {
 }
 
 std::string BatchIdString(const v1::BatchId& id) {
-  return fmt::format("{}/{}", id.agent_id(), id.sequence());
+  if (id.part_size() == 0) return fmt::format("{}/{}", id.agent_id(), id.sequence());
+  return fmt::format("{}/{}#{}", id.agent_id(), id.sequence(), fmt::join(id.part(), "."));
 }
 
 const v1::Mapping* MappingOf(const v1::SampleBatch& batch, const v1::Location& loc) {

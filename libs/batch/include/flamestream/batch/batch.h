@@ -35,6 +35,8 @@ namespace v1 = ::flamestream::v1;
 [[nodiscard]] Status Validate(const v1::SampleBatch& batch);
 
 // "agent_id/sequence", e.g. "prod/node-1/4f2a/1234"; used in logs, DLQ headers and dedup keys.
+// A piece of a split batch (BatchId.part, see split.h) appends its part path after '#':
+// "prod/node-1/4f2a/1234#2", and "...#2.1" for a piece of that piece.
 [[nodiscard]] std::string BatchIdString(const v1::BatchId& id);
 
 // The mapping of a location, or nullptr when it has none (mapping_index 0). Requires a
