@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "flamestream/batch/batch.h"
+#include "flamestream/batch/split.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/kafka/topics.h"
 #include "flamestream/log/log.h"
@@ -23,6 +24,8 @@ constexpr std::string_view kNextSequenceFile = "next-sequence";
 // Sequences reserved at a time in the next-sequence file: after a crash the next run starts
 // past every sequence this one may have used (a gap, never a reused batch id).
 constexpr uint64_t kSequenceLease = 1024;
+// What a raw record costs against message.max.bytes beyond its value (key, framing).
+constexpr size_t kRecordOverhead = 512;
 
 int64_t WallNowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -238,7 +241,49 @@ void Publisher::ToSpool(uint64_t sequence, const std::string& bytes) {
   UpdateSpoolMetrics();
 }
 
+void Publisher::SendInPieces(uint64_t sequence, const std::string& bytes, size_t max_bytes) {
+  Result<std::vector<v1::SampleBatch>> pieces = [&]() -> Result<std::vector<v1::SampleBatch>> {
+    v1::SampleBatch b;
+    if (!b.ParseFromString(bytes)) return DataLoss("not a SampleBatch");
+    return batch::SplitBatch(b, max_bytes);
+  }();
+  if (!pieces.ok() || pieces->size() < 2) {
+    const Status why = pieces.ok() ? OutOfRange("cannot be split further") : pieces.error();
+    stats_.dropped.fetch_add(1);
+    m_.dropped->Inc();
+    log::Error("batch lost: too large for Kafka and cannot be split",
+               {{"sequence", sequence}, {"bytes", bytes.size()}, {"max_bytes", max_bytes},
+                {"error", why}});
+    return;
+  }
+  // The agent numbers batches, so each piece is a batch of its own (no part path).
+  const uint64_t first = encoder_->ReserveSequences(pieces->size() - 1);
+  std::deque<InFlight> front;
+  for (size_t i = 0; i < pieces->size(); ++i) {
+    v1::SampleBatch& piece = (*pieces)[i];
+    const uint64_t seq = i == 0 ? sequence : first + i - 1;
+    piece.mutable_id()->clear_part();
+    piece.mutable_id()->set_sequence(seq);
+    front.push_back({seq, false, piece.SerializeAsString(), batch::SampleCount(piece)});
+  }
+  log::Warn("batch too large for Kafka; sending it in pieces",
+            {{"sequence", sequence}, {"bytes", bytes.size()}, {"pieces", pieces->size()},
+             {"max_bytes", max_bytes}});
+  stats_.next_sequence = std::max<uint64_t>(stats_.next_sequence, first + pieces->size() - 1);
+  if (first + pieces->size() >= reserved_sequence_) {  // a crash must not reuse them
+    reserved_sequence_ = first + pieces->size() + kSequenceLease;
+    SaveSequence(reserved_sequence_);
+  }
+  for (auto it = front.rbegin(); it != front.rend(); ++it) backlog_.push_front(std::move(*it));
+}
+
 void Publisher::ProduceBatch(uint64_t sequence, std::string bytes, int samples, bool from_spool) {
+  if (bytes.size() + kRecordOverhead > producer_->max_message_bytes()) {
+    if (from_spool) (void)spool_->Remove(sequence);
+    SendInPieces(sequence, bytes, producer_->max_message_bytes() - kRecordOverhead);
+    UpdateSpoolMetrics();
+    return;
+  }
   std::weak_ptr<Mailbox> weak = mail_;
   Status s =
       producer_->Produce(kafka::topics::kSamplesRaw, key_, bytes, {},
@@ -377,6 +422,20 @@ void Publisher::HandleAck(Ack& ack) {
     std::deque<std::pair<std::string, std::optional<std::string>>> retry;
     retry.swap(process_retry_);
     for (auto& [k, v] : retry) ProduceProcess(std::move(k), std::move(v));
+    return;
+  }
+  if (ack.status.code() == StatusCode::kOutOfRange) {
+    // The broker refuses it as too large (its limit is below ours): it would fail the same
+    // way from the spool forever. Send it in halves instead.
+    std::string bytes = std::move(done.bytes);
+    if (done.from_spool) {
+      if (std::optional<Spool::Entry> head = spool_->Front(); head && head->sequence == done.sequence) {
+        bytes = std::move(head->bytes);
+      }
+      (void)spool_->Remove(done.sequence);
+      UpdateSpoolMetrics();
+    }
+    SendInPieces(done.sequence, bytes, bytes.size() / 2);
     return;
   }
   if (!outage_logged_) {

@@ -172,6 +172,11 @@ class Publisher : public SampleSink {
   void ToSpool(uint64_t sequence, const std::string& bytes);
   void SpillBacklog();
   void ProduceBatch(uint64_t sequence, std::string bytes, int samples, bool from_spool);
+  // A batch Kafka will never take whole (over message.max.bytes, or refused by the broker as
+  // too large): sent as pieces of at most `max_bytes`, each with a fresh sequence, ahead of
+  // the backlog; dropped (counted) when one sample alone does not fit. Never spooled, so it
+  // cannot block the spool's head.
+  void SendInPieces(uint64_t sequence, const std::string& bytes, size_t max_bytes);
   // `value` nullopt produces a tombstone (null value).
   void ProduceProcess(std::string key, std::optional<std::string> value);
   void RetryProcess(std::string key, std::optional<std::string> value);

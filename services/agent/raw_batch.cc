@@ -144,6 +144,17 @@ std::optional<v1::SampleBatch> RawBatchEncoder::Flush() {
   return b;
 }
 
+uint64_t RawBatchEncoder::ReserveSequences(uint64_t n) {
+  std::lock_guard lock(mu_);
+  const uint64_t first = sequence_;
+  sequence_ += n;
+  if (header_set_) {
+    // The batch being built already carries the old next sequence: move it past the pieces.
+    builder_.mutable_batch().mutable_id()->set_sequence(sequence_);
+  }
+  return first;
+}
+
 size_t RawBatchEncoder::pending_samples() const {
   std::lock_guard lock(mu_);
   return builder_.sample_count();

@@ -51,6 +51,9 @@ class RawBatchEncoder : public SampleSink {
   // sample arrived since the last flush.
   std::optional<v1::SampleBatch> Flush();
   [[nodiscard]] size_t pending_samples() const;
+  // `n` fresh sequence numbers (the first is returned) for pieces of a batch too large to
+  // send whole; the next batch comes after them.
+  uint64_t ReserveSequences(uint64_t n);
 
  private:
   uint32_t UserLocation(const UserFrame& f);
