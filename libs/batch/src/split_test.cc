@@ -359,6 +359,29 @@ TEST(SplitBatch, HundredThousandSamplesSplitQuickly) {
               batch.ByteSizeLong(), pieces->size(), seconds * 1e3);
 }
 
+TEST(SplitBatch, CompactTimesOffTheUnitStayExact) {
+  // Another writer's compact batch whose base is not a multiple of timestamp_unit_ns: every
+  // sample time is off the unit, and re-encoding with that unit would round them down.
+  v1::SampleBatch batch = BuildBatch(
+      {.samples = 2'000, .stacks = 200, .encoding = {.compact = true, .timestamp_unit_ns = 1000}});
+  batch.set_base_timestamp_ns(batch.base_timestamp_ns() + 7);
+  ASSERT_EQ(Validate(batch), OkStatus());
+  Result<std::vector<v1::SampleBatch>> pieces = SplitBatch(batch, batch.ByteSizeLong() / 3);
+  ASSERT_TRUE(pieces.ok()) << pieces.status();
+  ASSERT_GE(pieces->size(), 3u);
+  std::vector<std::string> got;
+  for (const v1::SampleBatch& p : *pieces) {
+    ASSERT_EQ(Validate(p), OkStatus());
+    EXPECT_TRUE(EncodingOf(p).compact);
+    EXPECT_EQ(p.timestamp_unit_ns(), 1) << "exact unit instead of rounding";
+    for (std::string& s : ResolvedSamples(p)) got.push_back(std::move(s));
+  }
+  std::vector<std::string> want = ResolvedSamples(batch);
+  std::sort(want.begin(), want.end());
+  std::sort(got.begin(), got.end());
+  EXPECT_TRUE(want == got);
+}
+
 // One sample whose stack alone is larger than max_bytes.
 v1::SampleBatch BatchWithHugeSample(int small_samples) {
   BatchBuilder b;
