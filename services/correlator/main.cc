@@ -1,5 +1,6 @@
 // flamestream-correlator: joins symbolized samples with trace spans (see ARCHITECTURE.md).
 #include "correlator_stage.h"
+#include "flamestream/batch/split.h"
 #include "span_intake.h"
 #include "flamestream/log/log.h"
 #include "flamestream/service/service.h"
@@ -59,6 +60,10 @@ struct CorrelatorConfig {
     c.join.max_held_samples = max_held_samples;
     c.max_in_flight = max_in_flight;
     c.drain_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(drain_timeout);
+    // Correlated batches grow (spans, service names): one over the message limit is split.
+    c.split = [](std::string_view value, size_t max_bytes) {
+      return flamestream::batch::SplitSerializedBatch(value, max_bytes);
+    };
     if (replay) {
       correlator::ApplyReplayMode(c);
     }

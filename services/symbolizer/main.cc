@@ -8,6 +8,7 @@
 
 #include "flamestream/batch/batch.h"
 #include "flamestream/batch/filter.h"
+#include "flamestream/batch/split.h"
 #include "flamestream/common/units.h"
 #include "flamestream/kafka/topics.h"
 #include "flamestream/log/log.h"
@@ -183,6 +184,11 @@ Status Run(const Config& cfg, service::Context& ctx) {
   mcfg.input_topics = {cfg.input_topic};
   mcfg.kafka = cfg.kafka;
   mcfg.max_in_flight = cfg.max_in_flight;
+  // Symbolized batches are several times their raw size (lines, inlined frames): one over
+  // the message limit is split by samples; one sample that cannot fit goes to the DLQ.
+  mcfg.split = [](std::string_view value, size_t max_bytes) {
+    return batch::SplitSerializedBatch(value, max_bytes);
+  };
   std::string output_topic = cfg.output_topic;
 
   int64_t from_ns = 0;
