@@ -111,6 +111,7 @@ class Symbolizer::Impl {
   std::atomic<uint64_t> searches_{0};
   std::atomic<uint64_t> shared_negative_hits_{0};
   std::atomic<uint64_t> pending_debuginfo_{0};
+  std::atomic<size_t> negative_entries_{0};  // negative_.size(), for stats() without the lock
 };
 
 void Symbolizer::Impl::PutNegative(const std::string& key,
@@ -122,6 +123,7 @@ void Symbolizer::Impl::PutNegative(const std::string& key,
     }
   }
   negative_[key] = {now + config_.negative_ttl, std::move(error)};
+  negative_entries_.store(negative_.size(), std::memory_order_relaxed);
 }
 
 template <typename LocateFn>
@@ -138,6 +140,7 @@ Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key,
       return it->second.error;
     }
     negative_.erase(it);
+    negative_entries_.store(negative_.size(), std::memory_order_relaxed);
   }
   Result<DebugFiles> files = locate();
   if (!files.ok() && IsPendingDownload(files.error())) {
@@ -460,6 +463,7 @@ bool Symbolizer::Impl::DropBuildId(std::string_view build_id) {
   std::lock_guard<std::mutex> lock(resolve_mu_);
   std::string key = BuildIdKey(build_id);
   negative_.erase(key);
+  negative_entries_.store(negative_.size(), std::memory_order_relaxed);
   if (auto it = module_index_.find(key); it != module_index_.end()) {
     open_bytes_ -= it->second->module->bytes();
     modules_.erase(it->second);
@@ -486,7 +490,7 @@ Symbolizer::Stats Symbolizer::Impl::stats() const {
     s.worker_crashes = worker_->crashes();
   }
   s.open_files = module_index_.size();
-  s.negative_entries = negative_.size();
+  s.negative_entries = negative_entries_.load(std::memory_order_relaxed);
   s.open_bytes = open_bytes_;
   return s;
 }

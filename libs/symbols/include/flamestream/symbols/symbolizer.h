@@ -109,7 +109,9 @@ class Symbolizer {
   std::vector<LocationPtr> ResolveBatch(std::span<const FrameRequest> frames);
 
   // Resolve mode, llvm-symbolizer's semantics: `address` is an ELF virtual address in the file
-  // at `path` (debug info located from it). Errors name the file or build id.
+  // at `path` (debug info located from it). Errors name the file or build id. These calls (and
+  // the offset ones below) wait for a debuginfod download they need, holding the resolution
+  // lock: meant for resolve mode, not next to a stage's ResolveBatch.
   [[nodiscard]] Result<Location> ResolvePathAddress(const std::string& path, uint64_t address);
   // The same for a build id; `path_hint` may be empty.
   [[nodiscard]] Result<Location> ResolveBuildIdAddress(std::string_view build_id,
