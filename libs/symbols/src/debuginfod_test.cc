@@ -230,6 +230,37 @@ TEST(DebuginfodAsync, SlowServerDoesNotHoldTheBatchAndTheFrameResolvesLater) {
   EXPECT_EQ(server.requests(self.elf.build_id, "debuginfo"), 1);
 }
 
+// The deadline is spent once per build id: a batch after the one that waited for a pending
+// download returns at once instead of waiting again.
+TEST(DebuginfodAsync, APendingBuildIdIsWaitedForOnlyOnce) {
+  const Self& self = SelfInfo();
+  ASSERT_FALSE(self.elf.build_id.empty());
+  FakeDebuginfod server(self.elf.build_id, self.bytes, std::chrono::milliseconds(5000));
+  DebuginfodEnv env(server.url());
+  SymbolizerConfig config = OnlyDebuginfod();
+  config.debuginfod_batch_deadline = std::chrono::milliseconds(1500);
+  auto sym = Symbolizer::Create(config);
+  ASSERT_TRUE(sym.ok()) << sym.error();
+  const std::vector<FrameRequest> frames = {
+      {.build_id = self.elf.build_id, .file_offset = self.offset}};
+  auto start = Clock::now();
+  auto out = (*sym)->ResolveBatch(frames);
+  const double first = Seconds(Clock::now() - start);
+  EXPECT_FALSE(out[0]->resolved);
+  EXPECT_GE(first, 1.2) << "the first batch should wait for the download up to its deadline";
+  EXPECT_LT(first, 3.5);
+  start = Clock::now();
+  out = (*sym)->ResolveBatch(frames);
+  const double second = Seconds(Clock::now() - start);
+  EXPECT_FALSE(out[0]->resolved);
+  EXPECT_LT(second, 0.75) << "the second batch waited again for the same download";
+  EXPECT_EQ((*sym)->stats().pending_debuginfo, 2u);
+  // Shutdown aborts the running download instead of waiting for it.
+  start = Clock::now();
+  sym->reset();
+  EXPECT_LT(Seconds(Clock::now() - start), 2.5) << "the destructor waited for the download";
+}
+
 // A download that finishes within the deadline is used by the batch that started it.
 TEST(DebuginfodAsync, FastServerResolvesWithinTheBatch) {
   const Self& self = SelfInfo();

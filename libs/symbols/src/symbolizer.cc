@@ -100,6 +100,10 @@ class Symbolizer::Impl {
   absl::flat_hash_map<std::string, std::list<OpenModule>::iterator> module_index_;
   uint64_t open_bytes_ = 0;
   absl::flat_hash_map<std::string, NegativeEntry> negative_;
+  // Files (build ids) whose debuginfod download a batch found pending, since when: each is
+  // waited for at most debuginfod_batch_deadline in total, so a slow download does not slow
+  // every batch after it. Bounded (cleared when it outgrows the download queue).
+  absl::flat_hash_map<std::string, std::chrono::steady_clock::time_point> pending_since_;
 
   std::atomic<uint64_t> lru_hits_{0};
   std::atomic<uint64_t> shared_hits_{0};
@@ -382,7 +386,9 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
       }
       // Files whose debuginfod download is pending are retried whenever a download finishes,
       // until the batch deadline; the lock is not held while waiting.
-      const auto deadline = std::chrono::steady_clock::now() + config_.debuginfod_batch_deadline;
+      const auto batch_deadline =
+          std::chrono::steady_clock::now() + config_.debuginfod_batch_deadline;
+      auto deadline = batch_deadline;
       std::vector<std::string_view> todo = std::move(file_order);
       std::vector<std::string_view> pending;
       std::vector<uint64_t> offsets;
@@ -396,6 +402,8 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
           if (first_round) {
             CheckSharedNegatives(build_ids);
           }
+          const auto now = std::chrono::steady_clock::now();
+          std::chrono::steady_clock::time_point wait_for_pending = now;
           for (std::string_view file : todo) {
             std::vector<size_t>& idx = by_file[file];
             if (first_round) {
@@ -408,7 +416,16 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
             }
             if (!ResolveFile(frames[idx.front()], offsets, locs, cacheable)) {
               pending.push_back(file);
+              if (pending_since_.size() > 2 * config_.locator.debuginfod_max_pending + 1024) {
+                pending_since_.clear();
+              }
+              auto since = pending_since_.try_emplace(std::string(file), now).first->second;
+              wait_for_pending =
+                  std::max(wait_for_pending, since + config_.debuginfod_batch_deadline);
               continue;
+            }
+            if (!pending_since_.empty()) {
+              pending_since_.erase(std::string(file));
             }
             for (size_t j = 0; j < idx.size(); ++j) {
               const size_t i = idx[j];
@@ -419,6 +436,7 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
               }
             }
           }
+          deadline = std::min(batch_deadline, wait_for_pending);
         }
         if (pending.empty() || std::chrono::steady_clock::now() >= deadline ||
             !locator_.WaitForDownloads(generation, deadline)) {

@@ -74,7 +74,9 @@ struct SymbolizerConfig {
   // The longest one ResolveBatch waits for debuginfod downloads its frames need (they run on
   // the locator's worker pool, LocatorConfig::debuginfod_*). Frames whose download is still
   // pending then come back unresolved, are counted (Stats::pending_debuginfo) and are not
-  // cached: a later batch names them once the download finished. 0: never wait. The
+  // cached: a later batch names them once the download finished. Each build id is waited
+  // for at most this long in total, by the batches that find it pending (a slow download
+  // does not slow every batch after the first). 0: never wait. The
   // single-address calls (resolve mode) wait for the download itself.
   std::chrono::nanoseconds debuginfod_batch_deadline = std::chrono::seconds(2);
   // Negative entries (build ids found nowhere, corrupt files) kept at most; expired ones go
