@@ -17,6 +17,7 @@
 #include "flamestream/symbols/batch_symbolizer.h"
 #include "flamestream/symbols/redis_cache.h"
 #include "flamestream/symbols/symbolizer.h"
+#include "collector_scope.h"
 #include "resolve_mode.h"
 
 namespace flamestream::symbolizer {
@@ -34,6 +35,11 @@ struct Config {
   bool host_paths = true;
   std::vector<std::string> debug_dirs = {"/usr/lib/debug"};
   bool debuginfod = true;
+  int debuginfod_concurrency = 4;
+  config::Bytes debuginfod_max_size{1ULL << 30};
+  std::chrono::nanoseconds debuginfod_timeout = std::chrono::minutes(3);
+  std::chrono::nanoseconds debuginfod_batch_deadline = std::chrono::seconds(2);
+  int debuginfod_max_pending = 1024;
   config::Bytes lru{256ULL << 20};
   std::chrono::nanoseconds negative_ttl = std::chrono::minutes(5);
   std::chrono::nanoseconds dwarf_timeout = std::chrono::seconds(60);
@@ -71,6 +77,18 @@ struct Config {
           "debug directories (build-id layout and .gnu_debuglink)", "--debug-dir");
     s.Add("symbolizer.debuginfod", &debuginfod,
           "ask the debuginfod servers in DEBUGINFOD_URLS for unknown build ids");
+    s.Add("symbolizer.debuginfod.concurrency", &debuginfod_concurrency,
+          "debuginfod downloads running at once (off the consume path; one per build id)");
+    s.Add("symbolizer.debuginfod.max_size", &debuginfod_max_size,
+          "largest debug file or executable downloaded from debuginfod (larger ones are "
+          "aborted and negatively cached)");
+    s.Add("symbolizer.debuginfod.timeout", &debuginfod_timeout,
+          "one debuginfod download is aborted after this long (then negatively cached)");
+    s.Add("symbolizer.debuginfod.batch_deadline", &debuginfod_batch_deadline,
+          "the longest one batch waits for debuginfod downloads; frames still pending stay "
+          "unresolved and are named by a later batch or replay (0 = never wait)");
+    s.Add("symbolizer.debuginfod.max_pending", &debuginfod_max_pending,
+          "debuginfod downloads queued or running; more unknown build ids wait for a slot");
     s.Add("symbolizer.lru_size", &lru, "in-process cache of resolved locations, in bytes");
     s.Add("symbolizer.negative_ttl", &negative_ttl,
           "how long a build id found nowhere stays unresolvable before it is looked up again");
@@ -101,6 +119,17 @@ struct Config {
           "symbol-epoch written on replay output (0 = the replay's start time in ms)");
     s.Require("symbolizer.dwarf_timeout", [this] { return dwarf_timeout.count() > 0; },
               "a positive duration");
+    s.Require("symbolizer.debuginfod.concurrency",
+              [this] { return debuginfod_concurrency >= 1 && debuginfod_concurrency <= 64; },
+              "1 to 64");
+    s.Require("symbolizer.debuginfod.max_size", [this] { return debuginfod_max_size.value > 0; },
+              "a positive size");
+    s.Require("symbolizer.debuginfod.timeout", [this] { return debuginfod_timeout.count() > 0; },
+              "a positive duration");
+    s.Require("symbolizer.debuginfod.batch_deadline",
+              [this] { return debuginfod_batch_deadline.count() >= 0; }, "0 or a duration");
+    s.Require("symbolizer.debuginfod.max_pending", [this] { return debuginfod_max_pending >= 1; },
+              "1 or more");
     s.Require("symbolizer.replay.from", [this] { return !replay || !from.empty(); },
               "a start time when symbolizer.replay is on (--from)");
   }
@@ -119,6 +148,11 @@ Status Run(const Config& cfg, service::Context& ctx) {
   scfg.locator.use_host_paths = cfg.host_paths;
   scfg.locator.debug_dirs = cfg.debug_dirs;
   scfg.locator.debuginfod = cfg.debuginfod;
+  scfg.locator.debuginfod_concurrency = cfg.debuginfod_concurrency;
+  scfg.locator.debuginfod_max_size = cfg.debuginfod_max_size.value;
+  scfg.locator.debuginfod_timeout = cfg.debuginfod_timeout;
+  scfg.locator.debuginfod_max_pending = static_cast<size_t>(cfg.debuginfod_max_pending);
+  scfg.debuginfod_batch_deadline = cfg.debuginfod_batch_deadline;
   scfg.lru_bytes = cfg.lru.value;
   scfg.negative_ttl = cfg.negative_ttl;
   scfg.dwarf_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(cfg.dwarf_timeout);
@@ -135,18 +169,6 @@ Status Run(const Config& cfg, service::Context& ctx) {
       return created.error().WithContext("config key \"symbolizer.redis.address\"");
     }
     redis = std::move(*created);
-    ctx.metrics.AddCollector([&ctx, r = redis.get()] {
-      const symbols::RedisSymbolCache::Stats st = r->stats();
-      ctx.metrics.Gauge("fs_symbolizer_redis_up", "1 while the Redis cache is reachable")
-          .Set(st.up ? 1 : 0);
-      ctx.metrics.Counter("fs_symbolizer_redis_hits_total", "Redis cache hits")
-          .Follow(st.hits);
-      ctx.metrics.Counter("fs_symbolizer_redis_misses_total", "Redis cache misses")
-          .Follow(st.misses);
-      ctx.metrics.Counter("fs_symbolizer_redis_errors_total", "Redis errors").Follow(st.errors);
-      ctx.metrics.Counter("fs_symbolizer_redis_reconnects_total", "Redis reconnects")
-          .Follow(st.reconnects);
-    });
   }
   FS_ASSIGN_OR_RETURN(std::unique_ptr<symbols::Symbolizer> symbolizer,
                       symbols::Symbolizer::Create(scfg, redis.get()));
@@ -159,23 +181,63 @@ Status Run(const Config& cfg, service::Context& ctx) {
       "fs_symbolizer_frames_total", "Frames symbolized, by outcome", {{"outcome", "kernel"}});
   obs::Counter& frames_other = ctx.metrics.Counter(
       "fs_symbolizer_frames_total", "Frames symbolized, by outcome", {{"outcome", "no_file"}});
-  ctx.metrics.AddCollector([&ctx, sym = symbolizer.get()] {
+  // Declared after what its collectors read, so it closes first: a /metrics scrape after
+  // Run() returned (the admin listener outlives it) must not read a freed Symbolizer.
+  CollectorScope collectors(ctx.metrics);
+  if (redis != nullptr) {
+    collectors.Add([&registry = ctx.metrics, r = redis.get()] {
+      const symbols::RedisSymbolCache::Stats st = r->stats();
+      registry.Gauge("fs_symbolizer_redis_up", "1 while the Redis cache is reachable")
+          .Set(st.up ? 1 : 0);
+      registry.Counter("fs_symbolizer_redis_hits_total", "Redis cache hits").Follow(st.hits);
+      registry.Counter("fs_symbolizer_redis_misses_total", "Redis cache misses")
+          .Follow(st.misses);
+      registry.Counter("fs_symbolizer_redis_errors_total", "Redis errors").Follow(st.errors);
+      registry.Counter("fs_symbolizer_redis_reconnects_total", "Redis reconnects")
+          .Follow(st.reconnects);
+    });
+  }
+  collectors.Add([&registry = ctx.metrics, sym = symbolizer.get()] {
     const symbols::Symbolizer::Stats st = sym->stats();
-    ctx.metrics.Counter("fs_symbolizer_cache_hits_total", "Cache hits", {{"cache", "lru"}})
+    registry.Counter("fs_symbolizer_cache_hits_total", "Cache hits", {{"cache", "lru"}})
         .Follow(st.lru_hits);
-    ctx.metrics.Counter("fs_symbolizer_cache_hits_total", "Cache hits", {{"cache", "shared"}})
+    registry.Counter("fs_symbolizer_cache_hits_total", "Cache hits", {{"cache", "shared"}})
         .Follow(st.shared_hits);
-    ctx.metrics.Gauge("fs_symbolizer_open_files", "Debug files kept open")
+    registry.Gauge("fs_symbolizer_open_files", "Debug files kept open")
         .Set(static_cast<double>(st.open_files));
-    ctx.metrics.Counter("fs_symbolizer_debug_searches_total", "Debug info searches")
+    registry.Counter("fs_symbolizer_debug_searches_total", "Debug info searches")
         .Follow(st.searches);
-    ctx.metrics.Counter("fs_symbolizer_negative_hits_total",
-                        "Build ids skipped as found nowhere, by who searched",
-                        {{"cache", "shared"}})
+    registry.Counter("fs_symbolizer_negative_hits_total",
+                     "Build ids skipped as found nowhere, by who searched", {{"cache", "shared"}})
         .Follow(st.shared_negative_hits);
-    ctx.metrics.Counter("fs_symbolizer_dwarf_worker_crashes_total",
-                        "DWARF worker deaths or hangs (each marks one debug file bad)")
+    registry.Gauge("fs_symbolizer_negative_entries", "Build ids negatively cached here")
+        .Set(static_cast<double>(st.negative_entries));
+    registry.Counter("fs_symbolizer_dwarf_worker_crashes_total",
+                     "DWARF worker deaths or hangs (each marks one debug file bad)")
         .Follow(st.worker_crashes);
+    registry.Counter("fs_symbolizer_frames_pending_debuginfo_total",
+                     "Frames left unresolved because their debuginfod download had not "
+                     "finished by symbolizer.debuginfod.batch_deadline (not cached)")
+        .Follow(st.pending_debuginfo);
+    const symbols::DebuginfodStats& d = st.debuginfod;
+    const char* help = "debuginfod downloads finished, by result";
+    registry.Counter("fs_symbolizer_debuginfod_downloads_total", help, {{"result", "found"}})
+        .Follow(d.found);
+    registry.Counter("fs_symbolizer_debuginfod_downloads_total", help, {{"result", "not_found"}})
+        .Follow(d.not_found);
+    registry.Counter("fs_symbolizer_debuginfod_downloads_total", help, {{"result", "too_large"}})
+        .Follow(d.too_large);
+    registry.Counter("fs_symbolizer_debuginfod_downloads_total", help, {{"result", "timeout"}})
+        .Follow(d.timeouts);
+    registry.Counter("fs_symbolizer_debuginfod_downloads_total", help, {{"result", "error"}})
+        .Follow(d.errors);
+    registry.Counter("fs_symbolizer_debuginfod_queue_full_total",
+                     "debuginfod lookups deferred: symbolizer.debuginfod.max_pending pending")
+        .Follow(d.queue_full);
+    registry.Gauge("fs_symbolizer_debuginfod_in_flight", "debuginfod downloads running")
+        .Set(static_cast<double>(d.in_flight));
+    registry.Gauge("fs_symbolizer_debuginfod_queued", "debuginfod downloads waiting for a worker")
+        .Set(static_cast<double>(d.queued));
   });
 
   stage::MapStageConfig mcfg;

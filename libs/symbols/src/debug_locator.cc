@@ -1,8 +1,5 @@
 #include "flamestream/symbols/debug_locator.h"
 
-#include <elfutils/debuginfod.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -10,6 +7,7 @@
 
 #include "flamestream/common/strings.h"
 #include "flamestream/log/log.h"
+#include "debuginfod_fetcher.h"
 
 namespace flamestream::symbols {
 namespace {
@@ -35,56 +33,18 @@ std::string JoinPath(std::string_view dir, std::string_view rest) {
 
 }  // namespace
 
-// The elfutils debuginfod client: an HTTP fetch with a local cache, driven by DEBUGINFOD_URLS,
-// DEBUGINFOD_CACHE_PATH and DEBUGINFOD_TIMEOUT.
-class DebugLocator::Debuginfod {
- public:
-  struct ClientDeleter {
-    void operator()(debuginfod_client* c) const { debuginfod_end(c); }
-  };
-
-  static std::unique_ptr<Debuginfod> CreateFromEnv() {
-    const char* urls = std::getenv("DEBUGINFOD_URLS");
-    if (urls == nullptr || common::Trim(urls).empty()) {
-      return nullptr;
-    }
-    std::unique_ptr<debuginfod_client, ClientDeleter> client(debuginfod_begin());
-    if (!client) {
-      log::Warn("debuginfod client could not start", {{"urls", urls}});
-      return nullptr;
-    }
-    auto d = std::make_unique<Debuginfod>();
-    d->client_ = std::move(client);
-    return d;
-  }
-
-  // Returns the cached path of the build id's debug file or executable, or nullopt.
-  std::optional<std::string> Find(std::string_view build_id, bool executable) {
-    std::string hex(build_id);
-    char* path = nullptr;
-    const auto* id = reinterpret_cast<const unsigned char*>(hex.c_str());
-    // A build id length of 0 tells libdebuginfod the id is a hex string.
-    int fd = executable ? debuginfod_find_executable(client_.get(), id, 0, &path)
-                        : debuginfod_find_debuginfo(client_.get(), id, 0, &path);
-    if (fd < 0) {
-      return std::nullopt;
-    }
-    ::close(fd);
-    std::string out = path != nullptr ? path : "";
-    std::free(path);  // NOLINT(cppcoreguidelines-no-malloc): libdebuginfod's contract
-    if (out.empty()) {
-      return std::nullopt;
-    }
-    return out;
-  }
-
- private:
-  std::unique_ptr<debuginfod_client, ClientDeleter> client_;
-};
+bool IsPendingDownload(const Status& status) {
+  return status.code() == StatusCode::kUnavailable &&
+         std::string_view(status.message()).starts_with(kDownloadPending);
+}
 
 DebugLocator::DebugLocator(LocatorConfig config) : config_(std::move(config)) {
   if (config_.debuginfod) {
-    debuginfod_ = Debuginfod::CreateFromEnv();
+    debuginfod_ = DebuginfodFetcher::CreateFromEnv(
+        {.concurrency = config_.debuginfod_concurrency,
+         .max_size = config_.debuginfod_max_size,
+         .timeout = config_.debuginfod_timeout,
+         .max_pending = config_.debuginfod_max_pending});
   }
   // Longest prefix first, so "/app/lib=" wins over "/app=".
   std::stable_sort(config_.path_mappings.begin(), config_.path_mappings.end(),
@@ -94,6 +54,19 @@ DebugLocator::DebugLocator(LocatorConfig config) : config_(std::move(config)) {
 }
 
 DebugLocator::~DebugLocator() = default;
+
+uint64_t DebugLocator::DownloadGeneration() const {
+  return debuginfod_ != nullptr ? debuginfod_->generation() : 0;
+}
+
+bool DebugLocator::WaitForDownloads(uint64_t generation,
+                                    std::chrono::steady_clock::time_point deadline) {
+  return debuginfod_ != nullptr && debuginfod_->WaitForProgress(generation, deadline);
+}
+
+DebuginfodStats DebugLocator::debuginfod_stats() const {
+  return debuginfod_ != nullptr ? debuginfod_->stats() : DebuginfodStats{};
+}
 
 void DebugLocator::AddBuildIdPath(std::string build_id, std::string path) {
   build_id_paths_[std::move(build_id)] = std::move(path);
@@ -200,14 +173,32 @@ Result<DebugFiles> DebugLocator::LocateSeparate(std::string_view build_id,
       files.source = "debuglink";
     }
   }
+  Status debuginfod_error;  // why debuginfod had nothing, when it was asked
   if (files.source.empty() && debuginfod_ != nullptr && !build_id.empty()) {
-    if (auto path = debuginfod_->Find(build_id, /*executable=*/false)) {
-      FS_ASSIGN_OR_RETURN(files.debug, ReadElfInfo(*path));
+    using Answer = DebuginfodFetcher::Answer;
+    Answer answer = debuginfod_->Poll(build_id, DebuginfodFetcher::Kind::kDebugInfo);
+    if (answer.state == Answer::kPending) {
+      // The executable (below) is asked for only once the debug file is known to need it: most
+      // unknown build ids are unknown to debuginfod too, and would cost two requests.
+      return Unavailable("{} for build id {}", kDownloadPending, build_id);
+    }
+    if (answer.state == Answer::kFound) {
+      FS_ASSIGN_OR_RETURN(files.debug, ReadElfInfo(answer.path));
       files.source = "debuginfod";
+    } else {
+      debuginfod_error = std::move(answer.error);
     }
   }
   if (files.source.empty()) {
     if (!binary || !(binary->has_symtab || binary->has_dynsym)) {
+      if (!debuginfod_error.ok() && debuginfod_error.code() != StatusCode::kNotFound) {
+        // Too large, too slow or unreachable: not "found nowhere" (which replicas share), but
+        // negatively cached here like it.
+        return Status(debuginfod_error.code(),
+                      fmt::format("no debug info or symbols for build id {} (path {}): {}",
+                                  build_id, binary ? binary->path : "-",
+                                  debuginfod_error.message()));
+      }
       return NotFound("no debug info or symbols for build id {} (path {})",
                       build_id.empty() ? "-" : build_id, binary ? binary->path : "-");
     }
@@ -221,11 +212,19 @@ Result<DebugFiles> DebugLocator::LocateSeparate(std::string_view build_id,
   } else if (debuginfod_ != nullptr && !build_id.empty()) {
     // Only a separate debug file: its PT_LOAD headers lost their file offsets, so fetch the
     // executable too, for the offset -> address mapping.
-    if (auto path = debuginfod_->Find(build_id, /*executable=*/true)) {
-      auto exe = ReadElfInfo(*path);
+    using Answer = DebuginfodFetcher::Answer;
+    Answer answer = debuginfod_->Poll(build_id, DebuginfodFetcher::Kind::kExecutable);
+    if (answer.state == Answer::kPending) {
+      return Unavailable("{} for build id {} (executable)", kDownloadPending, build_id);
+    }
+    if (answer.state == Answer::kFound) {
+      auto exe = ReadElfInfo(answer.path);
       if (exe.ok() && exe->build_id == build_id) {
         files.code = std::move(exe).value();
       }
+    } else {
+      log::Debug("no executable from debuginfod: file offsets cannot be mapped",
+                 {{"build_id", build_id}, {"error", answer.error}});
     }
   }
   return files;

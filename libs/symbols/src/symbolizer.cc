@@ -39,7 +39,10 @@ class Symbolizer::Impl {
   }
 
   std::vector<LocationPtr> ResolveBatch(std::span<const FrameRequest> frames);
-  Result<LlvmModule*> ModuleForBuildId(std::string_view build_id, std::string_view path_hint);
+  // `wait`: a pending debuginfod download is waited for (resolve mode) instead of returned as
+  // an IsPendingDownload error (batches, which wait across all their files at once).
+  Result<LlvmModule*> ModuleForBuildId(std::string_view build_id, std::string_view path_hint,
+                                       bool wait);
   Result<LlvmModule*> ModuleForPath(const std::string& path);
   // Symbolizes with the module open under `key`; a file that killed the DWARF worker is
   // evicted and negatively cached (DataLoss for every later lookup until the TTL passes).
@@ -69,15 +72,23 @@ class Symbolizer::Impl {
   template <typename LocateFn>
   Result<LlvmModule*> GetModule(const std::string& key, std::string_view build_id,
                                 LocateFn&& locate);
+  // GetModule, waiting out pending debuginfod downloads (each is bounded by its own timeout).
+  template <typename LocateFn>
+  Result<LlvmModule*> GetModuleWaiting(const std::string& key, std::string_view build_id,
+                                       LocateFn&& locate);
   // Resolves the distinct, sorted `offsets` of one file (the frame `req` names it) in one pass;
   // out[i] is null when offsets[i] could not be resolved, cacheable[i] when the debug file
-  // answered (the answer will not change).
-  void ResolveFile(const FrameRequest& req, std::span<const uint64_t> offsets,
+  // answered (the answer will not change). False while a debuginfod download the file needs
+  // is pending (then every out[i] is null and nothing is cacheable).
+  bool ResolveFile(const FrameRequest& req, std::span<const uint64_t> offsets,
                    std::vector<LocationPtr>& out, std::vector<bool>& cacheable);
   // Asks the shared cache which of the build ids no replica found debug info for, and
   // negatively caches those here, so no search (debug dirs, debuginfod) repeats fleet-wide.
   void CheckSharedNegatives(std::span<const std::string_view> build_ids);
   void MarkBad(const std::string& key, const Status& error);
+  // Adds a negative entry, keeping at most config_.max_negative_entries.
+  void PutNegative(const std::string& key, std::chrono::steady_clock::time_point now,
+                   Status error);
 
   SymbolizerConfig config_;
   DebugLocator locator_;
@@ -89,6 +100,10 @@ class Symbolizer::Impl {
   absl::flat_hash_map<std::string, std::list<OpenModule>::iterator> module_index_;
   uint64_t open_bytes_ = 0;
   absl::flat_hash_map<std::string, NegativeEntry> negative_;
+  // Files (build ids) whose debuginfod download a batch found pending, since when: each is
+  // waited for at most debuginfod_batch_deadline in total, so a slow download does not slow
+  // every batch after it. Bounded (cleared when it outgrows the download queue).
+  absl::flat_hash_map<std::string, std::chrono::steady_clock::time_point> pending_since_;
 
   std::atomic<uint64_t> lru_hits_{0};
   std::atomic<uint64_t> shared_hits_{0};
@@ -99,7 +114,21 @@ class Symbolizer::Impl {
   std::atomic<uint64_t> files_evicted_{0};
   std::atomic<uint64_t> searches_{0};
   std::atomic<uint64_t> shared_negative_hits_{0};
+  std::atomic<uint64_t> pending_debuginfo_{0};
+  std::atomic<size_t> negative_entries_{0};  // negative_.size(), for stats() without the lock
 };
+
+void Symbolizer::Impl::PutNegative(const std::string& key,
+                                   std::chrono::steady_clock::time_point now, Status error) {
+  if (negative_.size() >= config_.max_negative_entries && !negative_.contains(key)) {
+    absl::erase_if(negative_, [&](const auto& entry) { return entry.second.expires <= now; });
+    while (!negative_.empty() && negative_.size() >= config_.max_negative_entries) {
+      negative_.erase(negative_.begin());
+    }
+  }
+  negative_[key] = {now + config_.negative_ttl, std::move(error)};
+  negative_entries_.store(negative_.size(), std::memory_order_relaxed);
+}
 
 template <typename LocateFn>
 Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key,
@@ -115,9 +144,14 @@ Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key,
       return it->second.error;
     }
     negative_.erase(it);
+    negative_entries_.store(negative_.size(), std::memory_order_relaxed);
+  }
+  Result<DebugFiles> files = locate();
+  if (!files.ok() && IsPendingDownload(files.error())) {
+    // Not an answer yet: neither cached nor shared, asked again by the next lookup.
+    return files.error();
   }
   searches_.fetch_add(1, std::memory_order_relaxed);
-  Result<DebugFiles> files = locate();
   if (!files.ok() && files.error().code() == StatusCode::kNotFound && shared_ != nullptr &&
       !build_id.empty()) {
     // Found nowhere: tell the other replicas, so they skip the same search.
@@ -129,7 +163,7 @@ Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key,
                  : Result<std::unique_ptr<LlvmModule>>(files.error());
   if (!module.ok()) {
     log::Warn("no debug info", {{"key", key}, {"error", module.error()}});
-    negative_[key] = {now + config_.negative_ttl, module.error()};
+    PutNegative(key, now, module.error());
     return module.error();
   }
   log::Debug("debug info opened", {{"key", key},
@@ -151,25 +185,46 @@ Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key,
   return modules_.front().module.get();
 }
 
+template <typename LocateFn>
+Result<LlvmModule*> Symbolizer::Impl::GetModuleWaiting(const std::string& key,
+                                                       std::string_view build_id,
+                                                       LocateFn&& locate) {
+  // Each download ends by its own timeout; the debug file and the executable may both be
+  // needed, and queued behind others.
+  const auto deadline = std::chrono::steady_clock::now() +
+                        3 * config_.locator.debuginfod_timeout + std::chrono::seconds(10);
+  while (true) {
+    const uint64_t generation = locator_.DownloadGeneration();
+    Result<LlvmModule*> module = GetModule(key, build_id, locate);
+    if (module.ok() || !IsPendingDownload(module.error()) ||
+        !locator_.WaitForDownloads(generation, deadline)) {
+      return module;
+    }
+  }
+}
+
 Result<LlvmModule*> Symbolizer::Impl::ModuleForBuildId(std::string_view build_id,
-                                                       std::string_view path_hint) {
+                                                       std::string_view path_hint, bool wait) {
   if (build_id.empty()) {
     if (path_hint.empty()) {
       return InvalidArgument("a frame needs a build id or a path");
     }
-    return GetModule(PathKey(path_hint), "", [&] { return locator_.Locate("", path_hint); });
+    auto locate = [&] { return locator_.Locate("", path_hint); };
+    return wait ? GetModuleWaiting(PathKey(path_hint), "", locate)
+                : GetModule(PathKey(path_hint), "", locate);
   }
-  return GetModule(BuildIdKey(build_id), build_id,
-                   [&] { return locator_.Locate(build_id, path_hint); });
+  auto locate = [&] { return locator_.Locate(build_id, path_hint); };
+  return wait ? GetModuleWaiting(BuildIdKey(build_id), build_id, locate)
+              : GetModule(BuildIdKey(build_id), build_id, locate);
 }
 
 Result<LlvmModule*> Symbolizer::Impl::ModuleForPath(const std::string& path) {
-  return GetModule(PathKey(path), "", [&] { return locator_.LocateForPath(path); });
+  return GetModuleWaiting(PathKey(path), "", [&] { return locator_.LocateForPath(path); });
 }
 
 void Symbolizer::Impl::MarkBad(const std::string& key, const Status& error) {
   log::Warn("debug info unusable", {{"key", key}, {"error", error}});
-  negative_[key] = {config_.now() + config_.negative_ttl, error};
+  PutNegative(key, config_.now(), error);
   if (auto it = module_index_.find(key); it != module_index_.end()) {
     open_bytes_ -= it->second->module->bytes();
     modules_.erase(it->second);
@@ -208,26 +263,25 @@ void Symbolizer::Impl::CheckSharedNegatives(std::span<const std::string_view> bu
   for (size_t i = 0; i < ask.size() && i < unknown.size(); ++i) {
     if (unknown[i]) {
       shared_negative_hits_.fetch_add(1, std::memory_order_relaxed);
-      negative_[BuildIdKey(ask[i])] = {
-          now + config_.negative_ttl,
-          NotFound("no debug info or symbols for build id {} (another replica searched)",
-                   ask[i])};
+      PutNegative(BuildIdKey(ask[i]), now,
+                  NotFound("no debug info or symbols for build id {} (another replica searched)",
+                           ask[i]));
     }
   }
 }
 
-void Symbolizer::Impl::ResolveFile(const FrameRequest& req, std::span<const uint64_t> offsets,
+bool Symbolizer::Impl::ResolveFile(const FrameRequest& req, std::span<const uint64_t> offsets,
                                    std::vector<LocationPtr>& out,
                                    std::vector<bool>& cacheable) {
   out.assign(offsets.size(), nullptr);
   cacheable.assign(offsets.size(), false);
-  auto module = ModuleForBuildId(req.build_id, req.path_hint);
+  auto module = ModuleForBuildId(req.build_id, req.path_hint, /*wait=*/false);
   if (!module.ok()) {
-    return;
+    return !IsPendingDownload(module.error());
   }
   const DebugFiles& files = (*module)->files();
   if (!files.code) {
-    return;
+    return true;
   }
   std::vector<uint64_t> addresses;
   std::vector<size_t> positions;
@@ -240,13 +294,13 @@ void Symbolizer::Impl::ResolveFile(const FrameRequest& req, std::span<const uint
     }
   }
   if (addresses.empty()) {
-    return;
+    return true;
   }
   // One round trip for the whole file; sorted addresses walk each unit's tables once.
   auto locs = (*module)->SymbolizeMany(addresses);
   if (!locs.ok()) {
     MarkBad(ModuleKey(req.build_id, req.path_hint), locs.error());
-    return;
+    return true;
   }
   for (size_t j = 0; j < positions.size(); ++j) {
     Result<Location>& loc = (*locs)[j];
@@ -261,6 +315,7 @@ void Symbolizer::Impl::ResolveFile(const FrameRequest& req, std::span<const uint
     out[positions[j]] = std::make_shared<const Location>(std::move(loc).value());
     cacheable[positions[j]] = true;
   }
+  return true;
 }
 
 std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameRequest> frames) {
@@ -322,7 +377,6 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
           it->second.push_back(i);
         }
       }
-      std::lock_guard<std::mutex> lock(resolve_mu_);
       std::vector<std::string_view> build_ids;
       for (std::string_view file : file_order) {
         const FrameRequest& first = frames[by_file[file].front()];
@@ -330,27 +384,68 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
           build_ids.push_back(first.build_id);
         }
       }
-      CheckSharedNegatives(build_ids);
+      // Files whose debuginfod download is pending are retried whenever a download finishes,
+      // until the batch deadline; the lock is not held while waiting.
+      const auto batch_deadline =
+          std::chrono::steady_clock::now() + config_.debuginfod_batch_deadline;
+      auto deadline = batch_deadline;
+      std::vector<std::string_view> todo = std::move(file_order);
+      std::vector<std::string_view> pending;
       std::vector<uint64_t> offsets;
       std::vector<LocationPtr> locs;
       std::vector<bool> cacheable;
-      for (std::string_view file : file_order) {
-        std::vector<size_t>& idx = by_file[file];
-        std::sort(idx.begin(), idx.end(),
-                  [&](size_t a, size_t b) { return keys[a].offset < keys[b].offset; });
-        offsets.clear();
-        for (size_t i : idx) {
-          offsets.push_back(keys[i].offset);
-        }
-        ResolveFile(frames[idx.front()], offsets, locs, cacheable);
-        for (size_t j = 0; j < idx.size(); ++j) {
-          const size_t i = idx[j];
-          seen[{keys[i].build_id, keys[i].offset}] = locs[j];
-          if (cacheable[j]) {
-            new_keys.push_back(keys[i]);
-            new_values.push_back(locs[j]);
+      for (bool first_round = true;; first_round = false) {
+        const uint64_t generation = locator_.DownloadGeneration();
+        pending.clear();
+        {
+          std::lock_guard<std::mutex> lock(resolve_mu_);
+          if (first_round) {
+            CheckSharedNegatives(build_ids);
           }
+          const auto now = std::chrono::steady_clock::now();
+          std::chrono::steady_clock::time_point wait_for_pending = now;
+          for (std::string_view file : todo) {
+            std::vector<size_t>& idx = by_file[file];
+            if (first_round) {
+              std::sort(idx.begin(), idx.end(),
+                        [&](size_t a, size_t b) { return keys[a].offset < keys[b].offset; });
+            }
+            offsets.clear();
+            for (size_t i : idx) {
+              offsets.push_back(keys[i].offset);
+            }
+            if (!ResolveFile(frames[idx.front()], offsets, locs, cacheable)) {
+              pending.push_back(file);
+              if (pending_since_.size() > 2 * config_.locator.debuginfod_max_pending + 1024) {
+                pending_since_.clear();
+              }
+              auto since = pending_since_.try_emplace(std::string(file), now).first->second;
+              wait_for_pending =
+                  std::max(wait_for_pending, since + config_.debuginfod_batch_deadline);
+              continue;
+            }
+            if (!pending_since_.empty()) {
+              pending_since_.erase(std::string(file));
+            }
+            for (size_t j = 0; j < idx.size(); ++j) {
+              const size_t i = idx[j];
+              seen[{keys[i].build_id, keys[i].offset}] = locs[j];
+              if (cacheable[j]) {
+                new_keys.push_back(keys[i]);
+                new_values.push_back(locs[j]);
+              }
+            }
+          }
+          deadline = std::min(batch_deadline, wait_for_pending);
         }
+        if (pending.empty() || std::chrono::steady_clock::now() >= deadline ||
+            !locator_.WaitForDownloads(generation, deadline)) {
+          break;
+        }
+        todo.swap(pending);
+      }
+      for (std::string_view file : pending) {
+        pending_debuginfo_.fetch_add(by_file[file].size(), std::memory_order_relaxed);
       }
       for (size_t i : missing) {
         out[i] = seen[{keys[i].build_id, keys[i].offset}];
@@ -386,6 +481,7 @@ bool Symbolizer::Impl::DropBuildId(std::string_view build_id) {
   std::lock_guard<std::mutex> lock(resolve_mu_);
   std::string key = BuildIdKey(build_id);
   negative_.erase(key);
+  negative_entries_.store(negative_.size(), std::memory_order_relaxed);
   if (auto it = module_index_.find(key); it != module_index_.end()) {
     open_bytes_ -= it->second->module->bytes();
     modules_.erase(it->second);
@@ -405,11 +501,14 @@ Symbolizer::Stats Symbolizer::Impl::stats() const {
   s.files_evicted = files_evicted_.load();
   s.searches = searches_.load();
   s.shared_negative_hits = shared_negative_hits_.load();
+  s.pending_debuginfo = pending_debuginfo_.load();
+  s.debuginfod = locator_.debuginfod_stats();
   if (worker_ != nullptr) {
     s.worker_starts = worker_->starts();
     s.worker_crashes = worker_->crashes();
   }
   s.open_files = module_index_.size();
+  s.negative_entries = negative_entries_.load(std::memory_order_relaxed);
   s.open_bytes = open_bytes_;
   return s;
 }
@@ -465,7 +564,8 @@ Result<Location> Symbolizer::ResolveBuildIdAddress(std::string_view build_id,
                                                    std::string_view path_hint,
                                                    uint64_t address) {
   std::lock_guard<std::mutex> lock(impl_->resolve_mu_);
-  FS_ASSIGN_OR_RETURN(LlvmModule * module, impl_->ModuleForBuildId(build_id, path_hint));
+  FS_ASSIGN_OR_RETURN(LlvmModule * module,
+                      impl_->ModuleForBuildId(build_id, path_hint, /*wait=*/true));
   return impl_->SymbolizeAt(ModuleKey(build_id, path_hint), module, address);
 }
 
@@ -491,7 +591,8 @@ Result<uint64_t> Symbolizer::BuildIdOffsetToAddress(std::string_view build_id,
                                                     std::string_view path_hint,
                                                     uint64_t offset) {
   std::lock_guard<std::mutex> lock(impl_->resolve_mu_);
-  FS_ASSIGN_OR_RETURN(LlvmModule * module, impl_->ModuleForBuildId(build_id, path_hint));
+  FS_ASSIGN_OR_RETURN(LlvmModule * module,
+                      impl_->ModuleForBuildId(build_id, path_hint, /*wait=*/true));
   return OffsetToAddress(*module, offset);
 }
 

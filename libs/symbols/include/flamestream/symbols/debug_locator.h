@@ -13,11 +13,17 @@
 //   2. <debug_dir>/.build-id/xx/rest.debug;
 //   3. the binary's .gnu_debuglink: next to the binary, in its .debug/ directory, and under
 //      each debug dir; the CRC must match;
-//   4. debuginfod servers (DEBUGINFOD_URLS, cached under DEBUGINFOD_CACHE_PATH);
+//   4. debuginfod servers (DEBUGINFOD_URLS, cached under DEBUGINFOD_CACHE_PATH), downloaded
+//      asynchronously by a bounded worker pool (src/debuginfod_fetcher.h): while a download the
+//      answer depends on runs, Locate returns an error IsPendingDownload() recognizes (not a
+//      negative answer: ask again after WaitForDownloads() or in a later batch);
 //   5. the binary's own .symtab/.dynsym when no DWARF exists anywhere.
-// Not thread-safe (the Symbolizer serializes calls).
+// Not thread-safe (the Symbolizer serializes calls), except WaitForDownloads/
+// DownloadGeneration/debuginfod_stats.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -29,6 +35,8 @@
 #include "flamestream/symbols/elf_file.h"
 
 namespace flamestream::symbols {
+
+class DebuginfodFetcher;  // src/debuginfod_fetcher.h
 
 struct LocatorConfig {
   // "from=to" prefix rewrites applied to a path hint, longest `from` first
@@ -44,7 +52,33 @@ struct LocatorConfig {
   std::vector<std::string> debug_dirs = {"/usr/lib/debug"};
   // Ask debuginfod servers (only when DEBUGINFOD_URLS is set and non-empty).
   bool debuginfod = true;
+  // Downloads running at once (one libdebuginfod client each); one per build id and kind.
+  int debuginfod_concurrency = 4;
+  // A debug file or executable larger than this is refused (the transfer is aborted).
+  uint64_t debuginfod_max_size = uint64_t{1} << 30;
+  // One download (connect included) is aborted after this long.
+  std::chrono::nanoseconds debuginfod_timeout = std::chrono::minutes(3);
+  // Downloads queued or running; further unknown build ids wait for a free slot (counted as
+  // queue_full, their frames stay unresolved meanwhile).
+  size_t debuginfod_max_pending = 1024;
 };
+
+// debuginfod activity, for metrics. Counters are totals since start.
+struct DebuginfodStats {
+  uint64_t found = 0;
+  uint64_t not_found = 0;
+  uint64_t too_large = 0;   // refused: over debuginfod_max_size
+  uint64_t timeouts = 0;    // aborted after debuginfod_timeout
+  uint64_t errors = 0;      // anything else (connection refused, server errors, ...)
+  uint64_t queue_full = 0;  // lookups not queued: debuginfod_max_pending downloads pending
+  uint64_t in_flight = 0;   // downloads running now
+  uint64_t max_in_flight = 0;  // the most that ever ran at once
+  uint64_t queued = 0;      // downloads waiting for a worker now
+};
+
+// Locate's error while a debuginfod download its answer depends on has not finished.
+inline constexpr std::string_view kDownloadPending = "debuginfod download pending";
+bool IsPendingDownload(const Status& status);
 
 struct DebugFiles {
   // The file LLVM reads DWARF and symbols from.
@@ -75,8 +109,14 @@ class DebugLocator {
   // A build id -> path hint, as an agent's process table or a config file provides.
   void AddBuildIdPath(std::string build_id, std::string path);
 
+  // Pending downloads: read DownloadGeneration() before Locate, then WaitForDownloads(g,
+  // deadline) returns once any download finished since (true) or at the deadline (false;
+  // false at once without debuginfod).
+  [[nodiscard]] uint64_t DownloadGeneration() const;
+  bool WaitForDownloads(uint64_t generation, std::chrono::steady_clock::time_point deadline);
+  [[nodiscard]] DebuginfodStats debuginfod_stats() const;
+
  private:
-  class Debuginfod;
 
   std::vector<std::string> BinaryCandidates(std::string_view build_id,
                                             std::string_view path_hint) const;
@@ -86,7 +126,8 @@ class DebugLocator {
 
   LocatorConfig config_;
   std::map<std::string, std::string, std::less<>> build_id_paths_;
-  std::unique_ptr<Debuginfod> debuginfod_;  // null when disabled or DEBUGINFOD_URLS is unset
+  // Null when disabled or DEBUGINFOD_URLS is unset.
+  std::unique_ptr<DebuginfodFetcher> debuginfod_;
 };
 
 }  // namespace flamestream::symbols

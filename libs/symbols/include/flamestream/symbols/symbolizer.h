@@ -18,6 +18,8 @@
 // With a shared cache, build ids that no replica found anywhere are shared as negative entries
 // too (SymbolCache::GetUnknownBuildIds), so one replica's failed search (debug dirs,
 // debuginfod) is not repeated by the others.
+// debuginfod downloads run on a bounded worker pool, never under the resolution lock; a batch
+// waits for them at most `debuginfod_batch_deadline`.
 // Thread-safe: cache lookups run in parallel, resolution is serialized (LLVM's symbolizer is
 // single-threaded); run one Symbolizer per core for parallel cold resolution.
 #pragma once
@@ -69,6 +71,17 @@ struct SymbolizerConfig {
   // links LLVM; dwarf_engine.h). Null by default, so processes that only talk to the worker do
   // not map libLLVM. Needed for probe_debug_info = false and for the fork fallback.
   std::shared_ptr<const DwarfEngine> dwarf_engine;
+  // The longest one ResolveBatch waits for debuginfod downloads its frames need (they run on
+  // the locator's worker pool, LocatorConfig::debuginfod_*). Frames whose download is still
+  // pending then come back unresolved, are counted (Stats::pending_debuginfo) and are not
+  // cached: a later batch names them once the download finished. Each build id is waited
+  // for at most this long in total, by the batches that find it pending (a slow download
+  // does not slow every batch after the first). 0: never wait. The
+  // single-address calls (resolve mode) wait for the download itself.
+  std::chrono::nanoseconds debuginfod_batch_deadline = std::chrono::seconds(2);
+  // Negative entries (build ids found nowhere, corrupt files) kept at most; expired ones go
+  // first, then arbitrary ones.
+  size_t max_negative_entries = 100'000;
   // Clock for the negative cache; tests inject a fake one.
   std::function<std::chrono::steady_clock::time_point()> now = [] {
     return std::chrono::steady_clock::now();
@@ -98,7 +111,9 @@ class Symbolizer {
   std::vector<LocationPtr> ResolveBatch(std::span<const FrameRequest> frames);
 
   // Resolve mode, llvm-symbolizer's semantics: `address` is an ELF virtual address in the file
-  // at `path` (debug info located from it). Errors name the file or build id.
+  // at `path` (debug info located from it). Errors name the file or build id. These calls (and
+  // the offset ones below) wait for a debuginfod download they need, holding the resolution
+  // lock: meant for resolve mode, not next to a stage's ResolveBatch.
   [[nodiscard]] Result<Location> ResolvePathAddress(const std::string& path, uint64_t address);
   // The same for a build id; `path_hint` may be empty.
   [[nodiscard]] Result<Location> ResolveBuildIdAddress(std::string_view build_id,
@@ -131,6 +146,11 @@ class Symbolizer {
     uint64_t files_evicted = 0;
     size_t open_files = 0;
     uint64_t open_bytes = 0;
+    // Frames returned unresolved because the debuginfod download of their build id had not
+    // finished by the batch deadline (one per distinct frame of a batch).
+    uint64_t pending_debuginfo = 0;
+    size_t negative_entries = 0;
+    DebuginfodStats debuginfod;
   };
   [[nodiscard]] Stats stats() const;
 
