@@ -3,6 +3,8 @@
 #include "publisher.h"
 
 #include <gtest/gtest.h>
+
+#include <set>
 #include <unistd.h>
 
 #include <atomic>
@@ -155,6 +157,46 @@ TEST_F(PublisherTest, PublishesKeyedRawBatchesAndOneProcessRecord) {
   ASSERT_TRUE(id.ok()) << id.status();
   EXPECT_EQ(common::HexEncode(rec.exe_build_id()), *id);
   EXPECT_GT(rec.observed_unix_ns(), 0);
+}
+
+// A batch over message.max.bytes would fail forever (and, spooled, block every batch behind
+// it): it goes out as pieces, each a batch with its own sequence; nothing is spooled or lost.
+TEST_F(PublisherTest, BatchOverTheMessageLimitGoesOutInPiecesWithFreshSequences) {
+  PublisherOptions o = Options();
+  o.kafka["message.max.bytes"] = "20000";
+  o.batch_interval = 2s;  // one big batch
+  std::unique_ptr<Publisher> pub = Create(std::move(o));
+  ASSERT_NE(pub, nullptr);
+  pub->OnProcess(self_);
+  // Distinct stacks, so the batch is large: each sample has its own leaf address.
+  for (uint64_t i = 0; i < 6000; ++i) {
+    ResolvedSample s = Sample(i);
+    s.user.front().address = 0x100000 + i * 16;
+    pub->OnSample(s, self_);
+  }
+  pub->Stop(20s);
+  const PublisherStats& st = pub->stats();
+  EXPECT_EQ(st.spooled.load(), 0u);
+  EXPECT_EQ(st.dropped.load(), 0u);
+  EXPECT_GT(st.published.load(), 2u);
+  Published got = ConsumeUntil(
+      broker_->bootstrap(),
+      [&](const Published& p) { return p.batches.size() >= st.published.load(); }, 30s);
+  EXPECT_EQ(got.undecodable, 0);
+  ASSERT_EQ(got.batches.size(), st.published.load());
+  EXPECT_EQ(TotalSamples(got), 6000u);
+  std::set<uint64_t> sequences;
+  for (const RawRecord& r : got.batches) {
+    EXPECT_LE(r.batch.ByteSizeLong(), 20000u);
+    EXPECT_EQ(r.batch.id().part_size(), 0);  // pieces are batches of their own
+    sequences.insert(r.batch.id().sequence());
+  }
+  EXPECT_EQ(sequences.size(), got.batches.size());
+  // A restart continues after every sequence the pieces took.
+  std::unique_ptr<Publisher> again = Create(Options());
+  ASSERT_NE(again, nullptr);
+  EXPECT_GT(again->stats().first_sequence.load(), *sequences.rbegin());
+  again->Stop(5s);
 }
 
 TEST_F(PublisherTest, SpoolsWhileEveryBrokerIsDownAndDeliversAllInOrder) {
