@@ -82,6 +82,32 @@ TEST(AdminServer, ServesMetricsHealthAndReadiness) {
   EXPECT_EQ(h->body, "kafka fatal\n");
 }
 
+// With a bearer token, /metrics needs it; the probes stay open (kubelet sends no credentials).
+TEST(AdminServer, BearerTokenGuardsMetricsButNotTheProbes) {
+  Registry r;
+  r.Counter("fs_up_total", "up").Inc();
+  auto admin = AdminServer::Start("127.0.0.1:0", r, {.bearer_token = "s3cret"});
+  ASSERT_TRUE(admin.ok()) << admin.error();
+  (*admin)->SetReady(true);
+  httplib::Client cli("127.0.0.1", (*admin)->port());
+  auto none = cli.Get("/metrics");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 401);
+  EXPECT_EQ(none->get_header_value("WWW-Authenticate"), "Bearer");
+  EXPECT_EQ(none->body.find("fs_up_total"), std::string::npos);
+  for (const char* wrong : {"Bearer s3cre", "Bearer s3cretX", "Basic s3cret", "s3cret"}) {
+    auto w = cli.Get("/metrics", {{"Authorization", wrong}});
+    ASSERT_TRUE(w);
+    EXPECT_EQ(w->status, 401) << wrong;
+  }
+  auto ok = cli.Get("/metrics", {{"Authorization", "Bearer s3cret"}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_NE(ok->body.find("fs_up_total 1"), std::string::npos);
+  EXPECT_EQ(cli.Get("/healthz")->status, 200);
+  EXPECT_EQ(cli.Get("/readyz")->status, 200);
+}
+
 TEST(AdminServer, PortInUseIsAClearError) {
   Registry r;
   auto first = AdminServer::Start("127.0.0.1:0", r);

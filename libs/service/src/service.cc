@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -79,6 +80,9 @@ void CommonConfig::Declare(config::Schema& schema) {
   schema.Add("admin.listen", &admin_listen,
              "host:port of the /metrics, /healthz and /readyz listener (port 0 = any free port)",
              "--admin-listen");
+  schema.Add("admin.bearer_token_file", &admin_bearer_token_file,
+             "file holding a token /metrics then requires as \"Authorization: Bearer <token>\" "
+             "(/healthz and /readyz stay open for probes); empty = open");
   schema.Add("shutdown.deadline", &shutdown_deadline,
              "how long draining may take after SIGTERM before the process exits 1");
   schema.Add("duration", &duration, "stop (and drain) after this long; 0 = run until SIGTERM",
@@ -124,7 +128,22 @@ int Main(int argc, char** argv, const Spec& spec) {
   }
 
   obs::Registry registry;
-  auto admin = obs::AdminServer::Start(common.admin_listen, registry);
+  obs::AdminOptions admin_options;
+  if (!common.admin_bearer_token_file.empty()) {
+    std::ifstream in(common.admin_bearer_token_file);
+    std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+      token.pop_back();
+    }
+    if (!in.good() && !in.eof()) token.clear();
+    if (token.empty()) {
+      std::fprintf(stderr, "%s: config key \"admin.bearer_token_file\": cannot read a token from %s\n",
+                   program.c_str(), common.admin_bearer_token_file.c_str());
+      return 2;
+    }
+    admin_options.bearer_token = std::move(token);
+  }
+  auto admin = obs::AdminServer::Start(common.admin_listen, registry, std::move(admin_options));
   if (!admin.ok()) {
     std::fprintf(stderr, "%s: config key \"admin.listen\": %s\n", program.c_str(),
                  admin.error().message().c_str());

@@ -30,9 +30,17 @@ struct HostPort {
 // Parses "host:port", ":port" (all interfaces) or "[::1]:port". Port 0 picks a free one.
 Result<HostPort> ParseHostPort(const std::string& text);
 
+struct AdminOptions {
+  // Non-empty: /metrics answers 401 unless the request carries "Authorization: Bearer <token>"
+  // (Prometheus `authorization: {credentials_file: ...}`). /healthz and /readyz stay open:
+  // kubelet probes send no credentials, and they reveal nothing but up/ready.
+  std::string bearer_token;
+};
+
 class AdminServer {
  public:
-  static Result<std::unique_ptr<AdminServer>> Start(const std::string& listen, Registry& registry);
+  static Result<std::unique_ptr<AdminServer>> Start(const std::string& listen, Registry& registry,
+                                                    AdminOptions options = {});
   ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
@@ -43,7 +51,9 @@ class AdminServer {
 
  private:
   explicit AdminServer(Registry& registry);
+  [[nodiscard]] bool Authorized(const std::string& header) const;
   Registry& registry_;
+  AdminOptions options_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::atomic<bool> ready_{false};

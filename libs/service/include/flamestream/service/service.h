@@ -55,6 +55,7 @@ struct CommonConfig {
   std::string log_level = "info";
   std::string log_format = "logfmt";
   std::string admin_listen;
+  std::string admin_bearer_token_file;
   std::chrono::nanoseconds shutdown_deadline = std::chrono::seconds(30);
   std::chrono::nanoseconds duration{0};
   // Identity shared by every service of a deployment (one env var set for all of them):
