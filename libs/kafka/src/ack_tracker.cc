@@ -17,35 +17,41 @@ bool AckTracker::Track(const std::string& topic, int32_t partition, int64_t offs
   return true;
 }
 
-bool AckTracker::Ack(const std::string& topic, int32_t partition, int64_t offset, uint32_t n) {
-  std::lock_guard<std::mutex> lock(mu_);
+AckTracker::Input* AckTracker::FindLocked(const std::string& topic, int32_t partition,
+                                          int64_t offset, PartitionState** state) {
   auto it = parts_.find({topic, partition});
   if (it == parts_.end()) {
-    return false;
+    return nullptr;
   }
   PartitionState& st = it->second;
   // Offsets are increasing, so the input is found by binary search.
   auto in = std::lower_bound(st.inputs.begin(), st.inputs.end(), offset,
                              [](const Input& i, int64_t o) { return i.offset < o; });
-  if (in == st.inputs.end() || in->offset != offset || in->remaining < n) {
+  if (in == st.inputs.end() || in->offset != offset) {
+    return nullptr;
+  }
+  *state = &st;
+  return &*in;
+}
+
+bool AckTracker::Ack(const std::string& topic, int32_t partition, int64_t offset, uint32_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  PartitionState* st = nullptr;
+  Input* in = FindLocked(topic, partition, offset, &st);
+  if (in == nullptr || in->remaining < n) {
     return false;
   }
   in->remaining -= n;
-  Advance(st);
+  Advance(*st);
   return true;
 }
 
 bool AckTracker::Extend(const std::string& topic, int32_t partition, int64_t offset,
                         uint32_t n) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = parts_.find({topic, partition});
-  if (it == parts_.end()) {
-    return false;
-  }
-  PartitionState& st = it->second;
-  auto in = std::lower_bound(st.inputs.begin(), st.inputs.end(), offset,
-                             [](const Input& i, int64_t o) { return i.offset < o; });
-  if (in == st.inputs.end() || in->offset != offset) {
+  PartitionState* st = nullptr;
+  Input* in = FindLocked(topic, partition, offset, &st);
+  if (in == nullptr) {
     return false;
   }
   in->remaining += n;

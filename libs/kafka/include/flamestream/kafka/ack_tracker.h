@@ -61,6 +61,9 @@ class AckTracker {
   using Key = std::pair<std::string, int32_t>;
 
   static void Advance(PartitionState& st);
+  // The tracked input at `offset` (and its partition's state), or nullptr. Holds mu_.
+  Input* FindLocked(const std::string& topic, int32_t partition, int64_t offset,
+                    PartitionState** state);
 
   mutable std::mutex mu_;
   std::map<Key, PartitionState> parts_;
