@@ -98,6 +98,7 @@ for h in "${harnesses[@]}"; do
   runs=0
   secs=0
   if [ "$result" = ok ]; then
+    h_start=$(date +%s)
     if ! "$bin" -max_total_time="$budget" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         -artifact_prefix="$artifacts/" "$out" "$corpus" >"$log" 2>&1; then
       result="CRASH"
@@ -106,8 +107,9 @@ for h in "${harnesses[@]}"; do
       runs=$(echo "$line" | awk '{print $2}')
       secs=$(echo "$line" | awk '{print $5}')
     else
+      # No "Done" line after a crash: the final stats and the wall time.
       runs=$(grep -oE "stat::number_of_executed_units: *[0-9]+" "$log" | grep -oE "[0-9]+$" || echo 0)
-      secs=$(grep -oE "stat::average_exec_per_sec" "$log" >/dev/null && echo "$budget" || echo 0)
+      secs=$(( $(date +%s) - h_start ))
     fi
     if [ "$result" != ok ]; then
       mkdir -p "$regress"
