@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README quick start, .ci/run):
 #   dependencies -> configure -> build -> every test via ctest -> non-zero on any failure.
-# Under CI=true it also builds the `asan` preset (ASan + UBSan) and runs the unit tests there.
+# Under CI=true it also builds the `asan` preset (ASan + UBSan) and runs the unit tests there,
+# then builds the `fuzz` preset (clang) and runs every libFuzzer harness briefly (scripts/fuzz.sh).
 # Tests labelled requires_root load BPF: they run as root (CI is root) and skip with a printed
 # reason otherwise.
 set -euo pipefail
@@ -36,6 +37,8 @@ if [ "${CI:-}" = "true" ]; then
   step "unit tests under ASan + UBSan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --preset asan -j2 --timeout 600
+  step "fuzz harnesses (clang, ASan + UBSan, 15s each)"
+  bash scripts/fuzz.sh 15
 fi
 
 step "all tests passed"

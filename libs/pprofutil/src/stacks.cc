@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <unordered_map>
 
 #include "flamestream/pprofutil/profile_io.h"
@@ -161,6 +162,15 @@ Status AddProfile(const Profile& profile, const LoadOptions& options, StackSet& 
       }
       if (!span_ok || !service_ok) continue;
     }
+    // Values are arbitrary int64 (a corrupt or hostile file): refuse a profile whose values
+    // would overflow a sum instead of wrapping (undefined behaviour) into nonsense.
+    const uint64_t abs_value =
+        value < 0 ? 0 - static_cast<uint64_t>(value) : static_cast<uint64_t>(value);
+    if (abs_value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max() - set.magnitude)) {
+      return DataLoss("sample values overflow int64 (their magnitudes sum past {})",
+                      std::numeric_limits<int64_t>::max());
+    }
+    set.magnitude += static_cast<int64_t>(abs_value);
     std::vector<std::string> frames = names.RootFirst(sample);
     if (frames.empty()) frames.emplace_back("[no stack]");
     set.stacks[std::move(frames)] += value;

@@ -79,7 +79,8 @@ bool ForEachField(std::string_view buf, Fn&& fn) {
   return true;
 }
 
-// Strips parameters: "application/json; charset=utf-8" -> "application/json".
+}  // namespace
+
 std::string MediaType(const std::string& content_type) {
   return common::ToLower(common::Trim(std::string_view(content_type).substr(
       0, std::min(content_type.find(';'), content_type.size()))));
@@ -93,8 +94,6 @@ std::string JsonErrorBody(int code, const std::string& message, std::chrono::sec
   }
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
-
-}  // namespace
 
 std::string EncodeRpcStatus(int code, const std::string& message,
                             std::chrono::seconds retry_delay) {

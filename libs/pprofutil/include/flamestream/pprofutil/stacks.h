@@ -35,6 +35,9 @@ struct StackSet {
   // Frames root first -> summed value. A std::map keeps output order deterministic.
   std::map<std::vector<std::string>, int64_t> stacks;
   int64_t total = 0;
+  // Sum of |value| over every sample added. AddProfile keeps it within int64, which bounds
+  // every sum the reports take (per stack, per function, per flame-graph node).
+  int64_t magnitude = 0;
   int profiles = 0;  // how many profiles were added
 };
 

@@ -81,7 +81,7 @@ class OtlpKafkaIntake {
 
   OtlpKafkaIntakeConfig config_;
   SpanRouter& router_;
-  kafka::Producer& producer_;
+  [[maybe_unused]] kafka::Producer& producer_;  // (the DLQ writer writes through it)
   kafka::DlqWriter dlq_;
   obs::Counter& records_;
   obs::Counter& dlq_records_;

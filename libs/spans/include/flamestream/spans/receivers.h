@@ -83,6 +83,13 @@ class OtlpReceivers {
   std::unique_ptr<Impl> impl_;
 };
 
+// The OTLP/HTTP handler's pieces, exposed for tests and fuzz/http_request.cc:
+// the media type of a Content-Type header, parameters stripped and lower-cased
+// ("Application/JSON; charset=utf-8" -> "application/json"),
+std::string MediaType(const std::string& content_type);
+// and the JSON error body (google.rpc.Status in OTLP/JSON, RetryInfo when `retry` > 0).
+std::string JsonErrorBody(int code, const std::string& message, std::chrono::seconds retry);
+
 // A google.rpc.Status (code, message, optional RetryInfo detail) as protobuf bytes: the error
 // body of OTLP/HTTP and the grpc-status-details-bin of gRPC. Exposed for tests.
 std::string EncodeRpcStatus(int code, const std::string& message,
