@@ -74,6 +74,8 @@ Result<std::unique_ptr<SpanIntake>> SpanIntake::Start(const SpanIntakeConfig& co
   if (config.kafka_intake) {
     spans::OtlpKafkaIntakeConfig icfg = config.intake;
     icfg.properties = kafka;
+    // One set of limits for every span source: correlator.otlp.max_*.
+    icfg.limits = config.receivers.decode_limits();
     FS_ASSIGN_OR_RETURN(self->intake_, spans::OtlpKafkaIntake::Create(icfg, *router,
                                                                      *self->producer_,
                                                                      ctx.metrics));

@@ -218,11 +218,12 @@ TEST_F(ReceiversTest, HttpRejectsBadInputWithTheReason) {
        "invalid OTLP/JSON: resourceSpans[0].scopeSpans[0].spans[0].traceId: \"zz\" is not hex "
        "(OTLP/JSON ids are hex, not base64)"},
       {"too many spans", Request(101).SerializeAsString(), "application/x-protobuf", {}, 413,
-       "101 spans in one request; the limit is 100"},
+       "request refused: resource_spans[0].scope_spans[0].spans[100]: more than 100 spans in "
+       "one request (max_spans_per_request)"},
       {"body too large", std::string(70 * 1024, ' '), "application/json", {}, 413,
-       "request body exceeds 65536 bytes"},
+       "request body exceeds 65536 bytes after decompression (max_body_bytes)"},
       {"gzip bomb", bomb, "application/json", {{"Content-Encoding", "gzip"}}, 413,
-       "request body exceeds 65536 bytes"},
+       "request body exceeds 65536 bytes after decompression (max_body_bytes)"},
       {"corrupt gzip", "not gzip at all", "application/json", {{"Content-Encoding", "gzip"}},
        400, "cannot read the request body (truncated, or corrupt gzip)"},
   };
@@ -304,7 +305,9 @@ TEST_F(ReceiversTest, GrpcExportsAndRejects) {
 
   st = GrpcExport(Request(101), &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_EQ(st.error_message(), "101 spans in one request; the limit is 100");
+  EXPECT_EQ(st.error_message(),
+            "request refused: resource_spans[0].scope_spans[0].spans[100]: more than 100 spans "
+            "in one request (max_spans_per_request)");
 
   // Over max_body_bytes: gRPC's own message limit.
   otlp::ExportTraceServiceRequest big = Request(1);

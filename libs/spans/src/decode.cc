@@ -1,10 +1,12 @@
 #include "flamestream/spans/decode.h"
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <google/protobuf/descriptor.h>
 #include <nlohmann/json.hpp>
@@ -567,14 +569,577 @@ class JsonWalker {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// Limits, protobuf: a scan of the wire bytes before ParseFromArray. It allocates nothing but
+// the path it is at, and stops at the first limit crossed. Structural errors end the scan
+// quietly: the parser then fails at the same place (everything before it was within limits)
+// and WireDiagnoser names it.
+// ---------------------------------------------------------------------------------------------
+
+Status LimitError(std::string_view path, std::string_view what) {
+  return ResourceExhausted("request refused: {}: {}", path, what);
+}
+
+class LimitScanner {
+ public:
+  LimitScanner(std::string_view all, const DecodeLimits& limits) : all_(all), limits_(limits) {}
+
+  Status Scan(std::string* reason) {
+    Status st = Walk(otlp::ExportTraceServiceRequest::descriptor(), 0, all_.size(), 0);
+    if (!st.ok()) *reason = reason_;
+    return st;
+  }
+
+ private:
+  struct Step {
+    const google::protobuf::FieldDescriptor* field;
+    uint64_t index;
+  };
+
+  std::string Path(const google::protobuf::FieldDescriptor* f, uint64_t index,
+                   bool indexed) const {
+    std::string out = Here();
+    out += f->name();
+    if (indexed) out += fmt::format("[{}]", index);
+    return out;
+  }
+
+  // The path of the message being walked, with a trailing '.' ("" at the top).
+  std::string Here() const {
+    std::string out;
+    for (const Step& s : path_) {
+      out += s.field->name();
+      if (s.field->is_repeated()) out += fmt::format("[{}]", s.index);
+      out += '.';
+    }
+    return out;
+  }
+
+  Status Refuse(std::string reason, std::string path, std::string what) {
+    reason_ = std::move(reason);
+    return LimitError(path, what);
+  }
+
+  Status Walk(const google::protobuf::Descriptor* d, size_t begin, size_t end, int depth) {
+    if (depth > 100) return OkStatus();  // the parser refuses it
+    // Occurrences of each repeated field in this message (OTLP field numbers are < 32).
+    std::array<uint64_t, 32> seen{};
+    size_t pos = begin;
+    while (pos < end) {
+      uint64_t tag = 0;
+      if (!Varint(pos, end, &tag)) return OkStatus();
+      const uint64_t number = tag >> 3;
+      const int wire = static_cast<int>(tag & 7);
+      const google::protobuf::FieldDescriptor* f =
+          number == 0 || number > 536870911 ? nullptr
+                                            : d->FindFieldByNumber(static_cast<int>(number));
+      size_t len = 0;
+      switch (wire) {
+        case 0: {
+          uint64_t v = 0;
+          if (!Varint(pos, end, &v)) return OkStatus();
+          break;
+        }
+        case 1: len = 8; break;
+        case 5: len = 4; break;
+        case 2: {
+          uint64_t l = 0;
+          if (!Varint(pos, end, &l) || l > end - pos) return OkStatus();
+          len = static_cast<size_t>(l);
+          break;
+        }
+        default: return OkStatus();
+      }
+      if (end - pos < len) return OkStatus();
+      if (f != nullptr && wire != WireTypeOf(f)) f = nullptr;  // the parser keeps it as unknown
+      if (f == nullptr) {
+        // Kept by the parser in the unknown field set: one more thing materialized.
+        if (limits_.max_elements != 0 && ++elements_ > limits_.max_elements) {
+          return Refuse("too_many_elements",
+                        fmt::format("{}<unknown field {} of {}>", Here(), number, d->name()),
+                        ElementsWhat());
+        }
+      } else if (f->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
+        uint64_t index = 0;
+        if (f->is_repeated()) {
+          index = number < seen.size() ? seen[number]++ : 0;
+          const google::protobuf::Descriptor* m = f->message_type();
+          if (m == Span::descriptor() && limits_.max_spans != 0 &&
+              ++spans_ > limits_.max_spans) {
+            return Refuse("too_many_spans", Path(f, index, true),
+                          fmt::format("more than {} spans in one request (max_spans_per_request)",
+                                      limits_.max_spans));
+          }
+          if ((m == KeyValue::descriptor() || m == AnyValue::descriptor()) &&
+              limits_.max_attributes != 0 && index >= limits_.max_attributes) {
+            return Refuse("too_many_attributes", Path(f, index, true),
+                          fmt::format("more than {} {} (max_attributes)", limits_.max_attributes,
+                                      m == KeyValue::descriptor() ? "attributes in one list"
+                                                                  : "values in one array"));
+          }
+          if (limits_.max_elements != 0 && ++elements_ > limits_.max_elements) {
+            return Refuse("too_many_elements", Path(f, index, true), ElementsWhat());
+          }
+        }
+        path_.push_back({f, index});
+        Status st = Walk(f->message_type(), pos, pos + len, depth + 1);
+        path_.pop_back();
+        if (!st.ok()) return st;
+      } else if (f->type() == google::protobuf::FieldDescriptor::TYPE_STRING &&
+                 (f->name() == "name" || f->name() == "key") && limits_.max_name_length != 0 &&
+                 len > limits_.max_name_length) {
+        return Refuse("name_too_long", Path(f, 0, false),
+                      fmt::format("{} bytes, longer than {} (max_name_length)", len,
+                                  limits_.max_name_length));
+      }
+      pos += len;
+    }
+    return OkStatus();
+  }
+
+  static int WireTypeOf(const google::protobuf::FieldDescriptor* f) {
+    using FD = google::protobuf::FieldDescriptor;
+    switch (f->type()) {
+      case FD::TYPE_MESSAGE:
+      case FD::TYPE_STRING:
+      case FD::TYPE_BYTES: return 2;
+      case FD::TYPE_DOUBLE:
+      case FD::TYPE_FIXED64:
+      case FD::TYPE_SFIXED64: return 1;
+      case FD::TYPE_FLOAT:
+      case FD::TYPE_FIXED32:
+      case FD::TYPE_SFIXED32: return 5;
+      default: return 0;
+    }
+  }
+
+  std::string ElementsWhat() const {
+    return fmt::format(
+        "more than {} spans, events, links, attributes and values in one request "
+        "(max_elements_per_request)",
+        limits_.max_elements);
+  }
+
+  bool Varint(size_t& pos, size_t end, uint64_t* out) const {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos >= end) return false;
+      const auto b = static_cast<uint8_t>(all_[pos++]);
+      v |= static_cast<uint64_t>(b & 0x7F) << shift;
+      if ((b & 0x80) == 0) {
+        *out = v;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  std::string_view all_;
+  const DecodeLimits& limits_;
+  std::vector<Step> path_;
+  uint64_t spans_ = 0;
+  uint64_t elements_ = 0;
+  std::string reason_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Limits, OTLP/JSON: a SAX handler that builds the nlohmann tree the walker reads, keeping only
+// what the walker looks at (unknown keys, span events and links are dropped unbuilt; so are
+// the children of a value of the wrong type, which the walker refuses by its type alone) and
+// checking the limits on the way.
+// ---------------------------------------------------------------------------------------------
+
+class LimitedJsonBuilder {
+ public:
+  using number_integer_t = json::number_integer_t;
+  using number_unsigned_t = json::number_unsigned_t;
+  using number_float_t = json::number_float_t;
+  using string_t = json::string_t;
+  using binary_t = json::binary_t;
+
+  explicit LimitedJsonBuilder(const DecodeLimits& limits) : limits_(limits) {}
+
+  json& root() { return root_; }
+  [[nodiscard]] const Status& error() const { return error_; }
+  [[nodiscard]] const std::string& reason() const { return reason_; }
+
+  bool null() { return Scalar(json(nullptr)); }
+  bool boolean(bool v) { return Scalar(json(v)); }
+  bool number_integer(number_integer_t v) { return Scalar(json(v)); }
+  bool number_unsigned(number_unsigned_t v) { return Scalar(json(v)); }
+  bool number_float(number_float_t v, const string_t& /*text*/) { return Scalar(json(v)); }
+  bool binary(binary_t& v) { return Scalar(json::binary(std::move(v))); }
+  bool string(string_t& v) {
+    if (skip_ == 0 && !stack_.empty() && stack_.back().node != nullptr &&
+        stack_.back().node->is_object() && !key_skip_ && limits_.max_name_length != 0 &&
+        v.size() > limits_.max_name_length) {
+      const Kind k = stack_.back().kind;
+      if (((k == Kind::kSpan || k == Kind::kScope) && key_ == "name") ||
+          (k == Kind::kKeyValue && key_ == "key")) {
+        return Refuse("name_too_long", Path(key_),
+                      fmt::format("{} bytes, longer than {} (max_name_length)", v.size(),
+                                  limits_.max_name_length));
+      }
+    }
+    return Scalar(json(std::move(v)));
+  }
+
+  bool start_object(std::size_t /*elements*/) { return Open(json::value_t::object); }
+  bool start_array(std::size_t /*elements*/) { return Open(json::value_t::array); }
+  bool end_object() { return Close(); }
+  bool end_array() { return Close(); }
+
+  bool key(string_t& k) {
+    if (skip_ > 0) return true;
+    key_ = std::move(k);
+    key_skip_ = stack_.back().node == nullptr ||
+                ChildOf(stack_.back().kind, key_).expect == Expect::kNone;
+    return true;
+  }
+
+  bool parse_error(std::size_t /*position*/, const std::string& /*last_token*/,
+                   const json::exception& e) {
+    // e.what(): "[json.exception.parse_error.101] parse error at line 1, column 7: ..."
+    std::string what = e.what();
+    if (const size_t close = what.find("] "); close != std::string::npos) {
+      what = what.substr(close + 2);
+    }
+    reason_ = "invalid";
+    error_ = InvalidArgument("invalid OTLP/JSON: {}", what);
+    return false;
+  }
+
+ private:
+  enum class Kind {
+    kOther,  // kept as an empty container: the walker refuses it by its type
+    kRequest, kResourceSpansList, kResourceSpans, kResource, kScopeSpansList, kScopeSpans,
+    kScope, kSpanList, kSpan, kStatus, kAttributeList, kKeyValue, kAnyValue, kArrayValue,
+    kKvlistValue, kValueList, kKvList,
+  };
+  enum class Expect { kNone, kScalar, kObject, kArray };
+  struct Child {
+    Expect expect;
+    Kind kind = Kind::kOther;
+  };
+  struct Frame {
+    Kind kind;
+    json* node;         // nullptr: children are dropped
+    std::string seg;    // "key" or "[i]"
+    uint64_t count = 0; // elements so far (arrays)
+    int depth = 0;      // AnyValue nesting, as JsonWalker counts it
+  };
+
+  // What the walker reads under `key` of an object of kind `parent`.
+  static Child ChildOf(Kind parent, const std::string& key) {
+    auto any = [&](std::initializer_list<std::string_view> names) {
+      for (std::string_view n : names) {
+        if (key == n) return true;
+      }
+      return false;
+    };
+    switch (parent) {
+      case Kind::kRequest:
+        if (any({"resourceSpans", "resource_spans"})) return {Expect::kArray, Kind::kResourceSpansList};
+        break;
+      case Kind::kResourceSpans:
+        if (key == "resource") return {Expect::kObject, Kind::kResource};
+        if (any({"scopeSpans", "scope_spans"})) return {Expect::kArray, Kind::kScopeSpansList};
+        if (any({"schemaUrl", "schema_url"})) return {Expect::kScalar};
+        break;
+      case Kind::kResource:
+        if (key == "attributes") return {Expect::kArray, Kind::kAttributeList};
+        if (any({"droppedAttributesCount", "dropped_attributes_count"})) return {Expect::kScalar};
+        break;
+      case Kind::kScopeSpans:
+        if (key == "scope") return {Expect::kObject, Kind::kScope};
+        if (key == "spans") return {Expect::kArray, Kind::kSpanList};
+        if (any({"schemaUrl", "schema_url"})) return {Expect::kScalar};
+        break;
+      case Kind::kScope:
+        if (key == "attributes") return {Expect::kArray, Kind::kAttributeList};
+        if (any({"name", "version", "droppedAttributesCount", "dropped_attributes_count"})) {
+          return {Expect::kScalar};
+        }
+        break;
+      case Kind::kSpan:
+        if (key == "attributes") return {Expect::kArray, Kind::kAttributeList};
+        if (key == "status") return {Expect::kObject, Kind::kStatus};
+        if (any({"traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id",
+                 "traceState", "trace_state", "name", "kind", "startTimeUnixNano",
+                 "start_time_unix_nano", "endTimeUnixNano", "end_time_unix_nano",
+                 "droppedAttributesCount", "dropped_attributes_count", "flags"})) {
+          return {Expect::kScalar};
+        }
+        break;  // events, links: not kept by the router
+      case Kind::kStatus:
+        if (any({"message", "code"})) return {Expect::kScalar};
+        break;
+      case Kind::kKeyValue:
+        if (key == "key") return {Expect::kScalar};
+        if (key == "value") return {Expect::kObject, Kind::kAnyValue};
+        break;
+      case Kind::kAnyValue:
+        if (any({"arrayValue", "array_value"})) return {Expect::kObject, Kind::kArrayValue};
+        if (any({"kvlistValue", "kvlist_value"})) return {Expect::kObject, Kind::kKvlistValue};
+        if (any({"stringValue", "string_value", "boolValue", "bool_value", "intValue",
+                 "int_value", "doubleValue", "double_value", "bytesValue", "bytes_value"})) {
+          return {Expect::kScalar};
+        }
+        break;
+      case Kind::kArrayValue:
+        if (key == "values") return {Expect::kArray, Kind::kValueList};
+        break;
+      case Kind::kKvlistValue:
+        if (key == "values") return {Expect::kArray, Kind::kKvList};
+        break;
+      default: break;
+    }
+    return {Expect::kNone};
+  }
+
+  // The element kind of a list.
+  static Kind ElementOf(Kind list) {
+    switch (list) {
+      case Kind::kResourceSpansList: return Kind::kResourceSpans;
+      case Kind::kScopeSpansList: return Kind::kScopeSpans;
+      case Kind::kSpanList: return Kind::kSpan;
+      case Kind::kAttributeList:
+      case Kind::kKvList: return Kind::kKeyValue;
+      case Kind::kValueList: return Kind::kAnyValue;
+      default: return Kind::kOther;
+    }
+  }
+
+  std::string Path(std::string_view last) const {
+    std::string out;
+    auto add = [&](std::string_view seg) {
+      if (seg.empty()) return;
+      if (!out.empty() && seg.front() != '[') out += '.';
+      out += seg;
+    };
+    for (const Frame& f : stack_) add(f.seg);
+    add(last);
+    return out;
+  }
+
+  bool Refuse(std::string reason, const std::string& path, const std::string& what) {
+    reason_ = std::move(reason);
+    error_ = LimitError(path, what);
+    return false;
+  }
+
+  // Where the next value goes: sets *slot (nullptr: dropped), its path segment, its kind (for
+  // a container of the expected type), and the AnyValue depth. False when a limit is crossed.
+  bool Place(json::value_t type, json** slot, std::string* seg, Kind* kind, int* depth) {
+    *slot = nullptr;
+    *kind = Kind::kOther;
+    *depth = 0;
+    const bool container = type == json::value_t::object || type == json::value_t::array;
+    if (stack_.empty()) {
+      root_ = json(type);
+      *slot = &root_;
+      *kind = type == json::value_t::object ? Kind::kRequest : Kind::kOther;
+      return true;
+    }
+    Frame& top = stack_.back();
+    if (top.node == nullptr) return true;
+    Expect expect = Expect::kNone;
+    Kind child = Kind::kOther;
+    int child_depth = top.depth;
+    if (top.node->is_array()) {
+      const uint64_t index = top.count++;
+      *seg = fmt::format("[{}]", index);
+      if (top.kind == Kind::kSpanList && limits_.max_spans != 0 &&
+          ++spans_ > limits_.max_spans) {
+        return Refuse("too_many_spans", Path(*seg),
+                      fmt::format("more than {} spans in one request (max_spans_per_request)",
+                                  limits_.max_spans));
+      }
+      if ((top.kind == Kind::kAttributeList || top.kind == Kind::kKvList ||
+           top.kind == Kind::kValueList) &&
+          limits_.max_attributes != 0 && index >= limits_.max_attributes) {
+        return Refuse("too_many_attributes", Path(*seg),
+                      fmt::format("more than {} {} (max_attributes)", limits_.max_attributes,
+                                  top.kind == Kind::kValueList ? "values in one array"
+                                                               : "attributes in one list"));
+      }
+      if (limits_.max_elements != 0 && ++elements_ > limits_.max_elements) {
+        return Refuse("too_many_elements", Path(*seg),
+                      fmt::format("more than {} spans, events, links, attributes and values in "
+                                  "one request (max_elements_per_request)",
+                                  limits_.max_elements));
+      }
+      expect = Expect::kObject;
+      child = ElementOf(top.kind);
+      if (top.kind == Kind::kValueList || top.kind == Kind::kKvList) ++child_depth;
+    } else {
+      if (key_skip_) return true;
+      *seg = key_;
+      const Child c = ChildOf(top.kind, key_);
+      expect = c.expect;
+      child = c.kind;
+      if (top.kind == Kind::kKeyValue && child == Kind::kAnyValue) ++child_depth;
+    }
+    json* where = nullptr;
+    if (top.node->is_array()) {
+      top.node->get_ref<json::array_t&>().emplace_back(type);
+      where = &top.node->get_ref<json::array_t&>().back();
+    } else {
+      where = &(*top.node)[*seg];
+      *where = json(type);
+    }
+    *slot = where;
+    const bool matches = container && ((expect == Expect::kObject && type == json::value_t::object) ||
+                                       (expect == Expect::kArray && type == json::value_t::array));
+    // An AnyValue nested deeper than the walker reads is kept empty: it refuses it by depth.
+    if (matches && !(child == Kind::kAnyValue && child_depth > kMaxAnyValueDepth)) {
+      *kind = child;
+    }
+    *depth = child_depth;
+    return true;
+  }
+
+  bool Scalar(json v) {
+    if (skip_ > 0) return true;
+    json* slot = nullptr;
+    std::string seg;
+    Kind kind = Kind::kOther;
+    int depth = 0;
+    if (!Place(v.type(), &slot, &seg, &kind, &depth)) return false;
+    if (slot != nullptr) *slot = std::move(v);
+    return true;
+  }
+
+  bool Open(json::value_t type) {
+    if (skip_ > 0) {
+      ++skip_;
+      return true;
+    }
+    json* slot = nullptr;
+    std::string seg;
+    Kind kind = Kind::kOther;
+    int depth = 0;
+    if (!Place(type, &slot, &seg, &kind, &depth)) return false;
+    if (slot == nullptr) {
+      ++skip_;  // dropped: count nesting until it closes
+      return true;
+    }
+    stack_.push_back({.kind = kind,
+                      .node = kind == Kind::kOther ? nullptr : slot,
+                      .seg = std::move(seg),
+                      .depth = depth});
+    key_skip_ = false;
+    return true;
+  }
+
+  bool Close() {
+    if (skip_ > 0) {
+      --skip_;
+      return true;
+    }
+    stack_.pop_back();
+    return true;
+  }
+
+  const DecodeLimits& limits_;
+  json root_;
+  std::vector<Frame> stack_;
+  std::string key_;
+  bool key_skip_ = false;
+  uint64_t skip_ = 0;
+  uint64_t spans_ = 0;
+  uint64_t elements_ = 0;
+  Status error_;
+  std::string reason_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Attribute value length: cut string and bytes values, after decoding (the request is already
+// bounded by the limits above).
+// ---------------------------------------------------------------------------------------------
+
+// Longest prefix of at most `max` bytes that does not split a UTF-8 character.
+size_t Utf8Prefix(const std::string& s, size_t max) {
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return n;
+}
+
+class ValueTruncator {
+ public:
+  explicit ValueTruncator(uint64_t max) : max_(max) {}
+  [[nodiscard]] uint64_t truncated() const { return truncated_; }
+
+  void Request(otlp::ExportTraceServiceRequest* req) {
+    // Only through what is present: mutable_*() would add empty messages.
+    for (auto& rs : *req->mutable_resource_spans()) {
+      if (rs.has_resource()) List(rs.mutable_resource()->mutable_attributes());
+      for (auto& ss : *rs.mutable_scope_spans()) {
+        if (ss.has_scope()) List(ss.mutable_scope()->mutable_attributes());
+        for (auto& span : *ss.mutable_spans()) {
+          List(span.mutable_attributes());
+          for (auto& e : *span.mutable_events()) List(e.mutable_attributes());
+          for (auto& l : *span.mutable_links()) List(l.mutable_attributes());
+        }
+      }
+    }
+  }
+
+ private:
+  void List(KeyValues* kvs) {
+    for (KeyValue& kv : *kvs) {
+      if (kv.has_value()) Value(kv.mutable_value());
+    }
+  }
+  void Value(AnyValue* v) {
+    switch (v->value_case()) {
+      case AnyValue::kStringValue:
+        if (v->string_value().size() > max_) {
+          v->mutable_string_value()->resize(Utf8Prefix(v->string_value(), max_));
+          ++truncated_;
+        }
+        break;
+      case AnyValue::kBytesValue:
+        if (v->bytes_value().size() > max_) {
+          v->mutable_bytes_value()->resize(max_);
+          ++truncated_;
+        }
+        break;
+      case AnyValue::kArrayValue:
+        for (AnyValue& e : *v->mutable_array_value()->mutable_values()) Value(&e);
+        break;
+      case AnyValue::kKvlistValue: List(v->mutable_kvlist_value()->mutable_values()); break;
+      default: break;
+    }
+  }
+
+  uint64_t max_;
+  uint64_t truncated_ = 0;
+};
+
+void Truncate(otlp::ExportTraceServiceRequest* req, const DecodeLimits& limits,
+              DecodeStats* stats) {
+  if (limits.max_attribute_value_length == 0) return;
+  ValueTruncator t(limits.max_attribute_value_length);
+  t.Request(req);
+  if (stats != nullptr) stats->truncated_values += t.truncated();
+}
+
 }  // namespace
 
-Result<otlp::ExportTraceServiceRequest> DecodeProtobuf(std::string_view bytes) {
+Result<otlp::ExportTraceServiceRequest> DecodeProtobuf(std::string_view bytes,
+                                                       const DecodeLimits& limits,
+                                                       DecodeStats* stats) {
+  DecodeStats local;
+  if (stats == nullptr) stats = &local;
   otlp::ExportTraceServiceRequest req;
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    stats->refusal = "invalid";
     return InvalidArgument("protobuf body of {} bytes is too large", bytes.size());
   }
+  if (Status st = LimitScanner(bytes, limits).Scan(&stats->refusal); !st.ok()) return st;
   if (req.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    Truncate(&req, limits, stats);
     return req;
   }
   WireDiagnoser diag(bytes);
@@ -583,32 +1148,44 @@ Result<otlp::ExportTraceServiceRequest> DecodeProtobuf(std::string_view bytes) {
   if (where.empty()) {
     where = "the message does not parse (no structural error found)";
   }
+  stats->refusal = "invalid";
   return InvalidArgument("invalid ExportTraceServiceRequest protobuf: {}", where);
 }
 
-Result<otlp::ExportTraceServiceRequest> DecodeJson(std::string_view text) {
-  json doc;
+Result<otlp::ExportTraceServiceRequest> DecodeJson(std::string_view text,
+                                                   const DecodeLimits& limits,
+                                                   DecodeStats* stats) {
+  DecodeStats local;
+  if (stats == nullptr) stats = &local;
+  LimitedJsonBuilder builder(limits);
+  bool parsed = false;
   try {
-    doc = json::parse(text.begin(), text.end());
-  } catch (const json::exception& e) {
-    // e.what(): "[json.exception.parse_error.101] parse error at line 1, column 7: ..."
-    std::string what = e.what();
-    if (const size_t close = what.find("] "); close != std::string::npos) {
-      what = what.substr(close + 2);
-    }
-    return InvalidArgument("invalid OTLP/JSON: {}", what);
+    parsed = json::sax_parse(text.begin(), text.end(), &builder);
+  } catch (const std::exception& e) {  // allocation failures, nothing else throws here
+    stats->refusal = "invalid";
+    return InvalidArgument("invalid OTLP/JSON: {}", e.what());
+  }
+  if (!parsed) {
+    stats->refusal = builder.reason().empty() ? "invalid" : builder.reason();
+    if (!builder.error().ok()) return builder.error();
+    return InvalidArgument("invalid OTLP/JSON: the document does not parse");
   }
   otlp::ExportTraceServiceRequest req;
   JsonWalker walker;
-  Status st = walker.Request(doc, &req);
+  Status st = walker.Request(builder.root(), &req);
   if (!st.ok()) {
+    stats->refusal = "invalid";
     return InvalidArgument("invalid OTLP/JSON: {}", st.message());
   }
+  Truncate(&req, limits, stats);
   return req;
 }
 
-Result<otlp::ExportTraceServiceRequest> DecodeExport(std::string_view bytes, Encoding encoding) {
-  return encoding == Encoding::kJson ? DecodeJson(bytes) : DecodeProtobuf(bytes);
+Result<otlp::ExportTraceServiceRequest> DecodeExport(std::string_view bytes, Encoding encoding,
+                                                     const DecodeLimits& limits,
+                                                     DecodeStats* stats) {
+  return encoding == Encoding::kJson ? DecodeJson(bytes, limits, stats)
+                                     : DecodeProtobuf(bytes, limits, stats);
 }
 
 Encoding SniffEncoding(std::string_view bytes) {

@@ -1,10 +1,13 @@
 #include "flamestream/spans/kafka_intake.h"
 
+#include "counters.h"
+
 #include <future>
 #include <thread>
 
 #include "flamestream/config/config.h"
 #include "flamestream/log/log.h"
+#include "flamestream/spans/kafka_sink.h"
 
 namespace flamestream::spans {
 
@@ -31,7 +34,8 @@ OtlpKafkaIntake::OtlpKafkaIntake(OtlpKafkaIntakeConfig config, SpanRouter& route
       dlq_records_(metrics.Counter("fs_span_intake_dlq_records_total",
                                    "undecodable OTLP span records written to the DLQ")),
       retries_(metrics.Counter("fs_span_intake_retries_total",
-                               "OTLP span records retried because Kafka was unavailable")) {}
+                               "OTLP span records retried because Kafka was unavailable")),
+      metrics_(metrics) {}
 
 OtlpKafkaIntake::~OtlpKafkaIntake() {
   if (consumer_ != nullptr) (void)consumer_->Close();
@@ -65,6 +69,48 @@ Result<std::unique_ptr<OtlpKafkaIntake>> OtlpKafkaIntake::Create(OtlpKafkaIntake
   return intake;
 }
 
+Status OtlpKafkaIntake::DeadLetter(const kafka::Message& msg, const Status& error,
+                                   std::stop_token stop) {
+  const auto backoff = std::chrono::duration_cast<std::chrono::milliseconds>(config_.retry_backoff);
+  kafka::FailedRecord record{msg.topic(), msg.partition(), msg.offset(),
+                             msg.key(),   msg.value(),     msg.headers()};
+  Status reason = error;
+  while (!stop.stop_requested()) {
+    auto done = std::make_shared<std::promise<Status>>();
+    std::future<Status> f = done->get_future();
+    Status st = dlq_.Write(record, reason, [done](const kafka::DeliveryReport& r) {
+      done->set_value(r.status);
+    });
+    if (st.ok()) {
+      if (f.wait_for(config_.ack_timeout) == std::future_status::ready) {
+        st = f.get();
+      } else {
+        st = Unavailable("DLQ record not acknowledged in time");
+      }
+    }
+    if (st.ok()) {
+      dlq_records_.Inc();
+      log::Warn("OTLP span record sent to the DLQ",
+                {{"topic", std::string(msg.topic())}, {"partition", msg.partition()},
+                 {"offset", static_cast<long long>(msg.offset())}, {"error", reason}});
+      return OkStatus();
+    }
+    if (IsMessageTooLarge(st) && !record.value.empty()) {
+      // The record fits the source topic but not the DLQ's limits: keep the reason and where
+      // the record is (source.* headers), not its value. Retrying as is would never succeed.
+      reason = Status(error.code(),
+                      fmt::format("{} (the record's {} byte value is not kept: {})",
+                                  error.message(), record.value.size(), st.message()));
+      record.value = {};
+      continue;
+    }
+    retries_.Inc();
+    log::Warn("DLQ write failed; retrying", {{"error", st}});
+    std::this_thread::sleep_for(backoff);
+  }
+  return CancelledError("stopped before the record was written to the DLQ");
+}
+
 Status OtlpKafkaIntake::Process(const kafka::Message& msg, std::stop_token stop) {
   records_.Inc();
   Encoding encoding = Encoding::kProtobuf;
@@ -73,37 +119,31 @@ Status OtlpKafkaIntake::Process(const kafka::Message& msg, std::stop_token stop)
   } else if (config_.encoding == "auto") {
     encoding = SniffEncoding(msg.value());
   }
-  Result<otlp::ExportTraceServiceRequest> req = DecodeExport(msg.value(), encoding);
+  DecodeStats stats;
+  Result<otlp::ExportTraceServiceRequest> req =
+      DecodeExport(msg.value(), encoding, config_.limits, &stats);
   const auto backoff = std::chrono::duration_cast<std::chrono::milliseconds>(config_.retry_backoff);
   if (!req.ok()) {
     // The record is bad, not the pipeline: DLQ it (retrying only the DLQ write itself).
-    while (!stop.stop_requested()) {
-      auto done = std::make_shared<std::promise<Status>>();
-      std::future<Status> f = done->get_future();
-      Status st = dlq_.Write(msg, req.error(), [done](const kafka::DeliveryReport& r) {
-        done->set_value(r.status);
-      });
-      if (st.ok()) {
-        if (f.wait_for(config_.ack_timeout) == std::future_status::ready) st = f.get();
-        else st = Unavailable("DLQ record not acknowledged in time");
-      }
-      if (st.ok()) {
-        dlq_records_.Inc();
-        log::Warn("undecodable OTLP span record sent to the DLQ",
-                  {{"topic", std::string(msg.topic())}, {"partition", msg.partition()},
-                   {"offset", static_cast<long long>(msg.offset())}, {"error", req.error()}});
-        return OkStatus();
-      }
-      retries_.Inc();
-      log::Warn("DLQ write failed; retrying", {{"error", st}});
-      std::this_thread::sleep_for(backoff);
-    }
-    return CancelledError("stopped before the record was written to the DLQ");
+    CountRefused(metrics_, "kafka", stats.refusal.empty() ? "invalid" : stats.refusal);
+    return DeadLetter(msg, req.error(), stop);
   }
+  CountTruncated(metrics_, "kafka", stats.truncated_values);
   const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config_.ack_timeout);
   while (!stop.stop_requested()) {
     RouteResult r = router_.Route(*req, v1::SPAN_SOURCE_OTLP_KAFKA, timeout);
-    if (r.status.ok()) return OkStatus();
+    if (r.status.ok()) {
+      if (auto it = r.rejected_by.find("too_large_for_kafka"); it != r.rejected_by.end()) {
+        CountRefused(metrics_, "kafka", "too_large_for_kafka");
+        return DeadLetter(
+            msg,
+            OutOfRange("{} spans of the record are each larger than a Kafka message and were not "
+                       "written ({} others were): {}",
+                       it->second, r.accepted, r.rejection),
+            stop);
+      }
+      return OkStatus();
+    }
     retries_.Inc();
     log::Warn("keyed spans not acknowledged; retrying the record",
               {{"partition", msg.partition()}, {"offset", static_cast<long long>(msg.offset())},

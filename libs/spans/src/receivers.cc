@@ -1,5 +1,7 @@
 #include "flamestream/spans/receivers.h"
 
+#include "counters.h"
+
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
@@ -145,15 +147,53 @@ void ReceiverConfig::Declare(config::Schema& schema, const std::string& prefix) 
              "OTLP/gRPC trace receiver host:port (empty: off)");
   schema.Add(prefix + ".http.listen", &http_listen,
              "OTLP/HTTP trace receiver host:port, POST /v1/traces (empty: off)");
+  schema.Add(prefix + ".max_request_size", &max_request_bytes,
+             "largest OTLP/HTTP request body on the wire (compressed), bytes; over it: 413");
   schema.Add(prefix + ".max_body_bytes", &max_body_bytes,
-             "largest OTLP request body (after decompression), bytes");
+             "largest OTLP request body after decompression (gRPC: message), bytes; over it: "
+             "413 / RESOURCE_EXHAUSTED");
   schema.Add(prefix + ".max_spans_per_request", &max_spans_per_request,
-             "most spans accepted in one OTLP request");
+             "most spans in one OTLP request or otlp_spans record (0: no limit)");
+  schema.Add(prefix + ".max_attributes", &max_attributes,
+             "most attributes in one resource/scope/span/event/link list, and values in one "
+             "array value (0: no limit)");
+  schema.Add(prefix + ".max_elements_per_request", &max_elements_per_request,
+             "most spans, events, links, attributes and values in one request, nested ones "
+             "included (0: no limit)");
+  schema.Add(prefix + ".max_name_length", &max_name_length,
+             "longest span/event/scope name or attribute key, bytes (0: no limit)");
+  schema.Add(prefix + ".max_attribute_value_length", &max_attribute_value_length,
+             "string and bytes attribute values are cut to this many bytes (0: not cut)");
   schema.Add(prefix + ".ack_timeout", &ack_timeout,
              "how long a request waits for Kafka's ack before 503/UNAVAILABLE");
   schema.Add(prefix + ".retry_after", &retry_after,
              "retry delay told to clients with 503/UNAVAILABLE");
   schema.Add(prefix + ".http.threads", &http_threads, "OTLP/HTTP worker threads");
+}
+
+DecodeLimits ReceiverConfig::decode_limits() const {
+  return {.max_spans = max_spans_per_request,
+          .max_attributes = max_attributes,
+          .max_elements = max_elements_per_request,
+          .max_name_length = max_name_length,
+          .max_attribute_value_length = max_attribute_value_length};
+}
+
+void CountRefused(obs::Registry& metrics, std::string_view source, std::string_view reason) {
+  metrics
+      .Counter("fs_spans_refused_total",
+               "OTLP requests and otlp_spans records refused whole, by source and reason",
+               {{"source", std::string(source)}, {"reason", std::string(reason)}})
+      .Inc();
+}
+
+void CountTruncated(obs::Registry& metrics, std::string_view source, uint64_t n) {
+  if (n == 0) return;
+  metrics
+      .Counter("fs_spans_truncated_values_total",
+               "attribute values cut to max_attribute_value_length, by source",
+               {{"source", std::string(source)}})
+      .Inc(n);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,6 +204,7 @@ class OtlpReceivers::Impl {
       : config_(config),
         router_(router),
         metrics_(metrics),
+        limits_(config.decode_limits()),
         ack_timeout_(std::chrono::duration_cast<std::chrono::milliseconds>(config.ack_timeout)),
         retry_after_(std::max<int64_t>(
             1, std::chrono::ceil<std::chrono::seconds>(config.retry_after).count())) {}
@@ -194,6 +235,7 @@ class OtlpReceivers::Impl {
   ReceiverConfig config_;
   SpanRouter& router_;
   obs::Registry& metrics_;
+  DecodeLimits limits_;
   std::chrono::milliseconds ack_timeout_;
   std::chrono::seconds retry_after_;
 
@@ -212,19 +254,18 @@ class OtlpReceivers::Impl {
 
 void OtlpReceivers::Impl::Handle(std::string_view body, Encoding encoding,
                                  v1::SpanSource source, std::function<void(Outcome)> done) {
-  Result<otlp::ExportTraceServiceRequest> req = DecodeExport(body, encoding);
+  const std::string_view source_name = source == v1::SPAN_SOURCE_OTLP_GRPC ? "grpc" : "http";
+  DecodeStats stats;
+  Result<otlp::ExportTraceServiceRequest> req = DecodeExport(body, encoding, limits_, &stats);
   if (!req.ok()) {
-    done({.rpc_code = kRpcInvalidArgument, .http_status = 400, .message = req.error().message()});
+    CountRefused(metrics_, source_name, stats.refusal.empty() ? "invalid" : stats.refusal);
+    const bool limit = req.error().code() == StatusCode::kResourceExhausted;
+    done({.rpc_code = limit ? kRpcResourceExhausted : kRpcInvalidArgument,
+          .http_status = limit ? 413 : 400,
+          .message = req.error().message()});
     return;
   }
-  const size_t spans = CountSpans(*req);
-  if (spans > config_.max_spans_per_request) {
-    done({.rpc_code = kRpcResourceExhausted,
-          .http_status = 413,
-          .message = fmt::format("{} spans in one request; the limit is {}", spans,
-                                 config_.max_spans_per_request)});
-    return;
-  }
+  CountTruncated(metrics_, source_name, stats.truncated_values);
   router_.RouteAsync(*req, source, ack_timeout_, [done = std::move(done)](RouteResult r) {
     Outcome out;
     if (!r.status.ok()) {
@@ -253,8 +294,9 @@ Status OtlpReceivers::Impl::StartHttp() {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
-  // Compressed (wire) size; the decompressed size is checked while reading below.
-  http_->set_payload_max_length(config_.max_body_bytes);
+  // Compressed (wire) size; the decompressed size is checked while reading below (httplib
+  // inflates gzip/deflate chunk by chunk into the reader, which stops at the cap).
+  http_->set_payload_max_length(config_.max_request_bytes);
   http_->Post("/v1/traces", [this](const httplib::Request& req, httplib::Response& res,
                                    const httplib::ContentReader& reader) {
     const std::string media = MediaType(req.get_header_value("Content-Type"));
@@ -286,6 +328,13 @@ Status OtlpReceivers::Impl::StartHttp() {
 
     std::string body;
     bool too_large = false;
+    // Identity bodies: their size is known, so the buffer grows once (never past the caps).
+    if (req.get_header_value("Content-Encoding").empty() && req.has_header("Content-Length")) {
+      const uint64_t declared = req.get_header_value<uint64_t>("Content-Length");
+      if (declared <= std::min(config_.max_body_bytes, config_.max_request_bytes)) {
+        body.reserve(declared);
+      }
+    }
     const bool read_ok = reader([&](const char* data, size_t n) {
       if (body.size() + n > config_.max_body_bytes) {
         too_large = true;
@@ -296,9 +345,19 @@ Status OtlpReceivers::Impl::StartHttp() {
     });
     if (!read_ok) {
       res.set_header("Connection", "close");
-      if (too_large || res.status == 413) {
+      if (too_large) {
+        CountRefused(metrics_, "http", "body_too_large");
         reply_error(413, kRpcResourceExhausted,
-                    fmt::format("request body exceeds {} bytes", config_.max_body_bytes), {});
+                    fmt::format("request body exceeds {} bytes after decompression "
+                                "(max_body_bytes)",
+                                config_.max_body_bytes),
+                    {});
+      } else if (res.status == 413) {
+        CountRefused(metrics_, "http", "request_too_large");
+        reply_error(413, kRpcResourceExhausted,
+                    fmt::format("request body exceeds {} bytes on the wire (max_request_size)",
+                                config_.max_request_bytes),
+                    {});
       } else if (res.status == 415) {
         reply_error(415, kRpcInvalidArgument,
                     fmt::format("unsupported Content-Encoding \"{}\"",

@@ -102,6 +102,40 @@ bool AllZero(const std::string& bytes) {
   return bytes.find_first_not_of('\0') == std::string::npos;
 }
 
+// `batch`'s spans [begin, end) as a batch of the same key.
+v1::SpanBatch Slice(const v1::SpanBatch& batch, int begin, int end) {
+  v1::SpanBatch out;
+  out.set_cluster(batch.cluster());
+  out.set_node(batch.node());
+  out.mutable_spans()->Reserve(end - begin);
+  for (int i = begin; i < end; ++i) *out.add_spans() = batch.spans(i);
+  return out;
+}
+
+// Splits `batch` into batches of at most `max_bytes` serialized (a span bigger than that
+// alone stays a batch of one: the sink decides whether Kafka takes it).
+std::vector<v1::SpanBatch> SplitBySize(v1::SpanBatch batch, uint64_t max_bytes) {
+  std::vector<v1::SpanBatch> out;
+  if (max_bytes == 0 || batch.ByteSizeLong() <= max_bytes || batch.spans_size() <= 1) {
+    out.push_back(std::move(batch));
+    return out;
+  }
+  const uint64_t header = Slice(batch, 0, 0).ByteSizeLong() + 16;  // + id
+  int begin = 0;
+  uint64_t size = header;
+  for (int i = 0; i < batch.spans_size(); ++i) {
+    const uint64_t span = batch.spans(i).ByteSizeLong() + 6;  // + tag and length
+    if (i > begin && size + span > max_bytes) {
+      out.push_back(Slice(batch, begin, i));
+      begin = i;
+      size = header;
+    }
+    size += span;
+  }
+  out.push_back(Slice(batch, begin, batch.spans_size()));
+  return out;
+}
+
 std::string DefaultInstanceId() {
   std::array<char, 256> host{};
   if (gethostname(host.data(), host.size() - 1) != 0) host[0] = '\0';
@@ -117,6 +151,12 @@ void SpanRouterConfig::Declare(config::Schema& schema, const std::string& prefix
              "span or resource attributes copied into keyed spans (e.g. http.route)");
   schema.Add(prefix + ".instance_id", &instance_id,
              "batch id prefix of this router (default span-router/<host>/<pid>)");
+  schema.Add(prefix + ".max_batch_bytes", &max_batch_bytes,
+             "largest keyed span batch written as one Kafka record, bytes (bigger ones are "
+             "split; keep under the topic's max.message.bytes)");
+  schema.Add(prefix + ".max_inflight_bytes", &max_inflight_bytes,
+             "most bytes of keyed spans written and not yet acknowledged; requests over it get "
+             "503/UNAVAILABLE (0: no bound)");
 }
 
 std::string SpanKey(const v1::KeyedSpan& span) {
@@ -133,11 +173,27 @@ struct SpanRouter::Extracted {
   std::map<correlate::ProcessResolution, uint64_t> resolution;  // placed spans
 };
 
+struct SpanRouter::Writer {
+  explicit Writer(SpanSink& s) : sink(s) {}
+  SpanSink& sink;
+  std::string instance_id;
+  std::atomic<uint64_t> sequence{0};
+  std::atomic<uint64_t> inflight{0};
+  // Set when the router is destroyed: a batch failing afterwards is not split and written
+  // again (the sink may be gone too).
+  std::atomic<bool> closed{false};
+  obs::Gauge* inflight_gauge = nullptr;
+  obs::Counter* too_large_spans = nullptr;
+  obs::Counter* splits = nullptr;
+};
+
 struct SpanRouter::Pending {
   std::mutex mu;
   bool finished = false;
   size_t remaining = 0;
   RouteResult result;
+  uint64_t received = 0;
+  std::string first_detail;
   RouteCallback done;
   obs::Counter* accepted = nullptr;
   obs::Counter* failed_batches = nullptr;
@@ -153,10 +209,31 @@ struct SpanRouter::Pending {
       r = std::move(result);
       r.status = std::move(status);
       if (!r.status.ok()) r.accepted = 0;
+      if (r.rejected > 0) {
+        std::vector<std::string> counts;
+        for (const auto& [reason, n] : r.rejected_by) counts.push_back(fmt::format("{} {}", n, reason));
+        r.rejection = fmt::format("{} of {} spans rejected ({}); first: {}", r.rejected, received,
+                                  common::Join(counts, ", "), first_detail);
+      }
     }
     if (r.status.ok()) accepted->Inc(r.accepted);
     RouteCallback cb = std::move(done);
     cb(std::move(r));
+  }
+  // One batch became two (a split): false when the request is already answered.
+  bool AddBatch() {
+    std::lock_guard lock(mu);
+    if (finished) return false;
+    ++remaining;
+    return true;
+  }
+  // A span no Kafka message can hold: rejected instead of written.
+  void RejectTooLarge(const std::string& detail) {
+    std::lock_guard lock(mu);
+    if (result.accepted > 0) --result.accepted;
+    ++result.rejected;
+    ++result.rejected_by["too_large_for_kafka"];
+    if (first_detail.empty()) first_detail = detail;
   }
   void BatchDone(const Status& status) {
     bool last = false;
@@ -182,10 +259,21 @@ SpanRouter::SpanRouter(SpanRouterConfig config, SpanSink& sink, obs::Registry& m
       placer_(table_, {.default_cluster = common::ToLower(config_.default_cluster),
                        .start_time_tolerance_ns = config_.start_time_tolerance.count()}) {
   if (config_.instance_id.empty()) config_.instance_id = DefaultInstanceId();
+  writer_ = std::make_shared<Writer>(sink_);
+  writer_->instance_id = config_.instance_id;
+  writer_->inflight_gauge = &metrics_.Gauge(
+      "fs_span_router_inflight_bytes", "bytes of keyed spans written and not yet acknowledged");
+  writer_->too_large_spans = &metrics_.Counter(
+      "fs_spans_rejected_total",
+      "spans dropped (malformed ids, or not placeable on a node), by reason",
+      {{"reason", "too_large_for_kafka"}});
+  writer_->splits = &metrics_.Counter(
+      "fs_span_batches_split_total", "keyed span batches split because Kafka refused them as too large");
   timer_thread_ = std::thread([this] { RunTimers(); });
 }
 
 SpanRouter::~SpanRouter() {
+  writer_->closed = true;
   {
     std::lock_guard lock(timer_mu_);
     stop_timers_ = true;
@@ -316,12 +404,67 @@ void SpanRouter::Extract(const otlp::ExportTraceServiceRequest& request, v1::Spa
   }
 }
 
+void SpanRouter::WriteBatch(const std::shared_ptr<Writer>& w,
+                            const std::shared_ptr<Pending>& p, const std::string& key,
+                            v1::SpanBatch batch) {
+  v1::BatchId* bid = batch.mutable_id();
+  bid->set_agent_id(w->instance_id);
+  bid->set_sequence(w->sequence.fetch_add(1, std::memory_order_relaxed) + 1);
+  const uint64_t bytes = batch.ByteSizeLong();
+  w->inflight_gauge->Set(static_cast<double>(w->inflight.fetch_add(bytes) + bytes));
+  // Kept for a split; only the spans are needed.
+  auto kept = std::make_shared<v1::SpanBatch>(batch);
+  w->sink.Write(key, std::move(batch), [w, p, key, kept, bytes](const Status& st) {
+    w->inflight_gauge->Set(static_cast<double>(w->inflight.fetch_sub(bytes) - bytes));
+    if (st.code() != StatusCode::kOutOfRange || w->closed.load()) {
+      p->BatchDone(st);
+      return;
+    }
+    const int n = kept->spans_size();
+    if (n <= 1) {
+      w->too_large_spans->Inc();
+      log::Warn("keyed span larger than a Kafka message rejected",
+                {{"key", key}, {"bytes", static_cast<long long>(bytes)}, {"error", st}});
+      p->RejectTooLarge(fmt::format("a span of {} bytes keyed {} is larger than a Kafka message "
+                                    "({})",
+                                    bytes, key, st.message()));
+      p->BatchDone(OkStatus());
+      return;
+    }
+    if (!p->AddBatch()) return;  // answered already (deadline)
+    w->splits->Inc();
+    WriteBatch(w, p, key, Slice(*kept, 0, n / 2));
+    WriteBatch(w, p, key, Slice(*kept, n / 2, n));
+  });
+}
+
 void SpanRouter::RouteAsync(const otlp::ExportTraceServiceRequest& request,
                             v1::SpanSource source, std::chrono::milliseconds timeout,
                             RouteCallback done) {
   Extracted ex;
   Extract(request, source, &ex);
   const obs::Labels source_label = {{"source", std::string(SourceName(source))}};
+  if (config_.max_inflight_bytes != 0) {
+    uint64_t bytes = 0;
+    for (const auto& [key, batch] : ex.batches) bytes += batch.ByteSizeLong();
+    const uint64_t held = writer_->inflight.load();
+    // Over the bound, unless nothing is held (a request bigger than the bound alone still
+    // goes through, or it could never be written).
+    if (held > 0 && held + bytes > config_.max_inflight_bytes) {
+      metrics_
+          .Counter("fs_spans_refused_total",
+                   "OTLP requests and otlp_spans records refused whole, by source and reason",
+                   {{"source", std::string(SourceName(source))}, {"reason", "router_full"}})
+          .Inc();
+      RouteResult r;
+      r.status = Unavailable(
+          "span router holds {} bytes of unacknowledged keyed spans, {} more would exceed "
+          "spans.max_inflight_bytes ({}); retry later",
+          held, bytes, config_.max_inflight_bytes);
+      done(std::move(r));
+      return;
+    }
+  }
   metrics_.Counter("fs_spans_received_total", "spans received, by source", source_label)
       .Inc(ex.received);
   for (const auto& [reason, n] : ex.rejected_by) {
@@ -344,13 +487,9 @@ void SpanRouter::RouteAsync(const otlp::ExportTraceServiceRequest& request,
   pending->done = std::move(done);
   pending->result.accepted = ex.accepted;
   pending->result.rejected = ex.rejected;
-  if (ex.rejected > 0) {
-    std::vector<std::string> counts;
-    for (const auto& [reason, n] : ex.rejected_by) counts.push_back(fmt::format("{} {}", n, reason));
-    pending->result.rejection =
-        fmt::format("{} of {} spans rejected ({}); first: {}", ex.rejected, ex.received,
-                    common::Join(counts, ", "), ex.first_detail);
-  }
+  pending->result.rejected_by = ex.rejected_by;
+  pending->received = ex.received;
+  pending->first_detail = ex.first_detail;
   pending->accepted =
       &metrics_.Counter("fs_spans_accepted_total", "spans acknowledged by Kafka, by source",
                         source_label);
@@ -358,18 +497,19 @@ void SpanRouter::RouteAsync(const otlp::ExportTraceServiceRequest& request,
       "fs_span_batches_failed_total", "keyed span batches the sink failed to write");
   pending->timeouts = &metrics_.Counter(
       "fs_span_ack_timeouts_total", "requests answered unavailable: Kafka did not ack in time");
-  pending->remaining = ex.batches.size();
-  if (ex.batches.empty()) {
+  std::vector<std::pair<std::string, v1::SpanBatch>> batches;
+  for (auto& [key, batch] : ex.batches) {
+    for (v1::SpanBatch& b : SplitBySize(std::move(batch), config_.max_batch_bytes)) {
+      batches.emplace_back(key, std::move(b));
+    }
+  }
+  pending->remaining = batches.size();
+  if (batches.empty()) {
     pending->Finish(OkStatus());
     return;
   }
   ArmTimeout(pending, timeout);
-  for (auto& [key, batch] : ex.batches) {
-    v1::BatchId* bid = batch.mutable_id();
-    bid->set_agent_id(config_.instance_id);
-    bid->set_sequence(sequence_.fetch_add(1, std::memory_order_relaxed) + 1);
-    sink_.Write(key, std::move(batch), [pending](const Status& st) { pending->BatchDone(st); });
-  }
+  for (auto& [key, batch] : batches) WriteBatch(writer_, pending, key, std::move(batch));
 }
 
 RouteResult SpanRouter::Route(const otlp::ExportTraceServiceRequest& request,
@@ -462,6 +602,8 @@ Status SpanRouter::ApplyProcessRecord(std::string_view key,
   live_keys_[host_key] = std::string(key);
   return OkStatus();
 }
+
+uint64_t SpanRouter::inflight_bytes() const { return writer_->inflight.load(); }
 
 size_t SpanRouter::process_count() const {
   std::lock_guard lock(table_mu_);

@@ -9,8 +9,14 @@
 //
 // At-least-once: a record's offset is committed only after its spans are acknowledged by
 // Kafka (or it went to the DLQ). While the router answers Unavailable (Kafka slow or down) the
-// same record is retried after a backoff, so nothing is skipped. Undecodable records go to
-// `otlp_spans.dlq` with the decode error in the `error` header and never stop the intake.
+// same record is retried after a backoff, so nothing is skipped. A poison record is never
+// retried: undecodable records and records over the decode limits (`limits`, the receivers'
+// correlator.otlp.max_* keys) go to `otlp_spans.dlq` with the reason in the `error` header
+// (counted in fs_spans_refused_total{source="kafka",reason}) and the intake goes on with the
+// next record. Keyed output larger than a Kafka message (MSG_SIZE_TOO_LARGE) is split by the
+// router; when a single span is too large for any message, its record goes to the DLQ as well
+// (after the rest of its spans are written). A DLQ record that is itself too large is written
+// without its value, the error header saying so.
 // Records are processed one at a time: the Collector batches many spans per record, so the
 // per-record ack round trip is cheap relative to the work per record.
 #pragma once
@@ -49,6 +55,8 @@ struct OtlpKafkaIntakeConfig {
   std::chrono::nanoseconds retry_backoff = std::chrono::seconds(1);
   // How often processed offsets are committed.
   std::chrono::nanoseconds commit_interval = std::chrono::seconds(1);
+  // Decode limits per record (the service passes the receivers' correlator.otlp.max_*).
+  DecodeLimits limits;
 
   // Declares <prefix>.topic, .group, .encoding, .ack_timeout, ... (not `properties`: the
   // service passes its shared `kafka.*` passthrough).
@@ -78,6 +86,8 @@ class OtlpKafkaIntake {
   OtlpKafkaIntake(OtlpKafkaIntakeConfig config, SpanRouter& router, kafka::Producer& producer,
                   obs::Registry& metrics);
   Status CommitProcessed();
+  // Writes `msg` to the DLQ with `error`, retrying only while Kafka is unavailable.
+  Status DeadLetter(const kafka::Message& msg, const Status& error, std::stop_token stop);
 
   OtlpKafkaIntakeConfig config_;
   SpanRouter& router_;
@@ -86,6 +96,7 @@ class OtlpKafkaIntake {
   obs::Counter& records_;
   obs::Counter& dlq_records_;
   obs::Counter& retries_;
+  obs::Registry& metrics_;
   std::unique_ptr<kafka::Consumer> consumer_;
   // Next offset to commit per partition, and the last one committed.
   using PartitionKey = std::pair<std::string, int32_t>;

@@ -20,6 +20,11 @@
 
 namespace flamestream::spans {
 
+// Whether a produce or delivery error is Kafka's MSG_SIZE_TOO_LARGE (a record larger than
+// the producer's message.max.bytes or the topic's max.message.bytes).
+bool IsMessageTooLarge(const Status& status);
+
+// A batch Kafka refuses as too large fails with OutOfRange, so the router splits it.
 class KafkaSpanSink : public SpanSink {
  public:
   // `producer` must outlive the sink.

@@ -15,8 +15,15 @@
 //    with a retry delay (HTTP Retry-After header; gRPC google.rpc.RetryInfo in the status
 //    details, which the OTel SDKs honour, plus a `retry-after` trailer);
 //  - undecodable body: HTTP 400 / gRPC INVALID_ARGUMENT naming the field;
-//  - body over max_body_bytes (after gzip) or more than max_spans_per_request spans:
-//    HTTP 413 / gRPC RESOURCE_EXHAUSTED;
+//  - over a limit, checked while reading and decoding, never after materializing: request
+//    over max_request_bytes on the wire, body over max_body_bytes after decompression (gzip is
+//    inflated as a stream and stops at the cap), more than max_spans_per_request spans,
+//    max_attributes attributes in one list, max_elements_per_request entries in all, a name or
+//    key over max_name_length: HTTP 413 / gRPC RESOURCE_EXHAUSTED naming the field and the
+//    limit, counted in fs_spans_refused_total{source,reason} (reasons: request_too_large,
+//    body_too_large, too_many_spans, too_many_attributes, too_many_elements, name_too_long;
+//    undecodable bodies count as "invalid"). Attribute values over max_attribute_value_length
+//    are truncated, not refused (fs_spans_truncated_values_total);
 //  - HTTP accepts application/x-protobuf and application/json, Content-Encoding gzip (and
 //    deflate), Content-Length or chunked bodies; answers in the request's encoding, errors as
 //    a google.rpc.Status body. gRPC accepts gzip message compression.
@@ -44,10 +51,18 @@ struct ReceiverConfig {
   std::string grpc_listen = "0.0.0.0:4317";
   // host:port for OTLP/HTTP; empty turns it off.
   std::string http_listen = "0.0.0.0:4318";
-  // Largest request body accepted, after decompression (gRPC: largest message).
-  uint64_t max_body_bytes = 16ull << 20;
+  // Largest HTTP request body on the wire (compressed, if it is), like gRPC's default 4 MiB.
+  uint64_t max_request_bytes = 4ull << 20;
+  // Largest request body accepted after decompression (gRPC: largest message).
+  uint64_t max_body_bytes = 64ull << 20;
   // Most spans accepted in one request.
-  uint32_t max_spans_per_request = 100'000;
+  uint32_t max_spans_per_request = 10'000;
+  // The other decode limits (DecodeLimits): attributes per list, entries per request, name
+  // length, attribute value length (truncated). 0 turns one off.
+  uint32_t max_attributes = 128;
+  uint64_t max_elements_per_request = 500'000;
+  uint32_t max_name_length = 1024;
+  uint32_t max_attribute_value_length = 4096;
   // How long a request waits for Kafka's acknowledgement before answering 503/UNAVAILABLE.
   std::chrono::nanoseconds ack_timeout = std::chrono::seconds(10);
   // Delay a client is told to wait before retrying after 503/UNAVAILABLE (whole seconds).
@@ -55,8 +70,12 @@ struct ReceiverConfig {
   // HTTP worker threads (each holds one request while it waits for Kafka; gRPC holds none).
   int http_threads = 16;
 
-  // Declares <prefix>.grpc.listen, <prefix>.http.listen, <prefix>.max_body, ...
+  // Declares <prefix>.grpc.listen, <prefix>.http.listen, <prefix>.max_request_size,
+  // <prefix>.max_body_bytes, <prefix>.max_spans_per_request, <prefix>.max_attributes, ...
   void Declare(config::Schema& schema, const std::string& prefix = "spans.receivers");
+
+  // The decode limits above (also used by the otlp_spans intake).
+  [[nodiscard]] DecodeLimits decode_limits() const;
 };
 
 class OtlpReceivers {

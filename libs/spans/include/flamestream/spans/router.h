@@ -54,7 +54,8 @@ class SpanSink {
   virtual ~SpanSink() = default;
   // Writes one batch, all placed on `key` ("<cluster>/<node>"). `done` runs exactly once, on
   // any thread (possibly inside Write), with OK once the batch is durable (Kafka acks=all),
-  // or the error (Unavailable / ResourceExhausted when Kafka is slow or down).
+  // or the error (Unavailable / ResourceExhausted when Kafka is slow or down; OutOfRange when
+  // the batch is larger than one Kafka message may be: the router then splits it).
   virtual void Write(const std::string& key, v1::SpanBatch batch, Done done) = 0;
 };
 
@@ -68,8 +69,19 @@ struct SpanRouterConfig {
   std::string instance_id;
   // Tolerated difference between a process's recorded start and a span's start (pid reuse).
   std::chrono::nanoseconds start_time_tolerance = std::chrono::seconds(1);
+  // Largest keyed span batch written as one record (serialized bytes): bigger ones are split
+  // before they are written. Keep it under the keyed topic's max.message.bytes and the
+  // producer's message.max.bytes (both ~1 MB by default). A batch Kafka still refuses as too
+  // large (MSG_SIZE_TOO_LARGE) is split in halves and written again; a single span too large
+  // for any message is rejected (reason too_large_for_kafka).
+  uint64_t max_batch_bytes = 900ull << 10;
+  // Bound on the router's state: bytes of keyed spans written and not yet acknowledged. A
+  // request that would go over it is refused with Unavailable (HTTP 503 / gRPC UNAVAILABLE,
+  // the intake retries it), counted in fs_spans_refused_total{reason="router_full"}. 0: off.
+  uint64_t max_inflight_bytes = 256ull << 20;
 
-  // Declares spans.default_cluster, spans.keep_attributes under `prefix`.
+  // Declares spans.default_cluster, spans.keep_attributes, spans.max_batch_bytes,
+  // spans.max_inflight_bytes under `prefix`.
   void Declare(config::Schema& schema, const std::string& prefix = "spans");
 };
 
@@ -80,6 +92,7 @@ struct RouteResult {
   uint64_t accepted = 0;  // spans written to the sink (when status is OK)
   uint64_t rejected = 0;  // spans dropped: malformed ids, or not placeable on a node
   std::string rejection;  // why (the first reason, with the count of each kind)
+  std::map<std::string, uint64_t> rejected_by;  // reason label -> spans
 };
 
 class SpanRouter {
@@ -104,14 +117,19 @@ class SpanRouter {
   // value a ProcessRecord; nullopt value = tombstone). InvalidArgument on an undecodable one.
   Status ApplyProcessRecord(std::string_view key, std::optional<std::string_view> value);
   [[nodiscard]] size_t process_count() const;
+  // Bytes of keyed spans written to the sink and not yet acknowledged.
+  [[nodiscard]] uint64_t inflight_bytes() const;
 
  private:
   struct Pending;
   struct Extracted;
+  struct Writer;
   void Extract(const otlp::ExportTraceServiceRequest& request, v1::SpanSource source,
                Extracted* out);
   void Reject(Extracted* out, const std::string& reason_label, const std::string& detail);
   void ArmTimeout(const std::shared_ptr<Pending>& pending, std::chrono::milliseconds timeout);
+  static void WriteBatch(const std::shared_ptr<Writer>& w, const std::shared_ptr<Pending>& p,
+                         const std::string& key, v1::SpanBatch batch);
   void RunTimers();
 
   SpanRouterConfig config_;
@@ -126,7 +144,9 @@ class SpanRouter {
   // incarnation of a reused pid does not remove the newer process.
   std::unordered_map<std::string, std::string> live_keys_;  // host key -> record key
 
-  std::atomic<uint64_t> sequence_{0};
+  // What batch callbacks use (sink, sequence, in-flight bytes): shared, so a callback running
+  // after the router is gone touches nothing freed.
+  std::shared_ptr<Writer> writer_;
 
   // Deadline timer for RouteAsync (one thread for all pending requests).
   std::mutex timer_mu_;
