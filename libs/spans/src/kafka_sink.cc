@@ -8,10 +8,8 @@ namespace flamestream::spans {
 
 bool IsMessageTooLarge(const Status& status) {
   // libs/kafka reports MSG_SIZE_TOO_LARGE (the producer's own message.max.bytes check, or the
-  // broker's max.message.bytes) as InvalidArgument with librdkafka's text for that code.
-  static const std::string kText = rd_kafka_err2str(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
-  return status.code() == StatusCode::kInvalidArgument &&
-         status.message().find(kText) != std::string::npos;
+  // broker's max.message.bytes) as OutOfRange (DeliveryReport::too_large in reports).
+  return status.code() == StatusCode::kOutOfRange;
 }
 
 void KafkaSpanSink::Write(const std::string& key, v1::SpanBatch batch, Done done) {
