@@ -11,9 +11,9 @@
 #include "flamestream/proc/kallsyms.h"
 #include "flamestream/proc/process.h"
 #include "print_sink.h"
-#include "symbolizer_namer.h"
 #include "processor.h"
 #include "publisher.h"
+#include "symbolizer_namer.h"
 
 namespace flamestream::agent {
 namespace {
@@ -108,6 +108,9 @@ void AgentConfig::Declare(config::Schema& s) {
         "spool size limit; the oldest batches are dropped beyond it");
   s.Add("agent.drain_timeout", &drain_timeout,
         "on stop, how long to keep delivering before leaving batches in the spool");
+  s.Add("agent.drop_capabilities", &drop_capabilities,
+        "after loading BPF keep only CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (and CAP_BPF on "
+        "kernels before 6.5), dropping the rest from every set including the bounding set");
 }
 
 namespace {
@@ -128,20 +131,45 @@ std::string AgentId(const std::string& cluster, const std::string& node) {
 
 }  // namespace
 
-Status RunAgent(const AgentConfig& config, service::Context& ctx, std::ostream& out) {
-  FS_RETURN_IF_ERROR(bpf::CheckSamplerCapabilities());
+Status SetUpPrivileged(const AgentConfig& config, PrivilegedSetup* setup) {
   if (!config.print && !config.kafka.contains("bootstrap.servers")) {
     return InvalidArgument("set kafka.bootstrap.servers (or use --print)");
   }
-
-  proc::KernelSymbols ksyms_storage;
-  const proc::KernelSymbols* ksyms = nullptr;
+  FS_RETURN_IF_ERROR(bpf::CheckSamplerCapabilities());
   if (Result<proc::KernelSymbols> ks = proc::KernelSymbols::Load(); ks.ok()) {
-    ksyms_storage = std::move(*ks);
-    ksyms = &ksyms_storage;
+    setup->ksyms = std::move(*ks);
   } else {
     log::Warn("kernel frames stay addresses", {{"reason", ks.status()}});
   }
+
+  bpf::SamplerConfig sc;
+  sc.frequency_hz = config.frequency_hz;
+  sc.user_stack_depth = config.user_stack_depth;
+  sc.kernel_stacks = config.kernel_stacks;
+  sc.ring_bytes = config.ring_size.value;
+  sc.queue_capacity = config.queue_capacity;
+  for (const std::string& p : config.pids) {
+    sc.pids.push_back(*common::ParseInt<uint32_t>(p));
+  }
+  FS_ASSIGN_OR_RETURN(setup->sampler, bpf::Sampler::Create(sc, [setup](bpf::RawSample&& s) {
+                        // Set before Start, which starts the only thread that calls this.
+                        setup->processor.load(std::memory_order_acquire)->Handle(std::move(s));
+                      }));
+  FS_RETURN_IF_ERROR(setup->sampler->Attach());
+  if (!config.drop_capabilities) return OkStatus();
+  FS_ASSIGN_OR_RETURN(bpf::CapabilityDrop drop,
+                      bpf::KeepOnlyCapabilities(bpf::RuntimeCapabilities()));
+  log::Info("capabilities dropped after loading BPF",
+            {{"kept", common::Join(drop.kept, ",")},
+             {"dropped", common::Join(drop.dropped, ",")},
+             {"bounding_set_dropped", drop.bounding_dropped}});
+  return OkStatus();
+}
+
+Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Context& ctx,
+                std::ostream& out) {
+  if (setup.sampler == nullptr) return FailedPrecondition("SetUpPrivileged did not run");
+  const proc::KernelSymbols* ksyms = setup.ksyms ? &*setup.ksyms : nullptr;
 
   bpf::ClockOffset clock;
   FS_RETURN_IF_ERROR(clock.StartWatching());
@@ -160,9 +188,8 @@ Status RunAgent(const AgentConfig& config, service::Context& ctx, std::ostream& 
     }
   }
   if (config.print) {
-    folded = std::make_unique<FoldedSink>(symbolizing_namer != nullptr
-                                              ? static_cast<FrameNamer*>(symbolizing_namer.get())
-                                              : &namer);
+    folded = std::make_unique<FoldedSink>(
+        symbolizing_namer != nullptr ? static_cast<FrameNamer*>(symbolizing_namer.get()) : &namer);
     sink = folded.get();
   } else {
     FS_ASSIGN_OR_RETURN(
@@ -182,27 +209,20 @@ Status RunAgent(const AgentConfig& config, service::Context& ctx, std::ostream& 
                        &clock, ksyms, &ctx.metrics));
     sink = publisher.get();
   }
-  FS_ASSIGN_OR_RETURN(
-      std::unique_ptr<SampleProcessor> processor,
-      SampleProcessor::Create({.comm = config.comm,
-                               .container_ids = config.container_ids,
-                               .cgroup = config.cgroup,
-                               .cmdline = config.cmdline},
-                              &clock, sink));
+  FS_ASSIGN_OR_RETURN(std::unique_ptr<SampleProcessor> processor,
+                      SampleProcessor::Create({.comm = config.comm,
+                                               .container_ids = config.container_ids,
+                                               .cgroup = config.cgroup,
+                                               .cmdline = config.cmdline},
+                                              &clock, sink));
 
-  bpf::SamplerConfig sc;
-  sc.frequency_hz = config.frequency_hz;
-  sc.user_stack_depth = config.user_stack_depth;
-  sc.kernel_stacks = config.kernel_stacks;
-  sc.ring_bytes = config.ring_size.value;
-  sc.queue_capacity = config.queue_capacity;
-  for (const std::string& p : config.pids) {
-    sc.pids.push_back(*common::ParseInt<uint32_t>(p));
-  }
-  FS_ASSIGN_OR_RETURN(std::unique_ptr<bpf::Sampler> sampler,
-                      bpf::Sampler::Create(sc, [&processor](bpf::RawSample&& s) {
-                        processor->Handle(std::move(s));
-                      }));
+  bpf::Sampler* sampler = setup.sampler.get();
+  setup.processor.store(processor.get(), std::memory_order_release);
+  // The processor dies with this scope: no callback may run after it (Stop is idempotent).
+  struct StopOnExit {
+    bpf::Sampler* sampler;
+    ~StopOnExit() { sampler->Stop(); }
+  } stop_on_exit{sampler};
   FS_RETURN_IF_ERROR(sampler->Start());
   log::Info("sampling", {{"frequency_hz", config.frequency_hz},
                          {"cpus", sampler->num_cpus()},

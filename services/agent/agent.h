@@ -1,24 +1,31 @@
 // The agent service: sampler -> processor -> sink, with metrics and drain on stop.
 //
 //   AgentConfig cfg;                        // in-class defaults
-//   service::Main(argc, argv, {.name = "agent", .declare = [&](config::Schema& s) {
-//     cfg.Declare(s); }, .run = [&](service::Context& ctx) { return RunAgent(cfg, ctx, std::cout);
-//     }});
+//   PrivilegedSetup setup;
+//   service::Main(argc, argv, {.name = "agent",
+//       .declare = [&](config::Schema& s) { cfg.Declare(s); },
+//       .before_threads = [&] { return SetUpPrivileged(cfg, &setup); },
+//       .run = [&](service::Context& ctx) { return RunAgent(cfg, setup, ctx, std::cout); }});
 //
 // Print mode (--print) aggregates folded stacks and writes them to `out` at exit. Kafka mode
 // (the default) feeds a Publisher: batches to flamestream.samples.raw.v1, process records to
 // flamestream.processes.v1, an on-disk spool while Kafka is unreachable.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
+#include "flamestream/bpf/sampler.h"
 #include "flamestream/common/status.h"
 #include "flamestream/config/config.h"
+#include "flamestream/proc/kallsyms.h"
 #include "flamestream/service/service.h"
 
 namespace flamestream::agent {
@@ -61,10 +68,29 @@ struct AgentConfig {
   config::Bytes spool_limit{256ull << 20};
   // On stop: how long to keep delivering before leaving the rest in the spool.
   std::chrono::nanoseconds drain_timeout = std::chrono::seconds(10);
+  // After loading and attaching BPF, keep only bpf::RuntimeCapabilities().
+  bool drop_capabilities = true;
 
   void Declare(config::Schema& schema);
 };
 
-Status RunAgent(const AgentConfig& config, service::Context& ctx, std::ostream& out);
+class SampleProcessor;
+
+// What the agent does while it is still privileged and has one thread (Spec::before_threads):
+// reads kernel symbols (CAP_SYSLOG), loads the BPF programs and opens and attaches the per-CPU
+// perf events (CAP_BPF, CAP_PERFMON), then drops every capability it no longer needs, so no
+// thread the agent starts afterwards (admin listener, librdkafka, sampler) ever holds them.
+struct PrivilegedSetup {
+  std::optional<proc::KernelSymbols> ksyms;  // empty: kernel frames stay addresses
+  std::unique_ptr<bpf::Sampler> sampler;     // attached, not started
+  // The sampler's callback forwards here; RunAgent sets it before Sampler::Start.
+  std::atomic<SampleProcessor*> processor{nullptr};
+};
+Status SetUpPrivileged(const AgentConfig& config, PrivilegedSetup* setup);
+
+// The rest: processor, sink (publisher or folded print), metrics, drain. Uses `setup` as
+// SetUpPrivileged left it.
+Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Context& ctx,
+                std::ostream& out);
 
 }  // namespace flamestream::agent

@@ -7,6 +7,7 @@
 
 int main(int argc, char** argv) {
   flamestream::agent::AgentConfig config;
+  flamestream::agent::PrivilegedSetup setup;
   return flamestream::service::Main(
       argc, argv,
       {
@@ -14,8 +15,10 @@ int main(int argc, char** argv) {
           .summary = "samples CPU stacks with eBPF and publishes them (or prints, --print)",
           .usage_extra = "Example: flamestream-agent --print --duration 5s --frequency 99 --pid 42",
           .declare = [&](flamestream::config::Schema& s) { config.Declare(s); },
-          .run = [&](flamestream::service::Context& ctx) {
-            return flamestream::agent::RunAgent(config, ctx, std::cout);
-          },
+          .before_threads = [&] { return flamestream::agent::SetUpPrivileged(config, &setup); },
+          .run =
+              [&](flamestream::service::Context& ctx) {
+                return flamestream::agent::RunAgent(config, setup, ctx, std::cout);
+              },
       });
 }

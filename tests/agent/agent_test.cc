@@ -11,11 +11,13 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "flamestream/bpf/capabilities.h"
 #include "flamestream/bpf/clock_offset.h"
 #include "flamestream/bpf/sampler.h"
 #include "flamestream/proc/build_id.h"
@@ -512,6 +514,99 @@ TEST(AgentPrint, SamplesWithOnlyTheCapabilitiesTheManifestGrants) {
     EXPECT_NE(manifest.find(std::string("- ") + cap + "\n"), std::string::npos) << cap;
   }
   EXPECT_EQ(manifest.find("privileged: true"), std::string::npos);
+}
+
+// The hex value of `field` ("CapEff") in a /proc/<pid>/task/<tid>/status file.
+uint64_t CapField(const std::string& status_path, const std::string& field) {
+  std::ifstream in(status_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with(field + ":")) return std::stoull(line.substr(field.size() + 1), nullptr, 16);
+  }
+  ADD_FAILURE() << field << " missing in " << status_path;
+  return ~uint64_t{0};
+}
+
+// The pid of this test's child named `comm` (the agent), or -1.
+pid_t ChildNamed(const std::string& comm) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const size_t close = text.rfind(')');
+    if (close == std::string::npos || text.find('(' + comm + ')') == std::string::npos) continue;
+    std::istringstream rest(text.substr(close + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == ::getpid()) return static_cast<pid_t>(std::stoi(name));
+  }
+  return -1;
+}
+
+TEST(AgentPrint, EveryThreadRunsWithOnlyTheRuntimeCapabilitiesAfterLoadingBpf) {
+  SKIP_UNLESS_PRIVILEGED();
+  uint64_t want = 0;
+  for (bpf::Capability c : bpf::RuntimeCapabilities()) want |= uint64_t{1} << static_cast<int>(c);
+  const std::string exe = "fs-workload-syscalls";
+  Child w = Child::Spawn({BinPath(exe), "10"});
+  std::vector<std::string> args = AgentArgs(w.pid(), "3s", 99);
+  args.back() = "info";  // --log-level: the "sampling" line tells when every thread runs
+  size_t threads = 0;
+  std::vector<std::string> wrong;
+  const std::string out = RunWatchingStderr(args, [&](const std::string& line) {
+    if (line.find("msg=\"sampling\"") == std::string::npos) return;
+    // "flamestream-agent" as the kernel's 15-character comm.
+    const pid_t agent = ChildNamed("flamestream-age");
+    ASSERT_GT(agent, 0);
+    const std::string tasks = "/proc/" + std::to_string(agent) + "/task";
+    for (const auto& t : std::filesystem::directory_iterator(tasks)) {
+      ++threads;
+      const std::string st = (t.path() / "status").string();
+      for (const char* f : {"CapEff", "CapPrm", "CapBnd"}) {
+        if (CapField(st, f) != want) wrong.push_back(t.path().filename().string() + " " + f);
+      }
+      for (const char* f : {"CapInh", "CapAmb"}) {
+        if (CapField(st, f) != 0) wrong.push_back(t.path().filename().string() + " " + f);
+      }
+    }
+  });
+  // Main, signal watcher, watchdog, admin listener, sampler reader and dispatcher at least.
+  EXPECT_GE(threads, 5u);
+  EXPECT_TRUE(wrong.empty()) << common::Join(wrong, ", ");
+  // And sampling still works without CAP_BPF/CAP_PERFMON/CAP_SYSLOG.
+  uint64_t total = 0, user = 0, named_kernel = 0;
+  for (const FoldedLine& l : ParseFolded(out)) {
+    total += l.count;
+    bool u = false, k = false;
+    for (size_t i = 1; i < l.frames.size(); ++i) {
+      u = u || l.frames[i].starts_with(exe + "+0x");
+      k = k || (l.frames[i].ends_with("_[k]") && !l.frames[i].starts_with("0x"));
+    }
+    user += u ? l.count : 0;
+    named_kernel += k ? l.count : 0;
+  }
+  ASSERT_GT(total, 50u) << out.substr(0, 2000);
+  EXPECT_GE(user * 100, total * 90);          // /proc/<pid>/maps still readable
+  EXPECT_GE(named_kernel * 100, total * 50);  // kallsyms read while privileged
+}
+
+TEST(AgentPrint, KeepsEveryCapabilityWhenToldNotToDrop) {
+  SKIP_UNLESS_PRIVILEGED();
+  const uint64_t before = CapField("/proc/self/status", "CapEff");
+  Child w = Child::Spawn({BinPath("fs-workload-syscalls"), "10"});
+  std::vector<std::string> args =
+      AgentArgs(w.pid(), "2s", 49, {"--set", "agent.drop_capabilities=false"});
+  args[args.size() - 3] = "info";  // --log-level
+  uint64_t eff = 0;
+  RunWatchingStderr(args, [&](const std::string& line) {
+    if (line.find("msg=\"sampling\"") == std::string::npos) return;
+    const pid_t agent = ChildNamed("flamestream-age");
+    ASSERT_GT(agent, 0);
+    eff = CapField("/proc/" + std::to_string(agent) + "/status", "CapEff");
+  });
+  EXPECT_EQ(eff, before);
 }
 
 TEST(AgentPrint, BadFlagsExitWithStatus2) {

@@ -124,6 +124,7 @@ class Sampler::Impl {
   ~Impl() { Stop(); }
 
   Status Open();
+  Status Attach();
   Status Start();
   void Stop();
   Status UpdatePid(uint32_t pid, bool add);
@@ -156,6 +157,7 @@ class Sampler::Impl {
   std::atomic<uint64_t> queue_drops_{0};
   std::atomic<uint64_t> decode_errors_{0};
   std::atomic<uint64_t> delivered_{0};
+  bool attached_ = false;
   bool started_ = false;
 };
 
@@ -174,9 +176,8 @@ Status Sampler::Impl::Open() {
   }
   if (const int max_rate = ReadMaxSampleRate();
       max_rate > 0 && config_.frequency_hz > static_cast<uint32_t>(max_rate)) {
-    return InvalidArgument(
-        "frequency {} Hz exceeds kernel.perf_event_max_sample_rate = {}", config_.frequency_hz,
-        max_rate);
+    return InvalidArgument("frequency {} Hz exceeds kernel.perf_event_max_sample_rate = {}",
+                           config_.frequency_hz, max_rate);
   }
   static std::once_flag print_once;
   std::call_once(print_once, [] { libbpf_set_print(LibbpfPrint); });
@@ -230,8 +231,8 @@ Status Sampler::Impl::Open() {
     attr.disabled = 1;
     // pid = -1, cpu = N: every task on that CPU. Per-task events deliver no samples on some
     // virtualized hosts, and per-CPU events are one fd per CPU instead of one per thread.
-    const int fd = static_cast<int>(
-        ::syscall(SYS_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC));
+    const int fd =
+        static_cast<int>(::syscall(SYS_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC));
     if (fd < 0) {
       if (errno == ENODEV) {
         continue;  // possible but offline CPU
@@ -263,9 +264,9 @@ Status Sampler::Impl::Open() {
   return OkStatus();
 }
 
-Status Sampler::Impl::Start() {
-  if (started_) {
-    return FailedPrecondition("sampler already started");
+Status Sampler::Impl::Attach() {
+  if (attached_) {
+    return OkStatus();
   }
   for (auto& fd : perf_fds_) {
     bpf_link* link = bpf_program__attach_perf_event(skel_->progs.profile_sample, fd.get());
@@ -288,6 +289,15 @@ Status Sampler::Impl::Start() {
       links_.emplace_back(link);
     }
   }
+  attached_ = true;
+  return OkStatus();
+}
+
+Status Sampler::Impl::Start() {
+  if (started_) {
+    return FailedPrecondition("sampler already started");
+  }
+  FS_RETURN_IF_ERROR(Attach());
   started_ = true;
   stop_reader_ = false;
   dispatcher_ = std::thread([this] { DispatchLoop(); });
@@ -300,6 +310,7 @@ void Sampler::Impl::Stop() {
     return;
   }
   started_ = false;
+  attached_ = false;
   links_.clear();  // no new samples from here on
   stop_reader_ = true;
   reader_.join();  // drains the ring once more before returning
@@ -369,8 +380,8 @@ Status Sampler::Impl::UpdatePid(uint32_t pid, bool add) {
   }
   const int fd = bpf_map__fd(skel_->maps.target_pids);
   const __u8 one = 1;
-  const int err = add ? bpf_map_update_elem(fd, &pid, &one, BPF_ANY)
-                      : bpf_map_delete_elem(fd, &pid);
+  const int err =
+      add ? bpf_map_update_elem(fd, &pid, &one, BPF_ANY) : bpf_map_delete_elem(fd, &pid);
   if (err != 0 && !(err == -ENOENT && !add)) {
     return ErrnoError(-err, fmt::format("{} pid {} in filter", add ? "add" : "remove", pid));
   }
@@ -426,6 +437,7 @@ Result<std::unique_ptr<Sampler>> Sampler::Create(const SamplerConfig& config, Ca
 
 Sampler::Sampler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Sampler::~Sampler() = default;
+Status Sampler::Attach() { return impl_->Attach(); }
 Status Sampler::Start() { return impl_->Start(); }
 void Sampler::Stop() { impl_->Stop(); }
 Status Sampler::AddPid(uint32_t pid) { return impl_->UpdatePid(pid, true); }

@@ -29,9 +29,14 @@ class SignalWatcher {
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+  // Separate from the constructor so Spec::before_threads runs while the process still has
+  // one thread (the mask is already set, so a signal in between waits for the watcher).
+  void Start() {
     thread_ = std::thread([this] { Loop(); });
   }
   ~SignalWatcher() {
+    if (!thread_.joinable()) return;
     done_.store(true);
     pthread_kill(thread_.native_handle(), SIGTERM);
     thread_.join();
@@ -95,7 +100,8 @@ void CommonConfig::DeclareIdentityIfAbsent(config::Schema& schema) {
   }
   if (schema.Find("node.name") == nullptr) {
     node = DefaultNodeName();
-    schema.Add("node.name", &node, "node this instance runs on (logs; default NODE_NAME, else the host name)");
+    schema.Add("node.name", &node,
+               "node this instance runs on (logs; default NODE_NAME, else the host name)");
   }
 }
 
@@ -126,18 +132,28 @@ int Main(int argc, char** argv, const Spec& spec) {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), s.message().c_str());
     return 2;
   }
+  if (spec.before_threads) {
+    // Still the only thread: what this hook changes per thread (capabilities) holds for all.
+    if (Status s = spec.before_threads(); !s.ok()) {
+      log::Error("exiting on error", {{"service", program}, {"error", s.ToString()}});
+      return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+    }
+  }
+  signals.Start();
 
   obs::Registry registry;
   obs::AdminOptions admin_options;
   if (!common.admin_bearer_token_file.empty()) {
     std::ifstream in(common.admin_bearer_token_file);
     std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+    while (!token.empty() &&
+           (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
       token.pop_back();
     }
     if (!in.good() && !in.eof()) token.clear();
     if (token.empty()) {
-      std::fprintf(stderr, "%s: config key \"admin.bearer_token_file\": cannot read a token from %s\n",
+      std::fprintf(stderr,
+                   "%s: config key \"admin.bearer_token_file\": cannot read a token from %s\n",
                    program.c_str(), common.admin_bearer_token_file.c_str());
       return 2;
     }
@@ -165,7 +181,8 @@ int Main(int argc, char** argv, const Spec& spec) {
     if (common.duration.count() > 0) {
       if (!cv.wait_for(lock, own, common.duration, [&] { return stop.stop_requested(); })) {
         if (own.stop_requested()) return;
-        log::Info("duration elapsed; draining", {{"duration", common::FormatDuration(common.duration)}});
+        log::Info("duration elapsed; draining",
+                  {{"duration", common::FormatDuration(common.duration)}});
         stop.request_stop();
       }
     } else {

@@ -50,7 +50,7 @@ struct RawSample {
   uint32_t pid = 0;           // host tgid
   uint32_t tid = 0;           // host thread id
   uint32_t cpu = 0;
-  uint32_t flags = 0;         // SampleFlags
+  uint32_t flags = 0;  // SampleFlags
   std::string comm;
   std::vector<uint64_t> kernel_frames;  // leaf first
   // Leaf first. [0] is the interrupted pc; the others are return addresses (the call site is
@@ -88,16 +88,16 @@ inline constexpr uint32_t kMaxFrequencyHz = 10000;
 inline constexpr uint32_t kMaxUserStackDepth = 1024;
 
 struct SamplerStats {
-  uint64_t samples = 0;            // written by BPF
-  uint64_t ring_drops = 0;         // ring buffer full in BPF
-  uint64_t queue_drops = 0;        // dispatch queue full in user space
-  uint64_t decode_errors = 0;      // malformed records
-  uint64_t filtered = 0;           // samples of processes not watched
-  uint64_t idle = 0;               // samples of the idle task
-  uint64_t user_truncated = 0;     // user stack deeper than user_stack_depth
+  uint64_t samples = 0;         // written by BPF
+  uint64_t ring_drops = 0;      // ring buffer full in BPF
+  uint64_t queue_drops = 0;     // dispatch queue full in user space
+  uint64_t decode_errors = 0;   // malformed records
+  uint64_t filtered = 0;        // samples of processes not watched
+  uint64_t idle = 0;            // samples of the idle task
+  uint64_t user_truncated = 0;  // user stack deeper than user_stack_depth
   uint64_t kernel_truncated = 0;
   uint64_t user_read_failed = 0;
-  uint64_t delivered = 0;          // callbacks run
+  uint64_t delivered = 0;  // callbacks run
   // BPF run-time stats of the sampling program; 0 when unavailable.
   uint64_t bpf_run_ns = 0;
   uint64_t bpf_run_count = 0;
@@ -114,7 +114,11 @@ class Sampler {
   Sampler(const Sampler&) = delete;
   Sampler& operator=(const Sampler&) = delete;
 
-  // Attaches to every CPU and starts the reader and dispatch threads.
+  // Attaches the programs to every CPU's perf event (and exec/exit tracepoints) without
+  // starting a thread, so a caller can attach while privileged and single-threaded, then drop
+  // capabilities (the samples wait in the ring until Start). Idempotent.
+  Status Attach();
+  // Attaches (if not yet) and starts the reader and dispatch threads.
   Status Start();
   // Detaches, drains what is already in the ring and queue, joins the threads. Idempotent.
   void Stop();

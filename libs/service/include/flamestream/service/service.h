@@ -32,20 +32,25 @@ namespace flamestream::service {
 
 struct Context {
   obs::Registry& metrics;
-  std::stop_token stop;                  // requested on SIGTERM/SIGINT or when duration elapses
-  std::function<void(bool)> set_ready;   // drives /readyz
+  std::stop_token stop;                 // requested on SIGTERM/SIGINT or when duration elapses
+  std::function<void(bool)> set_ready;  // drives /readyz
   std::function<void(const std::string&)> set_unhealthy;  // drives /healthz (503 + reason)
-  std::vector<std::string> positional;   // non-flag arguments
-  std::string config_file;               // --config path, if any
+  std::vector<std::string> positional;                    // non-flag arguments
+  std::string config_file;                                // --config path, if any
   // Blocks until stop is requested or `timeout` passes; true when stop was requested.
   bool WaitForStop(std::chrono::nanoseconds timeout) const;
 };
 
 struct Spec {
-  std::string name;      // "agent" -> program name flamestream-agent
-  std::string summary;   // one line for --help
+  std::string name;         // "agent" -> program name flamestream-agent
+  std::string summary;      // one line for --help
   std::string usage_extra;  // optional text for --help (subcommands, examples)
   std::function<void(config::Schema&)> declare;
+  // Optional: runs on the main thread after the config is loaded and logging is set up, while
+  // the process has no other thread (before the signal watcher, the admin listener and run()).
+  // For work whose effect is per thread, e.g. loading BPF and then dropping capabilities,
+  // which every later thread then inherits. An error exits (2 for InvalidArgument, else 1).
+  std::function<Status()> before_threads;
   std::function<Status(Context&)> run;
   std::string default_admin_listen = "127.0.0.1:0";
 };
