@@ -14,7 +14,7 @@ PACKAGES=(
   # schemas and RPC
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libabsl-dev
   # caches, config, HTTP, CLI
-  libhiredis-dev redis-server libyaml-cpp-dev libcpp-httplib-dev libssl-dev libzstd-dev
+  libhiredis-dev redis-server libyaml-cpp-dev libcpp-httplib-dev libssl-dev openssl libzstd-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
   # symbolization
   llvm-14-dev libdw-dev libdebuginfod-dev debuginfod elfutils binutils

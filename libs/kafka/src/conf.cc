@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "flamestream/common/strings.h"
+#include "flamestream/kafka/client_info.h"
 #include "flamestream/log/log.h"
 
 namespace flamestream::kafka::internal {
@@ -61,3 +63,19 @@ Status ErrStatus(rd_kafka_resp_err_t err, std::string_view what) {
 }
 
 }  // namespace flamestream::kafka::internal
+
+namespace flamestream::kafka {
+
+std::vector<std::string> BuiltinFeatures() {
+  KafkaConf conf(rd_kafka_conf_new());
+  std::array<char, 1024> buf{};
+  size_t size = buf.size();
+  if (rd_kafka_conf_get(conf.get(), "builtin.features", buf.data(), &size) != RD_KAFKA_CONF_OK) {
+    return {};
+  }
+  return common::Split(std::string_view(buf.data()), ',');
+}
+
+std::string LibrdkafkaVersion() { return rd_kafka_version_str(); }
+
+}  // namespace flamestream::kafka

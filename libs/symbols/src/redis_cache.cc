@@ -50,7 +50,6 @@ struct Argv {
   }
 };
 
-
 // Longest negative-entry reason stored.
 constexpr size_t kMaxReasonBytes = 256;
 // SCAN COUNT for DropBuildId: keys examined per call, so one call stays short.
@@ -157,19 +156,38 @@ std::string DescribeAddress(const RedisAddress& a) {
 
 }  // namespace
 
+namespace {
+
+// "redis://user:secret@h:1/0" -> "redis://***@h:1/0" (anything else unchanged).
+std::string RedactUserinfo(std::string_view address) {
+  const size_t scheme = address.find("://");
+  if (scheme == std::string_view::npos) return std::string(address);
+  const size_t host = scheme + 3;
+  const size_t at = address.rfind('@', address.find('/', host));
+  if (at == std::string_view::npos || at < host) return std::string(address);
+  return std::string(address.substr(0, host)) + "***" + std::string(address.substr(at));
+}
+
+}  // namespace
+
 Result<RedisAddress> ParseRedisAddress(std::string_view address) {
   RedisAddress a;
   std::string_view rest = address;
+  const std::string shown = RedactUserinfo(address);  // errors never show a password
   if (rest.empty()) {
     return InvalidArgument("redis address is empty");
   }
   if (rest.starts_with("rediss://")) {
-    return Unimplemented("redis address {}: TLS (rediss://) is not supported", address);
+    // hiredis gained TLS (hiredis_ssl) in 1.0; Debian 12 ships 0.14.1.
+    return Unimplemented(
+        "redis address {}: TLS (rediss://) is not supported by this build's hiredis (0.14); "
+        "connect through a local TLS tunnel (e.g. stunnel) with redis:// or unix://",
+        shown);
   }
   if (rest.starts_with("unix://")) {
     rest.remove_prefix(7);
     if (!rest.starts_with('/')) {
-      return InvalidArgument("redis address {}: unix:// needs an absolute path", address);
+      return InvalidArgument("redis address {}: unix:// needs an absolute path", shown);
     }
     a.host.clear();
     a.unix_path = std::string(rest);
@@ -186,7 +204,7 @@ Result<RedisAddress> ParseRedisAddress(std::string_view address) {
       if (!db.empty()) {
         auto n = common::ParseInt<int>(db);
         if (!n.ok() || *n < 0) {
-          return InvalidArgument("redis address {}: bad database '{}'", address, db);
+          return InvalidArgument("redis address {}: bad database '{}'", shown, db);
         }
         a.db = *n;
       }
@@ -203,34 +221,34 @@ Result<RedisAddress> ParseRedisAddress(std::string_view address) {
       }
     }
   } else if (rest.find("://") != std::string_view::npos) {
-    return InvalidArgument("redis address {}: unknown scheme (use redis:// or unix://)", address);
+    return InvalidArgument("redis address {}: unknown scheme (use redis:// or unix://)", shown);
   }
   // host[:port], [v6]:port
   if (rest.starts_with('[')) {
     size_t close = rest.find(']');
     if (close == std::string_view::npos) {
-      return InvalidArgument("redis address {}: unterminated '['", address);
+      return InvalidArgument("redis address {}: unterminated '['", shown);
     }
     a.host = std::string(rest.substr(1, close - 1));
     std::string_view after = rest.substr(close + 1);
     if (!after.empty()) {
       if (!after.starts_with(':')) {
-        return InvalidArgument("redis address {}: expected ':' after ']'", address);
+        return InvalidArgument("redis address {}: expected ':' after ']'", shown);
       }
-      FS_ASSIGN_OR_RETURN(a.port, ParsePort(after.substr(1), address));
+      FS_ASSIGN_OR_RETURN(a.port, ParsePort(after.substr(1), shown));
     }
   } else {
     size_t colon = rest.find(':');
     if (colon != std::string_view::npos && rest.find(':', colon + 1) != std::string_view::npos) {
-      return InvalidArgument("redis address {}: write IPv6 hosts as [addr]:port", address);
+      return InvalidArgument("redis address {}: write IPv6 hosts as [addr]:port", shown);
     }
     a.host = std::string(rest.substr(0, colon));
     if (colon != std::string_view::npos) {
-      FS_ASSIGN_OR_RETURN(a.port, ParsePort(rest.substr(colon + 1), address));
+      FS_ASSIGN_OR_RETURN(a.port, ParsePort(rest.substr(colon + 1), shown));
     }
   }
   if (a.host.empty()) {
-    return InvalidArgument("redis address {}: no host{}", address, url ? " in URL" : "");
+    return InvalidArgument("redis address {}: no host{}", shown, url ? " in URL" : "");
   }
   return a;
 }
@@ -391,7 +409,6 @@ std::unique_lock<std::mutex> RedisSymbolCache::Acquire() {
   }
   return lock;
 }
-
 
 void RedisSymbolCache::GetBatch(std::span<const CacheKey> keys, std::span<LocationPtr> out) {
   const size_t n = std::min(keys.size(), out.size());
@@ -561,9 +578,9 @@ bool RedisSymbolCache::DropBuildId(std::string_view build_id) {
     }
     ScopedSigpipeBlock no_sigpipe;
     Argv argv;
-    for (std::string_view s : {std::string_view("SCAN"), std::string_view(cursor),
-                               std::string_view("MATCH"), std::string_view(pattern),
-                               std::string_view("COUNT"), std::string_view(count)}) {
+    for (std::string_view s :
+         {std::string_view("SCAN"), std::string_view(cursor), std::string_view("MATCH"),
+          std::string_view(pattern), std::string_view("COUNT"), std::string_view(count)}) {
       argv.Add(s);
     }
     ReplyPtr scan = argv.Run(ctx_.get());

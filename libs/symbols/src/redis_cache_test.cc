@@ -252,11 +252,24 @@ TEST(ParseRedisAddress, AcceptsHostPortUrlsAndSockets) {
 }
 
 TEST(ParseRedisAddress, RejectsMalformed) {
-  for (std::string bad : {"", "h:0", "h:65536", "h:port", "::1:6379", "[::1", "[::1]x",
-                          "redis://h/db", "redis://:6379", "http://h:1", "unix://rel/path",
-                          "rediss://h:6379"}) {
+  for (std::string bad :
+       {"", "h:0", "h:65536", "h:port", "::1:6379", "[::1", "[::1]x", "redis://h/db",
+        "redis://:6379", "http://h:1", "unix://rel/path", "rediss://h:6379"}) {
     SCOPED_TRACE(bad);
     EXPECT_FALSE(ParseRedisAddress(bad).ok());
+  }
+}
+
+TEST(ParseRedisAddress, ErrorsNeverShowThePasswordAndTlsSaysWhy) {
+  Result<RedisAddress> tls = ParseRedisAddress("rediss://user:s3cret@h:6380");
+  ASSERT_FALSE(tls.ok());
+  EXPECT_EQ(tls.error().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(tls.error().message().find("hiredis"), std::string::npos) << tls.error();
+  EXPECT_NE(tls.error().message().find("rediss://***@h:6380"), std::string::npos) << tls.error();
+  Result<RedisAddress> db = ParseRedisAddress("redis://:s3cret@h:6379/x");
+  ASSERT_FALSE(db.ok());
+  for (const Status& e : {tls.error(), db.error()}) {
+    EXPECT_EQ(e.message().find("s3cret"), std::string::npos) << e;
   }
 }
 
@@ -282,15 +295,15 @@ TEST(RedisSymbolCache, RoundTripsLocationsWithInlinedFrames) {
   ASSERT_NE(writer, nullptr);
   EXPECT_TRUE(writer->up());
 
-  std::vector<CacheKey> keys = {{kBuildA, 0x1a2b}, {kBuildA, 0x1a2c}, {kBuildB, 0x1a2b},
-                                {kBuildB, 0}};
+  std::vector<CacheKey> keys = {
+      {kBuildA, 0x1a2b}, {kBuildA, 0x1a2c}, {kBuildB, 0x1a2b}, {kBuildB, 0}};
   std::vector<LocationPtr> values = {
       // leaf inlined into middle inlined into outer
       MakeLocation({{"leaf", "leaf", "/src/tiny.c", 2, 60},
                     {"middle", "middle", "/src/tiny.c", 5, 31},
                     {"outer", "outer", "/src/tiny.c", 8, 52}}),
-      MakeLocation({{"ns::Shape<int>::Area() const", "_ZNK2ns5ShapeIiE4AreaEv", "/src/a.cc", 12,
-                     7}}),
+      MakeLocation(
+          {{"ns::Shape<int>::Area() const", "_ZNK2ns5ShapeIiE4AreaEv", "/src/a.cc", 12, 7}}),
       MakeLocation({{"??", "??", "??", 0, 0}}),
       MakeLocation({}),  // unresolved: symbol table knew nothing at this offset
   };
@@ -321,11 +334,11 @@ TEST(RedisSymbolCache, RoundTripsLocationsWithInlinedFrames) {
   EXPECT_TRUE(s.up);
 
   Inspector inspect((*redis)->port());
-  EXPECT_EQ(inspect.Keys("fs:sym:*"),
-            (std::set<std::string>{"fs:sym:" + std::string(kBuildA) + ":1a2b",
-                                   "fs:sym:" + std::string(kBuildA) + ":1a2c",
-                                   "fs:sym:" + std::string(kBuildB) + ":1a2b",
-                                   "fs:sym:" + std::string(kBuildB) + ":0"}));
+  EXPECT_EQ(
+      inspect.Keys("fs:sym:*"),
+      (std::set<std::string>{
+          "fs:sym:" + std::string(kBuildA) + ":1a2b", "fs:sym:" + std::string(kBuildA) + ":1a2c",
+          "fs:sym:" + std::string(kBuildB) + ":1a2b", "fs:sym:" + std::string(kBuildB) + ":0"}));
   EXPECT_EQ(reader->KeyFor(keys[0]), "fs:sym:" + std::string(kBuildA) + ":1a2b");
 }
 
@@ -717,8 +730,10 @@ TEST(RedisSymbolCache, SecondSymbolizerSkipsTheSearchAnotherReplicaFoundNothingF
   auto redis = RedisServer::Start();
   ASSERT_TRUE(redis.ok()) << redis.error();
   const std::string unknown = "00deadbeef00deadbeef00deadbeef00deadbeef";
-  const FrameRequest frame{.build_id = unknown, .path_hint = "/nonexistent/libgone.so",
-                           .file_offset = 0x1234, .is_return_address = false};
+  const FrameRequest frame{.build_id = unknown,
+                           .path_hint = "/nonexistent/libgone.so",
+                           .file_offset = 0x1234,
+                           .is_return_address = false};
   // Each replica its own debuginfod client cache, as on separate hosts (libdebuginfod caches
   // misses locally too, which would hide the second replica's request).
   auto replica = [&](const char* name, SymbolCache* cache) {
