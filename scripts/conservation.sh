@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The long form of the conservation test (tests/conservation): more batches, more fault rounds
 # (each round: broker latency and request errors, a broker down, Redis killed, two stages
-# SIGKILLed), several seeds. Every run must end with every sample in the file sink once.
+# SIGKILLed, the file sink's storage read-only for $FS_CONSERVATION_SINK_DOWN_S seconds,
+# default 180 here), several seeds. Every run must end with every sample in the file sink once.
 #   scripts/conservation.sh [rounds] [batches] [seeds...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ log=$(mktemp)
 for seed in "${seeds[@]}"; do
   echo "== seed $seed: $rounds rounds, $batches batches"
   if FS_BIN_DIR="$PWD/build/bin" FS_CONSERVATION_SEED="$seed" FS_CONSERVATION_ROUNDS="$rounds" \
+     FS_CONSERVATION_SINK_DOWN_S="${FS_CONSERVATION_SINK_DOWN_S:-180}" \
      FS_CONSERVATION_BATCHES="$batches" build/tests/conservation_test >"$log" 2>&1; then
     passed=$((passed + 1))
   else

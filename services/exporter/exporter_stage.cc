@@ -121,6 +121,7 @@ Status ExporterStage::Run(std::stop_token stop) {
   bool paused = false;
   auto last_lag = Clock::now();
   uint64_t seen_retries = 0;
+  Clock::time_point next_retry_log{};
 
   auto commit = [&] {
     kafka::TopicPartitions offsets = acks.CommittableOffsets();
@@ -220,7 +221,18 @@ Status ExporterStage::Run(std::stop_token stop) {
   auto pump = [&] {
     for (sinks::DeliveryQueue::Done& d : queue.Pump(Clock::now())) finish(d);
     sync_counters();
-    retries.Inc(queue.retries() - seen_retries);
+    if (queue.retries() > seen_retries) {
+      retries.Inc(queue.retries() - seen_retries);
+      // A sink that is down says why, at most every 10 s (the counter has every attempt).
+      if (const auto now = Clock::now(); now >= next_retry_log) {
+        log::Warn("exporter: sink unavailable, retrying (input pauses while windows wait)",
+                  {{"sink", sink_name},
+                   {"retries", static_cast<unsigned long long>(queue.retries() - seen_retries)},
+                   {"pending_windows", static_cast<unsigned long>(queue.size())},
+                   {"error", queue.last_error()}});
+        next_retry_log = now + std::chrono::seconds(10);
+      }
+    }
     seen_retries = queue.retries();
     pending.Set(static_cast<double>(queue.size()));
     commit();

@@ -2,13 +2,20 @@
 // number of samples goes through the symbolizer, correlator and exporter (file sink) on the
 // dev broker with a real redis-server, while the test injects the mock cluster's faults (a
 // broker down and up, request errors, latency), kills Redis and restarts it, and SIGKILLs each
-// stage at a random point and starts it again. Afterwards every sample is in the file sink
+// stage at a random point and starts it again, and takes the file sink's storage down (a tmpfs
+// remounted read-only, as a disk after an I/O error; root only) for FS_CONSERVATION_SINK_DOWN_S
+// seconds per round while the rest goes on. Afterwards every sample is in the file sink
 // exactly once: the window files' totals equal what went in, per batch.
 //
-// FS_CONSERVATION_BATCHES / FS_CONSERVATION_ROUNDS make it longer (scripts/conservation.sh).
+// FS_CONSERVATION_BATCHES / _ROUNDS / _SINK_DOWN_S make it longer (scripts/conservation.sh).
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <filesystem>
@@ -162,6 +169,30 @@ TEST(Conservation, EverySampleReachesTheFileSinkOnceThroughBrokerRedisAndStageFa
   const fs::path dir = fs::temp_directory_path() / fmt::format("fs-conservation-{}", ::getpid());
   fs::remove_all(dir);
   fs::create_directories(dir / "out");
+  const int sink_down_s = EnvInt("FS_CONSERVATION_SINK_DOWN_S", 20);
+  // The sink's storage: a tmpfs we can make read-only, i.e. take down, while the test runs.
+  const std::string out = (dir / "out").string();
+  bool sink_fault = false;
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::mount("tmpfs", out.c_str(), "tmpfs", 0, "size=1g"), 0) << std::strerror(errno);
+    sink_fault = true;
+  } else {
+    ASSERT_EQ(std::getenv("CI"), nullptr) << "CI runs as root: the sink-down fault must run";
+    std::printf("conservation: sink-down fault skipped (needs root to mount a tmpfs)\n");
+  }
+  struct Unmount {
+    std::string path;
+    bool mounted;
+    ~Unmount() {
+      if (mounted) ::umount2(path.c_str(), MNT_DETACH);
+    }
+  } unmount{out, sink_fault};
+  auto set_sink = [&](bool up) {
+    if (!sink_fault) return;
+    std::printf("sink storage %s\n", up ? "back (read-write)" : "down (read-only)");
+    const unsigned long flags = MS_REMOUNT | (up ? 0 : MS_RDONLY);
+    ASSERT_EQ(::mount(nullptr, out.c_str(), nullptr, flags, nullptr), 0) << std::strerror(errno);
+  };
   const std::string bootstrap = (*broker)->bootstrap();
   const std::vector<std::string> kafka = {
       "--set", "kafka.bootstrap.servers=" + bootstrap,
@@ -225,6 +256,9 @@ TEST(Conservation, EverySampleReachesTheFileSinkOnceThroughBrokerRedisAndStageFa
     const int b = from + (to - from) / 2;
     const int c = from + 3 * (to - from) / 4;
     ASSERT_NO_FATAL_FAILURE(produce(from, a));
+    // The sink goes down for sink_down_s while every other fault below happens.
+    ASSERT_NO_FATAL_FAILURE(set_sink(false));
+    const auto sink_back_at = Clock::now() + std::chrono::seconds(sink_down_s);
     // Latency on one broker and request errors on produce, fetch and commit.
     ASSERT_TRUE((*broker)->Command("broker 1 rtt 300ms").ok());
     ASSERT_TRUE((*broker)->Command("error Produce 3 NOT_LEADER_FOR_PARTITION").ok());
@@ -244,6 +278,8 @@ TEST(Conservation, EverySampleReachesTheFileSinkOnceThroughBrokerRedisAndStageFa
     ASSERT_TRUE(victim.Start().ok());
     ASSERT_TRUE((*broker)->Command("broker 2 up").ok());
     ASSERT_TRUE((*redis)->Restart().ok());
+    if (sink_fault) std::this_thread::sleep_until(sink_back_at);
+    ASSERT_NO_FATAL_FAILURE(set_sink(true));
     ASSERT_NO_FATAL_FAILURE(produce(c, to));
     std::this_thread::sleep_for(std::chrono::milliseconds(500 + rng() % 1500));
     // Every stage once more, at a random point.
@@ -259,7 +295,7 @@ TEST(Conservation, EverySampleReachesTheFileSinkOnceThroughBrokerRedisAndStageFa
 
   const int64_t want = static_cast<int64_t>(kBatches) * kSamples;
   FileTotals got;
-  const auto deadline = Clock::now() + std::chrono::seconds(120 + 30 * kRounds);
+  const auto deadline = Clock::now() + std::chrono::seconds(150 + 30 * kRounds);
   while (Clock::now() < deadline) {
     got = ReadTotals(dir / "out");
     if (got.samples >= want) break;
@@ -279,7 +315,9 @@ TEST(Conservation, EverySampleReachesTheFileSinkOnceThroughBrokerRedisAndStageFa
                                << stages[0].LogTail();
   std::printf("conservation: %lld of %lld samples in %zu window files\n",
               static_cast<long long>(got.samples), static_cast<long long>(want), got.files);
-  if (!HasFailure()) fs::remove_all(dir);
+  if (unmount.mounted) ::umount2(out.c_str(), MNT_DETACH);
+  unmount.mounted = false;
+  if (!HasFailure() && std::getenv("FS_CONSERVATION_KEEP") == nullptr) fs::remove_all(dir);
 }
 
 }  // namespace

@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -82,6 +86,53 @@ TEST(FileSink, RewritingAfterRestartIsExactlyOnce) {
   for (const auto& [service, folded] : want.folded) {
     SCOPED_TRACE(service);
     EXPECT_EQ(Slurp(dir.path() + "/" + sinks::SafeFileName(service) + ".folded"), folded);
+  }
+}
+
+// Storage that goes away (read-only after an error, full) is the sink being down: the window
+// is retried later (Unavailable), never dead-lettered, and lands once the storage is back.
+TEST(FileSink, ReadOnlyOrFullStorageIsRetryableAndTheWindowLandsLater) {
+  if (::geteuid() != 0) {
+    if (std::getenv("CI") != nullptr) FAIL() << "CI runs as root: this test must run";
+    GTEST_SKIP() << "needs root to mount a tmpfs";
+  }
+  TempDir dir;
+  ASSERT_EQ(::mount("tmpfs", dir.path().c_str(), "tmpfs", 0, "size=4m"), 0) << std::strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{dir.path()};
+  const std::vector<v1::SampleBatch> batches = StandardBatches();
+  sinks::FileSink sink({.out_dir = dir.path()});
+  profile::Aggregator agg({.labels = sink.labels(), .granularity = sink.granularity()});
+  agg.set_new_series_hook([&](profile::Window& w, uint32_t s) { sink.OnNewSeries(w, s); });
+  for (const auto& b : batches) (void)agg.Add(b);
+  auto windows = agg.TakeAll();
+  ASSERT_FALSE(windows.empty());
+
+  ASSERT_EQ(::mount(nullptr, dir.path().c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr), 0)
+      << std::strerror(errno);
+  Status down = sink.Export(*windows[0]);
+  EXPECT_EQ(down.code(), StatusCode::kUnavailable) << down;
+  EXPECT_TRUE(sinks::IsRetryable(down)) << down;
+  EXPECT_TRUE(sink.failed_series().empty());  // nothing refused for good
+
+  // Full: a 4 MiB tmpfs filled to the last byte.
+  ASSERT_EQ(::mount(nullptr, dir.path().c_str(), nullptr, MS_REMOUNT, "size=4m"), 0);
+  {
+    std::ofstream fill(dir.path() + "/fill", std::ios::binary);
+    const std::string chunk(1 << 16, 'x');
+    while (fill.write(chunk.data(), chunk.size())) {
+    }
+  }
+  Status full = sink.Export(*windows[0]);
+  EXPECT_TRUE(sinks::IsRetryable(full)) << full;
+
+  fs::remove(dir.path() + "/fill");
+  for (auto& w : windows) ASSERT_TRUE(sink.Export(*w).ok());
+  const profile::testing::Expected want = ExpectedOf(batches);
+  for (const auto& [service, folded] : want.folded) {
+    EXPECT_EQ(Slurp(dir.path() + "/" + sinks::SafeFileName(service) + ".folded"), folded) << service;
   }
 }
 

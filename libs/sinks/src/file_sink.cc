@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +32,30 @@ namespace {
 
 constexpr std::string_view kSuffix = ".pb.gz";
 
+// A failed write to the output directory. The storage being unavailable (full, over quota,
+// read-only after an error, an NFS server away, an I/O error) is the file sink being down:
+// Unavailable, so the window is retried and the exporter pauses its input instead of
+// dead-lettering every window until someone fixes the disk. Anything else keeps its code.
+Status WriteError(int err, std::string_view what) {
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+    case EROFS:
+    case EIO:
+    case ESTALE:
+    case ETIMEDOUT:
+    case ENOTCONN:
+    case ENFILE:
+    case EMFILE:
+    case ENOMEM:
+    case EAGAIN:
+    case EBUSY:
+      return Unavailable("{}: {} (storage unavailable; retrying)", what, std::strerror(err));
+    default:
+      return ErrnoError(err, what);
+  }
+}
+
 Result<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return ErrnoError(errno, fmt::format("open {}", path));
@@ -44,7 +69,7 @@ Status WriteAll(int fd, std::string_view data, const std::string& path) {
     const ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoError(errno, fmt::format("write {}", path));
+      return WriteError(errno, fmt::format("write {}", path));
     }
     data.remove_prefix(static_cast<size_t>(n));
   }
@@ -111,14 +136,14 @@ Status WriteFileAtomic(const std::string& path, std::string_view data) {
   const fs::path target(path);
   std::error_code ec;
   fs::create_directories(target.parent_path(), ec);
-  if (ec) return InternalError("mkdir {}: {}", target.parent_path().string(), ec.message());
+  if (ec) return WriteError(ec.value(), fmt::format("mkdir {}", target.parent_path().string()));
   const std::string tmp =
       (target.parent_path() / fmt::format(".{}.tmp.{}", target.filename().string(), ::getpid())).string();
   {
     common::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd) return ErrnoError(errno, fmt::format("create {}", tmp));
+    if (!fd) return WriteError(errno, fmt::format("create {}", tmp));
     Status st = WriteAll(fd.get(), data, tmp);
-    if (st.ok() && ::fsync(fd.get()) != 0) st = ErrnoError(errno, fmt::format("fsync {}", tmp));
+    if (st.ok() && ::fsync(fd.get()) != 0) st = WriteError(errno, fmt::format("fsync {}", tmp));
     if (!st.ok()) {
       ::unlink(tmp.c_str());
       return st;
@@ -127,7 +152,7 @@ Status WriteFileAtomic(const std::string& path, std::string_view data) {
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
-    return ErrnoError(err, fmt::format("rename {} -> {}", tmp, path));
+    return WriteError(err, fmt::format("rename {} -> {}", tmp, path));
   }
   // The rename is durable only once the directory entry is.
   common::UniqueFd dir(::open(target.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
