@@ -1,7 +1,5 @@
 #include "exporter_stage.h"
 
-#include "sample_times.h"
-
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -16,11 +14,12 @@
 #include "flamestream/kafka/dlq.h"
 #include "flamestream/kafka/producer.h"
 #include "flamestream/log/log.h"
-#include "flamestream/stage/failure_latch.h"
 #include "flamestream/profile/aggregator.h"
 #include "flamestream/profile/pprof.h"
-#include "window_dlq.h"
 #include "flamestream/stage/caught_up.h"
+#include "flamestream/stage/failure_latch.h"
+#include "sample_times.h"
+#include "window_dlq.h"
 
 namespace flamestream::exporter {
 namespace {
@@ -49,7 +48,8 @@ ExporterStage::~ExporterStage() = default;
 Status ExporterStage::Run(std::stop_token stop) {
   const std::string sink_name(sink_->name());
   const obs::Labels labels = {{"sink", sink_name}};
-  obs::Counter& records_in = metrics_.Counter("fs_exporter_records_in_total", "records consumed", labels);
+  obs::Counter& records_in =
+      metrics_.Counter("fs_exporter_records_in_total", "records consumed", labels);
   obs::Counter& samples_in = metrics_.Counter("fs_exporter_samples_aggregated_total",
                                               "samples aggregated into windows", labels);
   obs::Counter& duplicates = metrics_.Counter("fs_exporter_duplicate_samples_total",
@@ -60,16 +60,19 @@ Status ExporterStage::Run(std::stop_token stop) {
                                                "windows refused permanently (to the DLQ)", labels);
   obs::Counter& series_dlq = metrics_.Counter(
       "fs_exporter_series_dead_lettered_total",
-      "series refused permanently while the rest of their window was delivered (to the DLQ)", labels);
-  obs::Counter& retries = metrics_.Counter("fs_exporter_retries_total", "retryable sink failures", labels);
+      "series refused permanently while the rest of their window was delivered (to the DLQ)",
+      labels);
+  obs::Counter& retries =
+      metrics_.Counter("fs_exporter_retries_total", "retryable sink failures", labels);
   obs::Counter& dlq_records = metrics_.Counter("fs_exporter_dlq_records_total",
                                                "undecodable input records dead-lettered", labels);
-  obs::Gauge& pending = metrics_.Gauge("fs_exporter_pending_windows",
-                                       "closed windows waiting for the sink", labels);
-  obs::Gauge& paused_gauge = metrics_.Gauge("fs_exporter_paused", "1 while input is paused", labels);
-  obs::Counter& future_samples = metrics_.Counter(
-      "fs_exporter_future_samples_total",
-      "samples beyond now + exporter.max_clock_skew, sent to the DLQ", labels);
+  obs::Gauge& pending =
+      metrics_.Gauge("fs_exporter_pending_windows", "closed windows waiting for the sink", labels);
+  obs::Gauge& paused_gauge =
+      metrics_.Gauge("fs_exporter_paused", "1 while input is paused", labels);
+  obs::Counter& future_samples =
+      metrics_.Counter("fs_exporter_future_samples_total",
+                       "samples beyond now + exporter.max_clock_skew, sent to the DLQ", labels);
   const SampleTimeGuard guard({.max_clock_skew = config_.max_clock_skew,
                                .window = config_.window,
                                .max_windows_per_batch = config_.max_windows_per_batch});
@@ -144,7 +147,8 @@ Status ExporterStage::Run(std::stop_token stop) {
   auto finish = [&](sinks::DeliveryQueue::Done& done) {
     const int64_t start = done.window->start_ns;
     auto node = queued_inputs.extract(done.window.get());
-    std::vector<InputRef> inputs = node.empty() ? std::vector<InputRef>{} : std::move(node.mapped());
+    std::vector<InputRef> inputs =
+        node.empty() ? std::vector<InputRef>{} : std::move(node.mapped());
     if (done.status.ok() && done.failed_series.empty()) {
       windows_ok.Inc();
       for (const InputRef& in : inputs) acks.Ack(in->topic, in->partition, in->offset);
@@ -159,7 +163,8 @@ Status ExporterStage::Run(std::stop_token stop) {
       for (const sinks::SeriesFailure& f : done.failed_series) refused += f.series.size();
       series_dlq.Inc(refused);
       log::Error("exporter: sink refused series of a window, dead-lettering their samples",
-                 {{"sink", sink_name}, {"window_start", static_cast<long long>(start)},
+                 {{"sink", sink_name},
+                  {"window_start", static_cast<long long>(start)},
                   {"series", static_cast<unsigned long>(refused)},
                   {"error", done.failed_series.front().status}});
       struct Pending {
@@ -188,15 +193,19 @@ Status ExporterStage::Run(std::stop_token stop) {
     // once the DLQ has them.
     windows_dlq.Inc();
     log::Error("exporter: sink refused window, dead-lettering its input records",
-               {{"sink", sink_name}, {"window_start", static_cast<long long>(start)},
-                {"records", static_cast<unsigned long>(inputs.size())}, {"error", done.status}});
-    Status st = window_dlq.Write(inputs, start, config_.window.count(), done.status, done.response,
-                                 [&acks](const InputRecord& in) { acks.Ack(in.topic, in.partition, in.offset); });
+               {{"sink", sink_name},
+                {"window_start", static_cast<long long>(start)},
+                {"records", static_cast<unsigned long>(inputs.size())},
+                {"error", done.status}});
+    Status st = window_dlq.Write(
+        inputs, start, config_.window.count(), done.status, done.response,
+        [&acks](const InputRecord& in) { acks.Ack(in.topic, in.partition, in.offset); });
     if (!st.ok()) log::Error("exporter: DLQ produce failed", {{"error", st}});
   };
   // Counters kept by the aggregator (label sanitizing) and the sink, published as deltas.
   std::map<std::string, uint64_t> published;
-  auto publish = [&](const std::string& name, const std::string& help, obs::Labels l, uint64_t value) {
+  auto publish = [&](const std::string& name, const std::string& help, obs::Labels l,
+                     uint64_t value) {
     std::string key = name;
     for (const auto& [k, v] : l) key += "\x1f" + k + "=" + v;
     uint64_t& seen = published[key];
@@ -208,7 +217,8 @@ Status ExporterStage::Run(std::stop_token stop) {
   auto sync_counters = [&] {
     for (size_t r = 0; r < profile::kLabelReasons; ++r) {
       const auto reason = static_cast<profile::LabelReason>(r);
-      publish("fs_exporter_labels_sanitized_total", "series labels changed by sanitizing, by reason",
+      publish("fs_exporter_labels_sanitized_total",
+              "series labels changed by sanitizing, by reason",
               {{"reason", std::string(profile::LabelReasonName(reason))}, {"source", "series"}},
               agg.label_sanitizer().count(reason));
     }
@@ -251,14 +261,16 @@ Status ExporterStage::Run(std::stop_token stop) {
               {{"sink", sink_name}, {"pending_windows", static_cast<unsigned long>(queue.size())}});
   };
 
-  log::Info("exporter: stage started", {{"sink", sink_name}, {"group", group}, {"topic", config_.topic}});
+  log::Info("exporter: stage started",
+            {{"sink", sink_name}, {"group", group}, {"topic", config_.topic}});
   while (!stop.stop_requested()) {
     if (Status f = failure.Get(); !f.ok()) {
       result = f;
       break;
     }
     // Paused partitions return nothing, but polling keeps the group membership alive.
-    FS_ASSIGN_OR_RETURN(std::optional<kafka::Message> msg, consumer->Poll(std::chrono::milliseconds(100)));
+    FS_ASSIGN_OR_RETURN(std::optional<kafka::Message> msg,
+                        consumer->Poll(std::chrono::milliseconds(100)));
     if (!msg && config_.stop_when_caught_up && caught_up.Reached(*consumer)) {
       log::Info("exporter: caught up; stopping", {{"sink", sink_name}});
       break;
@@ -270,11 +282,14 @@ Status ExporterStage::Run(std::stop_token stop) {
       stage_metrics.records_in.Inc();
       const std::string topic(msg->topic());
       v1::SampleBatch batch;
-      Status decoded = batch.ParseFromArray(msg->value().data(), static_cast<int>(msg->value().size()))
-                           ? batch::Validate(batch)
-                           : DataLoss("not a flamestream.v1.SampleBatch");
-      if (decoded.ok() && batch.stage() != v1::STAGE_CORRELATED && batch.stage() != v1::STAGE_SYMBOLIZED) {
-        decoded = InvalidArgument("batch stage {} is not symbolized/correlated", static_cast<int>(batch.stage()));
+      Status decoded =
+          batch.ParseFromArray(msg->value().data(), static_cast<int>(msg->value().size()))
+              ? batch::Validate(batch)
+              : DataLoss("not a flamestream.v1.SampleBatch");
+      if (decoded.ok() && batch.stage() != v1::STAGE_CORRELATED &&
+          batch.stage() != v1::STAGE_SYMBOLIZED) {
+        decoded = InvalidArgument("batch stage {} is not symbolized/correlated",
+                                  static_cast<int>(batch.stage()));
       }
       GuardOutcome guarded;
       if (decoded.ok()) {
@@ -290,14 +305,15 @@ Status ExporterStage::Run(std::stop_token stop) {
       // holding that partition's commits back without a word.
       auto dead_letter = [&](const Status& why) -> Status {
         dlq_records.Inc();
-        return dlq.Write(*msg, why, [&acks, &failure, topic, p = msg->partition(),
-                                     o = msg->offset()](const kafka::DeliveryReport& r) {
-          if (r.status.ok()) {
-            acks.Ack(topic, p, o);
-          } else {
-            failure.Set(r.status.WithContext("DLQ delivery failed"));
-          }
-        });
+        return dlq.Write(*msg, why,
+                         [&acks, &failure, topic, p = msg->partition(),
+                          o = msg->offset()](const kafka::DeliveryReport& r) {
+                           if (r.status.ok()) {
+                             acks.Ack(topic, p, o);
+                           } else {
+                             failure.Set(r.status.WithContext("DLQ delivery failed"));
+                           }
+                         });
       };
       if (!decoded.ok()) {
         acks.Track(topic, msg->partition(), msg->offset(), 1);
@@ -332,7 +348,8 @@ Status ExporterStage::Run(std::stop_token stop) {
       }
       close_windows(agg.max_event_time_ns() - config_.lateness.count());
     } else if (paused) {
-      last_input = Clock::now();  // not idle, just not reading: closing windows now would split them
+      last_input =
+          Clock::now();  // not idle, just not reading: closing windows now would split them
     } else if (Clock::now() - last_input > config_.idle_flush && agg.open_windows() > 0) {
       close_windows(std::numeric_limits<int64_t>::max());
     }
@@ -343,8 +360,11 @@ Status ExporterStage::Run(std::stop_token stop) {
       Result<std::vector<kafka::PartitionLag>> lag = consumer->Lag();
       if (lag.ok()) {
         for (const kafka::PartitionLag& l : *lag) {
-          metrics_.Gauge("fs_exporter_consumer_lag", "records behind the high watermark",
-                         {{"sink", sink_name}, {"topic", l.topic}, {"partition", std::to_string(l.partition)}})
+          metrics_
+              .Gauge("fs_exporter_consumer_lag", "records behind the high watermark",
+                     {{"sink", sink_name},
+                      {"topic", l.topic},
+                      {"partition", std::to_string(l.partition)}})
               .Set(static_cast<double>(l.lag));
           if (l.lag >= 0) stage_metrics.Lag(l.topic, l.partition).Set(static_cast<double>(l.lag));
         }
@@ -361,7 +381,8 @@ Status ExporterStage::Run(std::stop_token stop) {
   }
   if (!queue.empty()) {
     log::Warn("exporter: undelivered windows left for the next run",
-              {{"sink", sink_name}, {"windows", static_cast<unsigned long>(queue.size())},
+              {{"sink", sink_name},
+               {"windows", static_cast<unsigned long>(queue.size())},
                {"error", queue.last_error()}});
   }
   (void)producer->Flush(std::chrono::seconds(10));

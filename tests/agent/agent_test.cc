@@ -1,29 +1,28 @@
 // The agent against real workloads with real BPF (label requires_root).
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <functional>
-#include <optional>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
-#include <mutex>
 #include <thread>
 
-#include <gtest/gtest.h>
-
+#include "flamestream/batch/batch.h"
 #include "flamestream/bpf/capabilities.h"
 #include "flamestream/bpf/clock_offset.h"
 #include "flamestream/bpf/sampler.h"
+#include "flamestream/common/strings.h"
 #include "flamestream/proc/build_id.h"
 #include "flamestream/proc/process.h"
-#include "flamestream/batch/batch.h"
-#include "flamestream/common/strings.h"
 #include "processor.h"
 #include "raw_batch.h"
 #include "test_util.h"
@@ -31,8 +30,8 @@
 namespace flamestream::testing_agent {
 namespace {
 
-#define SKIP_UNLESS_PRIVILEGED()                                                           \
-  if (!Privileged()) {                                                                     \
+#define SKIP_UNLESS_PRIVILEGED()                                                               \
+  if (!Privileged()) {                                                                         \
     GTEST_SKIP() << "needs root or CAP_BPF+CAP_PERFMON+CAP_SYS_PTRACE (set CI=true to force)"; \
   }
 
@@ -41,13 +40,10 @@ std::string Comm(const std::string& exe) { return exe.substr(0, 15); }
 
 std::vector<std::string> AgentArgs(pid_t pid, const std::string& duration, uint32_t hz,
                                    std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {BinPath("flamestream-agent"), "--print",
-                                   "--duration",               duration,
-                                   "--frequency",              std::to_string(hz),
-                                   "--pid",                    std::to_string(pid),
+  std::vector<std::string> args = {BinPath("flamestream-agent"), "--print", "--duration", duration,
+                                   "--frequency", std::to_string(hz), "--pid", std::to_string(pid),
                                    // Offsets: the tests map them to functions themselves.
-                                   "--set", "agent.print_symbolize=false",
-                                   "--log-level",              "warn"};
+                                   "--set", "agent.print_symbolize=false", "--log-level", "warn"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -64,10 +60,11 @@ void ReportRate(const char* what, size_t samples, uint32_t hz, double cpu_s, dou
                 int busy_threads) {
   const double expected = hz * cpu_s;
   const double nominal = hz * wall_s * busy_threads;
-  std::printf("%s: %zu samples at %u Hz; threads on CPU %.3f s -> expected %.0f (ratio %.3f); "
-              "nominal %u Hz x %.2f s x %d threads = %.0f (ratio %.3f)\n",
-              what, samples, hz, cpu_s, expected, static_cast<double>(samples) / expected, hz,
-              wall_s, busy_threads, nominal, static_cast<double>(samples) / nominal);
+  std::printf(
+      "%s: %zu samples at %u Hz; threads on CPU %.3f s -> expected %.0f (ratio %.3f); "
+      "nominal %u Hz x %.2f s x %d threads = %.0f (ratio %.3f)\n",
+      what, samples, hz, cpu_s, expected, static_cast<double>(samples) / expected, hz, wall_s,
+      busy_threads, nominal, static_cast<double>(samples) / nominal);
 }
 
 // Workload frames of one stack, root first, as function names ("?" when in no function).
@@ -122,8 +119,8 @@ TEST(AgentPrint, CallChainSamplesLandInExpectedFunctionsInCallerOrder) {
   // One busy thread: frequency x seconds x 1 on an idle machine; frequency x the CPU time it
   // actually got while the sampler was attached in general.
   const double expected = hz * cpu;
-  ReportRate("callchain", total, hz, cpu,
-             std::chrono::duration<double>(t_end - t_start).count(), 1);
+  ReportRate("callchain", total, hz, cpu, std::chrono::duration<double>(t_end - t_start).count(),
+             1);
   std::printf("callchain: %lu (%.1f%%) in main>outer>middle>leaf\n",
               static_cast<unsigned long>(good), 100.0 * good / total);
   EXPECT_NEAR(static_cast<double>(total), expected, expected * kRateTolerance);
@@ -247,9 +244,8 @@ void Sample(SamplingRun& run, uint32_t pid, uint32_t hz, std::chrono::millisecon
   bpf::SamplerConfig cfg;
   cfg.frequency_hz = hz;
   cfg.pids = {pid};
-  auto sampler = bpf::Sampler::Create(cfg, [&](bpf::RawSample&& s) {
-    (*processor)->Handle(std::move(s));
-  });
+  auto sampler =
+      bpf::Sampler::Create(cfg, [&](bpf::RawSample&& s) { (*processor)->Handle(std::move(s)); });
   ASSERT_TRUE(sampler.ok()) << sampler.status();
   run.wall_start = WallNowNs();
   ASSERT_TRUE((*sampler)->Start().ok());
@@ -278,9 +274,8 @@ TEST(AgentLibrary, WallTimestampsBuildIdsAndRate) {
   std::printf("library: ring drops %lu, queue drops %lu, bpf %lu ns/run\n",
               static_cast<unsigned long>(run.stats.ring_drops),
               static_cast<unsigned long>(run.stats.queue_drops),
-              static_cast<unsigned long>(run.stats.bpf_run_count
-                                             ? run.stats.bpf_run_ns / run.stats.bpf_run_count
-                                             : 0));
+              static_cast<unsigned long>(
+                  run.stats.bpf_run_count ? run.stats.bpf_run_ns / run.stats.bpf_run_count : 0));
   EXPECT_NEAR(static_cast<double>(run.sink.samples.size()), expected, expected * kRateTolerance);
   EXPECT_EQ(run.stats.ring_drops, 0u);
   EXPECT_EQ(run.stats.queue_drops, 0u);
@@ -314,9 +309,9 @@ TEST(AgentLibrary, NamedThreadsAreSampledByCpuTimeAndCarryTheirNames) {
   EXPECT_EQ(names.at(pid), Comm(exe));
 
   bpf::ClockOffset clock;
-  agent::RawBatchEncoder enc({.agent_id = "test/node/1", .cluster = "test", .node = "node",
-                              .frequency_hz = 99},
-                             &clock, nullptr);
+  agent::RawBatchEncoder enc(
+      {.agent_id = "test/node/1", .cluster = "test", .node = "node", .frequency_hz = 99}, &clock,
+      nullptr);
   std::mutex mu;
   std::map<uint32_t, size_t> per_thread;
   std::map<uint32_t, std::set<std::string>> comms;
@@ -340,9 +335,8 @@ TEST(AgentLibrary, NamedThreadsAreSampledByCpuTimeAndCarryTheirNames) {
   bpf::SamplerConfig cfg;
   cfg.frequency_hz = 99;
   cfg.pids = {pid};
-  auto sampler = bpf::Sampler::Create(cfg, [&](bpf::RawSample&& s) {
-    (*processor)->Handle(std::move(s));
-  });
+  auto sampler =
+      bpf::Sampler::Create(cfg, [&](bpf::RawSample&& s) { (*processor)->Handle(std::move(s)); });
   ASSERT_TRUE(sampler.ok()) << sampler.status();
   ASSERT_TRUE((*sampler)->Start().ok());
   const auto cpu0 = ThreadCpuSeconds(w.pid());
@@ -397,8 +391,8 @@ TEST(AgentLibrary, PidNamespaceProcessIsRecordedWithBothPids) {
                           BinPath("fs-workload-callchain"), "10"});
   // The workload is unshare's only child.
   uint32_t child = 0;
-  for (const auto& task : std::filesystem::directory_iterator(
-           "/proc/" + std::to_string(u.pid()) + "/task")) {
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(u.pid()) + "/task")) {
     std::ifstream in(task.path() / "children");
     if (in >> child) break;
   }
@@ -420,17 +414,16 @@ TEST(AgentLibrary, RawBatchesFromRealSamplesValidateAndCarryBuildId) {
   const std::string exe = "fs-workload-callchain";
   Child w = Child::Spawn({BinPath(exe), "10"});
   bpf::ClockOffset clock;
-  agent::RawBatchEncoder enc({.agent_id = "test/node/1", .cluster = "test", .node = "node",
-                              .frequency_hz = 99},
-                             &clock, nullptr);
+  agent::RawBatchEncoder enc(
+      {.agent_id = "test/node/1", .cluster = "test", .node = "node", .frequency_hz = 99}, &clock,
+      nullptr);
   auto processor = agent::SampleProcessor::Create({}, &clock, &enc);
   ASSERT_TRUE(processor.ok());
   bpf::SamplerConfig cfg;
   cfg.frequency_hz = 99;
   cfg.pids = {static_cast<uint32_t>(w.pid())};
-  auto sampler = bpf::Sampler::Create(cfg, [&](bpf::RawSample&& s) {
-    (*processor)->Handle(std::move(s));
-  });
+  auto sampler =
+      bpf::Sampler::Create(cfg, [&](bpf::RawSample&& s) { (*processor)->Handle(std::move(s)); });
   ASSERT_TRUE(sampler.ok()) << sampler.status();
   ASSERT_TRUE((*sampler)->Start().ok());
   // Two one-second batches, as the publisher would cut them.
@@ -451,7 +444,8 @@ TEST(AgentLibrary, RawBatchesFromRealSamplesValidateAndCarryBuildId) {
     ASSERT_TRUE(batch::Validate(b).ok()) << batch::Validate(b);
     EXPECT_EQ(b.id().sequence(), i);
     bool has_build_id = false;
-    for (const v1::Mapping& m : b.mappings()) has_build_id = has_build_id || m.build_id() == *raw_id;
+    for (const v1::Mapping& m : b.mappings())
+      has_build_id = has_build_id || m.build_id() == *raw_id;
     EXPECT_TRUE(has_build_id);
     ASSERT_EQ(b.processes_size(), 1);
     EXPECT_EQ(b.processes(0).host_pid(), static_cast<uint32_t>(w.pid()));
@@ -467,10 +461,9 @@ TEST(AgentPrint, MissingCapabilitiesAreNamedInTheExitMessage) {
   SKIP_UNLESS_PRIVILEGED();
   int status = 0;
   // capsh drops the capabilities from the bounding set before running the agent.
-  std::string out = RunToCompletion(
-      {"/usr/sbin/capsh", "--drop=cap_bpf,cap_perfmon", "--",
-       "-c", BinPath("flamestream-agent") + " --print --duration 1s 2>&1"},
-      &status);
+  std::string out = RunToCompletion({"/usr/sbin/capsh", "--drop=cap_bpf,cap_perfmon", "--", "-c",
+                                     BinPath("flamestream-agent") + " --print --duration 1s 2>&1"},
+                                    &status);
   EXPECT_NE(status, 0);
   EXPECT_NE(out.find("missing capabilities: CAP_BPF, CAP_PERFMON"), std::string::npos) << out;
   EXPECT_EQ(out.find("CAP_SYS_PTRACE"), std::string::npos) << out;
@@ -479,8 +472,8 @@ TEST(AgentPrint, MissingCapabilitiesAreNamedInTheExitMessage) {
 // The capabilities k8s/base/agent/daemonset.yaml grants instead of privileged: with only
 // these in the bounding set (still uid 0, as in the pod), the agent samples a process and
 // names its kernel frames. Keep this list and the manifest's `capabilities.add` the same.
-constexpr const char* kAgentCapabilities[] = {"BPF",      "PERFMON", "SYS_PTRACE",
-                                              "SYS_RESOURCE", "SYSLOG", "DAC_READ_SEARCH"};
+constexpr const char* kAgentCapabilities[] = {"BPF",          "PERFMON", "SYS_PTRACE",
+                                              "SYS_RESOURCE", "SYSLOG",  "DAC_READ_SEARCH"};
 
 TEST(AgentPrint, SamplesWithOnlyTheCapabilitiesTheManifestGrants) {
   SKIP_UNLESS_PRIVILEGED();
@@ -509,7 +502,8 @@ TEST(AgentPrint, SamplesWithOnlyTheCapabilitiesTheManifestGrants) {
   EXPECT_GE(user * 100, total * 90);          // CAP_SYS_PTRACE: its maps are readable
   // And the manifest names exactly these.
   std::ifstream in(std::string(FS_SOURCE_DIR) + "/k8s/base/agent/daemonset.yaml");
-  const std::string manifest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string manifest((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   for (const char* cap : kAgentCapabilities) {
     EXPECT_NE(manifest.find(std::string("- ") + cap + "\n"), std::string::npos) << cap;
   }
@@ -521,7 +515,8 @@ uint64_t CapField(const std::string& status_path, const std::string& field) {
   std::ifstream in(status_path);
   std::string line;
   while (std::getline(in, line)) {
-    if (line.starts_with(field + ":")) return std::stoull(line.substr(field.size() + 1), nullptr, 16);
+    if (line.starts_with(field + ":"))
+      return std::stoull(line.substr(field.size() + 1), nullptr, 16);
   }
   ADD_FAILURE() << field << " missing in " << status_path;
   return ~uint64_t{0};

@@ -15,9 +15,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
-
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -140,8 +139,8 @@ struct FileTotals {
 FileTotals ReadTotals(const fs::path& dir) {
   FileTotals t;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (!it->path().string().ends_with(".pb.gz")) continue;
     std::ifstream in(it->path(), std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -194,12 +193,11 @@ TEST(Conservation, EverySampleReachesTheFileSinkOnceThroughBrokerRedisAndStageFa
     ASSERT_EQ(::mount(nullptr, out.c_str(), nullptr, flags, nullptr), 0) << std::strerror(errno);
   };
   const std::string bootstrap = (*broker)->bootstrap();
-  const std::vector<std::string> kafka = {
-      "--set", "kafka.bootstrap.servers=" + bootstrap,
-      "--set", "kafka.session.timeout.ms=6000",
-      "--set", "kafka.heartbeat.interval.ms=500",
-      "--set", "admin.listen=127.0.0.1:0",
-      "--set", "log.level=info"};
+  const std::vector<std::string> kafka = {"--set", "kafka.bootstrap.servers=" + bootstrap,
+                                          "--set", "kafka.session.timeout.ms=6000",
+                                          "--set", "kafka.heartbeat.interval.ms=500",
+                                          "--set", "admin.listen=127.0.0.1:0",
+                                          "--set", "log.level=info"};
   auto args = [&](const std::string& bin, std::vector<std::string> own) {
     std::vector<std::string> a = {Bin(bin)};
     a.insert(a.end(), kafka.begin(), kafka.end());
@@ -207,24 +205,24 @@ TEST(Conservation, EverySampleReachesTheFileSinkOnceThroughBrokerRedisAndStageFa
     return a;
   };
   std::vector<Stage> stages;
-  stages.emplace_back("symbolizer",
-                      args("flamestream-symbolizer",
-                           {"--set", "symbolizer.redis.address=" + (*redis)->address(), "--set",
-                            "symbolizer.debuginfod=false"}),
-                      dir / "symbolizer.log");
-  stages.emplace_back("correlator",
-                      args("flamestream-correlator",
-                           {"--set", "correlator.otlp.enabled=false", "--set",
-                            "correlator.otlp_spans.enabled=false", "--set",
-                            "correlator.lateness=2s"}),
-                      dir / "correlator.log");
-  stages.emplace_back("exporter",
-                      args("flamestream-exporter",
-                           {"--set", "exporter.sinks=file", "--set",
-                            "exporter.file.out=" + (dir / "out").string(), "--set",
-                            "exporter.window=10s", "--set", "exporter.lateness=2s", "--set",
-                            "exporter.idle_flush=4s", "--set", "exporter.file.views=false"}),
-                      dir / "exporter.log");
+  stages.emplace_back(
+      "symbolizer",
+      args("flamestream-symbolizer", {"--set", "symbolizer.redis.address=" + (*redis)->address(),
+                                      "--set", "symbolizer.debuginfod=false"}),
+      dir / "symbolizer.log");
+  stages.emplace_back(
+      "correlator",
+      args("flamestream-correlator",
+           {"--set", "correlator.otlp.enabled=false", "--set",
+            "correlator.otlp_spans.enabled=false", "--set", "correlator.lateness=2s"}),
+      dir / "correlator.log");
+  stages.emplace_back(
+      "exporter",
+      args("flamestream-exporter",
+           {"--set", "exporter.sinks=file", "--set", "exporter.file.out=" + (dir / "out").string(),
+            "--set", "exporter.window=10s", "--set", "exporter.lateness=2s", "--set",
+            "exporter.idle_flush=4s", "--set", "exporter.file.views=false"}),
+      dir / "exporter.log");
   for (Stage& s : stages) ASSERT_TRUE(s.Start().ok()) << s.name();
 
   // The input: batches a few seconds apart in event time (several windows), produced while
@@ -238,13 +236,12 @@ TEST(Conservation, EverySampleReachesTheFileSinkOnceThroughBrokerRedisAndStageFa
     for (int i = from; i < to; ++i) {
       const v1::SampleBatch b = RawBatch(static_cast<uint64_t>(i) + 1, kSamples,
                                          t0 + static_cast<int64_t>(i) * 500'000'000LL);
-      ASSERT_TRUE((*producer)
-                      ->Produce(kafka::topics::kSamplesRaw, "conservation/node-1",
-                                b.SerializeAsString(), {},
-                                [&](const kafka::DeliveryReport& r) {
-                                  (r.status.ok() ? acked : failed)++;
-                                })
-                      .ok());
+      ASSERT_TRUE(
+          (*producer)
+              ->Produce(kafka::topics::kSamplesRaw, "conservation/node-1", b.SerializeAsString(),
+                        {},
+                        [&](const kafka::DeliveryReport& r) { (r.status.ok() ? acked : failed)++; })
+              .ok());
     }
   };
 
@@ -283,7 +280,9 @@ TEST(Conservation, EverySampleReachesTheFileSinkOnceThroughBrokerRedisAndStageFa
     ASSERT_NO_FATAL_FAILURE(produce(c, to));
     std::this_thread::sleep_for(std::chrono::milliseconds(500 + rng() % 1500));
     // Every stage once more, at a random point.
-    Stage& second = stages[(rng() % (stages.size() - 1) + 1 + static_cast<size_t>(&victim - &stages[0])) % stages.size()];
+    Stage& second =
+        stages[(rng() % (stages.size() - 1) + 1 + static_cast<size_t>(&victim - &stages[0])) %
+               stages.size()];
     std::printf("round %d: SIGKILL %s\n", round, second.name().c_str());
     second.Kill();
     std::this_thread::sleep_for(std::chrono::milliseconds(500 + rng() % 1000));
@@ -305,8 +304,8 @@ TEST(Conservation, EverySampleReachesTheFileSinkOnceThroughBrokerRedisAndStageFa
   std::this_thread::sleep_for(6s);
   for (Stage& s : stages) {
     Result<testing::ExitStatus> st = s.Stop();
-    EXPECT_TRUE(st.ok() && st->exited && st->code == 0)
-        << s.name() << " did not drain cleanly:\n" << s.LogTail();
+    EXPECT_TRUE(st.ok() && st->exited && st->code == 0) << s.name() << " did not drain cleanly:\n"
+                                                        << s.LogTail();
   }
   got = ReadTotals(dir / "out");
   EXPECT_EQ(got.samples, want) << "files " << got.files << "\nexporter log:\n"

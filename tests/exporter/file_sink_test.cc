@@ -1,3 +1,5 @@
+#include "flamestream/sinks/file_sink.h"
+
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -13,7 +15,6 @@
 #include "flamestream/pprofutil/profile_io.h"
 #include "flamestream/profile/pprof.h"
 #include "flamestream/profile/test_batches.h"
-#include "flamestream/sinks/file_sink.h"
 #include "test_util.h"
 
 namespace flamestream::exporter_test {
@@ -132,7 +133,8 @@ TEST(FileSink, ReadOnlyOrFullStorageIsRetryableAndTheWindowLandsLater) {
   for (auto& w : windows) ASSERT_TRUE(sink.Export(*w).ok());
   const profile::testing::Expected want = ExpectedOf(batches);
   for (const auto& [service, folded] : want.folded) {
-    EXPECT_EQ(Slurp(dir.path() + "/" + sinks::SafeFileName(service) + ".folded"), folded) << service;
+    EXPECT_EQ(Slurp(dir.path() + "/" + sinks::SafeFileName(service) + ".folded"), folded)
+        << service;
   }
 }
 
@@ -141,9 +143,12 @@ TEST(FileSink, ReplayEpochReplacesOlderEpochAndNeverTheReverse) {
   sinks::FileSink sink({.out_dir = dir.path()});
   v1::SampleBatch live = profile::testing::MakeCorrelatedBatch(
       {.sequence = 1, .samples = 300, .start_ns = kT0, .spread_ns = 1'000'000'000});
-  v1::SampleBatch replay = profile::testing::MakeCorrelatedBatch(
-      {.sequence = 1, .samples = 200, .start_ns = kT0, .spread_ns = 1'000'000'000, .seed = 2,
-       .symbol_epoch = 1});
+  v1::SampleBatch replay = profile::testing::MakeCorrelatedBatch({.sequence = 1,
+                                                                  .samples = 200,
+                                                                  .start_ns = kT0,
+                                                                  .spread_ns = 1'000'000'000,
+                                                                  .seed = 2,
+                                                                  .symbol_epoch = 1});
   ExportAll(sink, {live});
   ExportAll(sink, {replay});  // same batch id, new epoch: replaces, not merged, not deduped
   const std::string folded_path = dir.path() + "/checkout-svc.folded";
@@ -163,11 +168,12 @@ TEST(FileSink, PprofDecodesWithThirdPartyDecoder) {
 
   int64_t count = 0, nanos = 0;
   for (int64_t start : std::vector<int64_t>{kT0, kT0 + 10'000'000'000LL}) {
-    Result<std::string> out = RunCommand(
-        {"node", std::string(node_dir) + "/decode_pprof.mjs", sink.WindowPath("checkout-svc", start)});
+    Result<std::string> out = RunCommand({"node", std::string(node_dir) + "/decode_pprof.mjs",
+                                          sink.WindowPath("checkout-svc", start)});
     ASSERT_TRUE(out.ok()) << out.status();
     SCOPED_TRACE(*out);
-    EXPECT_NE(out->find(R"x("sampleTypes":["samples/count","cpu/nanoseconds"])x"), std::string::npos);
+    EXPECT_NE(out->find(R"x("sampleTypes":["samples/count","cpu/nanoseconds"])x"),
+              std::string::npos);
     EXPECT_NE(out->find(R"x("periodType":"cpu/nanoseconds")x"), std::string::npos);
     EXPECT_NE(out->find(R"x("durationNanos":10000000000)x"), std::string::npos);
     EXPECT_NE(out->find(R"x("labelKeys":["span_id","span_name","thread_name","trace_id"])x"),
@@ -185,11 +191,12 @@ TEST(FileSink, PprofDecodesWithThirdPartyDecoder) {
 }
 
 std::string Chromium(const std::string& url, const std::string& profile_dir) {
-  Result<std::string> dom = RunCommand(
-      {"chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-       "--disable-background-networking", "--disable-component-update", "--disable-sync",
-       "--user-data-dir=" + profile_dir, "--virtual-time-budget=5000", "--dump-dom", url},
-      std::chrono::seconds(90), /*merge_stderr=*/false);
+  Result<std::string> dom =
+      RunCommand({"chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--user-data-dir=" + profile_dir, "--virtual-time-budget=5000",
+                  "--dump-dom", url},
+                 std::chrono::seconds(90), /*merge_stderr=*/false);
   EXPECT_TRUE(dom.ok()) << dom.status();
   return dom.ok() ? *dom : "";
 }
@@ -220,7 +227,8 @@ TEST(FileSink, FlameGraphPageRendersOfflineAndSpanFilterNarrows) {
   for (const char* fn : {"main", "Handle(Request const&)", "Parse", "Hash", "ksys_read",
                          "libc.so.6+0x29d90", "__memcpy_avx_unaligned"}) {
     // The serialized DOM escapes '&' in attribute values.
-    const std::string attr = "name=\"" + std::regex_replace(std::string(fn), std::regex("&"), "&amp;") + "\"";
+    const std::string attr =
+        "name=\"" + std::regex_replace(std::string(fn), std::regex("&"), "&amp;") + "\"";
     EXPECT_NE(all.find(attr), std::string::npos) << attr;
   }
   EXPECT_NE(all.find("<option value=\"GET /checkout\">"), std::string::npos);
@@ -243,9 +251,7 @@ namespace {
 TEST(FileSinkTemplate, LooksUpShareDirAndRendersFromIt) {
   TempDir dir;
   const std::string custom = dir.path() + "/custom.html";
-  {
-    std::ofstream(custom) << "<title>__FLAMESTREAM_TITLE__</title><x>__FLAMESTREAM_DATA__</x>";
-  }
+  { std::ofstream(custom) << "<title>__FLAMESTREAM_TITLE__</title><x>__FLAMESTREAM_DATA__</x>"; }
   std::string source;
   Result<std::string> t = sinks::LoadPageTemplate(custom, &source);
   ASSERT_TRUE(t.ok()) << t.error();

@@ -1,19 +1,18 @@
 #include "flamestream/sinks/file_sink.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <tuple>
-
-#include <fmt/format.h>
 
 #include "flamestream/common/fd.h"
 #include "flamestream/common/strings.h"
@@ -82,14 +81,30 @@ void JsonString(std::string& out, std::string_view s) {
   for (const char c : s) {
     const auto u = static_cast<unsigned char>(c);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '<': out += "\\u003c"; break;
-      case '>': out += "\\u003e"; break;
-      case '&': out += "\\u0026"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '<':
+        out += "\\u003c";
+        break;
+      case '>':
+        out += "\\u003e";
+        break;
+      case '&':
+        out += "\\u0026";
+        break;
       default:
         if (u < 0x20) {
           out += fmt::format("\\u{:04x}", u);
@@ -105,11 +120,20 @@ std::string HtmlEscape(std::string_view s) {
   std::string out;
   for (const char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out.push_back(c);
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -138,7 +162,8 @@ Status WriteFileAtomic(const std::string& path, std::string_view data) {
   fs::create_directories(target.parent_path(), ec);
   if (ec) return WriteError(ec.value(), fmt::format("mkdir {}", target.parent_path().string()));
   const std::string tmp =
-      (target.parent_path() / fmt::format(".{}.tmp.{}", target.filename().string(), ::getpid())).string();
+      (target.parent_path() / fmt::format(".{}.tmp.{}", target.filename().string(), ::getpid()))
+          .string();
   {
     common::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd) return WriteError(errno, fmt::format("create {}", tmp));
@@ -181,7 +206,8 @@ std::string RenderFlameGraphPage(std::string_view title,
     const int span = key.first.empty() ? 0 : intern(spans, span_list, key.first, 1);
     rows += rows.empty() ? "[" : ",[";
     rows += fmt::format("{},{}", span, count);
-    for (const std::string& f : key.second) rows += fmt::format(",{}", intern(names, name_list, f, 0));
+    for (const std::string& f : key.second)
+      rows += fmt::format(",{}", intern(names, name_list, f, 0));
     rows += "]";
   }
   std::string json = "{\"title\":";
@@ -201,7 +227,8 @@ std::string RenderFlameGraphPage(std::string_view title,
   std::string page(page_template.empty() ? internal::kFlameGraphTemplate : page_template);
   page = common::ReplaceAll(page, "__FLAMESTREAM_TITLE__", HtmlEscape(title));
   const size_t at = page.find("__FLAMESTREAM_DATA__");
-  if (at != std::string::npos) page.replace(at, std::string_view("__FLAMESTREAM_DATA__").size(), json);
+  if (at != std::string::npos)
+    page.replace(at, std::string_view("__FLAMESTREAM_DATA__").size(), json);
   return page;
 }
 
@@ -271,7 +298,8 @@ Status FileSink::Export(const profile::Window& window) {
     log::Error("file sink: cannot write service, dead-lettering its series",
                {{"service", service}, {"error", st}});
     if (first_error.ok()) first_error = st;
-    failed_.push_back({.series = window.SeriesOf(service), .status = std::move(st), .response = {}});
+    failed_.push_back(
+        {.series = window.SeriesOf(service), .status = std::move(st), .response = {}});
   };
   for (const std::string& service : window.Services()) {
     titles_[SafeFileName(service)] = service;
@@ -281,8 +309,9 @@ Status FileSink::Export(const profile::Window& window) {
       if (bytes.ok()) {
         Result<pp::Profile> existing = profile::DecodePprof(*bytes);
         if (existing.ok() && profile::EpochOf(*existing) > window.symbol_epoch) {
-          log::Info("file sink: newer symbol epoch already written, keeping it",
-                    {{"path", path}, {"epoch", static_cast<unsigned long long>(window.symbol_epoch)}});
+          log::Info(
+              "file sink: newer symbol epoch already written, keeping it",
+              {{"path", path}, {"epoch", static_cast<unsigned long long>(window.symbol_epoch)}});
           continue;
         }
       }
@@ -301,7 +330,8 @@ Status FileSink::Export(const profile::Window& window) {
   }
   std::vector<std::string> touched;
   uint64_t deleted = 0;
-  if (Status st = ApplyRetention(profile::WindowFileStem(window.start_ns), &touched, &deleted); !st.ok()) {
+  if (Status st = ApplyRetention(profile::WindowFileStem(window.start_ns), &touched, &deleted);
+      !st.ok()) {
     log::Warn("file sink: retention incomplete", {{"error", st}});
   }
   if (config_.views) {
@@ -315,7 +345,8 @@ Status FileSink::Export(const profile::Window& window) {
   for (const std::string& dir : touched) {
     // Services not in this window that lost files: rebuild their views (or remove them).
     auto it = titles_.find(dir);
-    if (Status st = WriteViewsOf(dir, it != titles_.end() ? std::string_view(it->second) : dir); !st.ok()) {
+    if (Status st = WriteViewsOf(dir, it != titles_.end() ? std::string_view(it->second) : dir);
+        !st.ok()) {
       log::Warn("file sink: cannot rebuild views after retention", {{"dir", dir}, {"error", st}});
     }
   }
@@ -392,7 +423,8 @@ Status FileSink::ApplyRetention(std::string_view keep_stem, std::vector<std::str
     total -= std::min(total, f.size);
     ++*deleted;
     ++deleted_files_;
-    if (std::find(touched->begin(), touched->end(), f.dir) == touched->end()) touched->push_back(f.dir);
+    if (std::find(touched->begin(), touched->end(), f.dir) == touched->end())
+      touched->push_back(f.dir);
   };
   size_t i = 0;
   if (max_age.count() > 0) {

@@ -1,0 +1,127 @@
+// The one consume -> handle -> produce loop every Kafka stage runs on. The loop owns the
+// consumer, the producer, ack tracking (an input is committed only once everything it led to
+// is acknowledged), the failure latch, the DLQ, lag metrics, pause/resume, caught-up detection
+// (replay), commit-on-revoke and the drain on stop. A stage supplies a Handler: what to do with
+// a record, and optionally on assignment, on every tick, on revocation and when draining.
+//
+//   class Upper : public stage::Handler {
+//     Status Record(stage::Loop& loop, const kafka::Message& in) override {
+//       if (in.value().empty()) return InvalidArgument("empty record");   // -> DLQ, goes on
+//       return loop.Emit(in, {{.topic = "out", .key = std::string(in.key()),
+//                              .value = ToUpper(in.value())}});
+//     }
+//   };
+//   stage::LoopConfig cfg{.stage = "upper", .group_id = "upper", .input_topics = {"in"},
+//                         .kafka = props};
+//   Upper handler;
+//   return stage::RunLoop(cfg, ctx, handler);   // until ctx.stop, then drains
+//
+// Inputs finished later (a window that is delivered minutes after its records were read):
+// `InputToken t = loop.Hold(in)` in Record, `loop.Release(t)` when done (any thread). Until
+// then the input's offset (and every later one of its partition) stays uncommitted, so a
+// restart reads it again: at-least-once, with batch ids to drop repeats downstream.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "flamestream/common/status.h"
+#include "flamestream/kafka/consumer.h"
+#include "flamestream/kafka/producer.h"
+#include "flamestream/kafka/types.h"
+#include "flamestream/obs/metrics.h"
+#include "flamestream/service/service.h"
+#include "flamestream/stage/output.h"
+#include "flamestream/stage/oversize.h"
+
+namespace flamestream::stage {
+
+struct LoopConfig {
+  std::string stage;  // metrics label (fs_*{stage=...}) and the DLQ's `stage` header
+  std::string group_id;
+  std::vector<std::string> input_topics;
+  kafka::Properties kafka;  // librdkafka properties for both clients (config `kafka.*`)
+  kafka::Assignor assignor = kafka::Assignor::kRange;
+  std::string auto_offset_reset = "earliest";
+  std::chrono::milliseconds poll_timeout{100};
+  std::chrono::milliseconds commit_interval{1000};
+  // Outputs queued or in flight above which input is paused (bounded memory); resumed at half.
+  int max_in_flight = 2000;
+  // How long draining may wait for outstanding outputs.
+  std::chrono::milliseconds drain_timeout{20000};
+  // Replay: once partitions are assigned, seek them to the first record at or after this
+  // time (Unix ms; 0 = no seek). Where the broker cannot say, they start at the earliest
+  // retained record, so handlers must filter by event time anyway.
+  int64_t seek_to_timestamp_ms = 0;
+  // Replay: return (after draining) once every assigned partition has been read to the end,
+  // nothing arrived for `caught_up_idle` and the handler has nothing pending (Handler::Idle).
+  bool stop_when_caught_up = false;
+  std::chrono::milliseconds caught_up_idle{3000};
+  // Splits an output larger than Kafka takes (see oversize.h); without one such an output
+  // sends its input to the DLQ.
+  Splitter split;
+  // The producer's settings beyond `kafka` (queue_full_timeout, ...); properties are `kafka`.
+  kafka::ProducerConfig producer;
+};
+
+// An input whose completion the handler reports later (Loop::Hold / Loop::Release).
+struct InputToken {
+  InputPosition position;
+};
+
+class Loop;
+
+// What a stage does. Every method runs on the loop's thread (Release may be called from any).
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  // One input record. An error sends the record to `<topic>.dlq` with the error's text (the
+  // stage goes on); OK means the handler emitted, held, or finished the record.
+  virtual Status Record(Loop& loop, const kafka::Message& in) = 0;
+  // After every poll, record or not (windows closing, periodic flushes).
+  virtual void Tick(Loop& /*loop*/) {}
+  virtual void Assigned(Loop& /*loop*/, const kafka::TopicPartitions& /*parts*/) {}
+  // After the loop flushed and committed what is acknowledged (unless `lost`).
+  virtual void Revoked(Loop& /*loop*/, const kafka::TopicPartitions& /*parts*/, bool /*lost*/) {}
+  // Stopping: finish what can be finished (deliver open windows, ...) before the final flush
+  // and commit. Whatever stays held is read again by the next owner.
+  virtual void Drain(Loop& /*loop*/) {}
+  // Replay's stop condition also waits for this (nothing buffered, nothing in delivery).
+  [[nodiscard]] virtual bool Idle() const { return true; }
+  // Pause input while true (a sink that is behind), besides the loop's own in-flight limit.
+  [[nodiscard]] virtual bool WantsPause() const { return false; }
+};
+
+class Loop {
+ public:
+  virtual ~Loop() = default;
+
+  // Produces `outputs` for `in` (fitted to the producer's message limit, split by
+  // LoopConfig::split); `in` is committable once every one is acknowledged. No outputs: `in`
+  // is done now. An error here is the producer refusing to queue: the stage stops.
+  virtual Status Emit(const kafka::Message& in, std::vector<Output> outputs) = 0;
+  // Sends `in` to `<topic>.dlq` with `reason`; committable once the DLQ has it. The DLQ
+  // delivery failing stops the stage (never a silent hole in the commits).
+  virtual Status DeadLetter(const kafka::Message& in, const Status& reason) = 0;
+  // `in` stays uncommitted until Release(token) (thread-safe).
+  virtual InputToken Hold(const kafka::Message& in) = 0;
+  virtual void Release(const InputToken& token) = 0;
+  // Stops the stage with `error` (the first one wins); the loop drains and returns it.
+  virtual void Fail(Status error) = 0;
+
+  virtual kafka::Producer& producer() = 0;
+  virtual kafka::Consumer& consumer() = 0;
+  virtual obs::StageMetrics& metrics() = 0;
+  [[nodiscard]] virtual const LoopConfig& config() const = 0;
+};
+
+// Runs until ctx.stop (or caught up with stop_when_caught_up, or a failure), then drains:
+// Handler::Drain, flush, split what the broker refused, final commit, close. Returns the first
+// failure, else OK.
+Status RunLoop(const LoopConfig& config, service::Context& ctx, Handler& handler);
+
+}  // namespace flamestream::stage

@@ -1,0 +1,322 @@
+#include "flamestream/stage/loop.h"
+
+#include <iterator>
+
+#include "flamestream/kafka/ack_tracker.h"
+#include "flamestream/kafka/dlq.h"
+#include "flamestream/log/log.h"
+#include "flamestream/stage/acked_produce.h"
+#include "flamestream/stage/caught_up.h"
+#include "flamestream/stage/failure_latch.h"
+
+namespace flamestream::stage {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Every input is tracked with one extra "guard" output while its handler runs: whatever the
+// handler emits, dead-letters or holds adds to it, and the guard is acknowledged after the
+// handler returns. So a record is committable exactly when everything it led to is done, in
+// any combination (some samples to the DLQ, the rest held by windows, ...).
+class LoopImpl final : public Loop {
+ public:
+  LoopImpl(const LoopConfig& config, service::Context& ctx, Handler& handler)
+      : config_(config),
+        ctx_(ctx),
+        handler_(handler),
+        metrics_(ctx.metrics, config.stage),
+        caught_up_(config.caught_up_idle) {}
+
+  Status Run();
+
+  Status Emit(const kafka::Message& in, std::vector<Output> outputs) override;
+  Status DeadLetter(const kafka::Message& in, const Status& reason) override;
+  InputToken Hold(const kafka::Message& in) override {
+    InputToken t{{std::string(in.topic()), in.partition(), in.offset()}};
+    acks_.Extend(t.position.topic, t.position.partition, t.position.offset, 1);
+    return t;
+  }
+  void Release(const InputToken& t) override {
+    acks_.Ack(t.position.topic, t.position.partition, t.position.offset);
+  }
+  void Fail(Status error) override { failure_.Set(std::move(error)); }
+  kafka::Producer& producer() override { return *producer_; }
+  kafka::Consumer& consumer() override { return *consumer_; }
+  obs::StageMetrics& metrics() override { return metrics_; }
+  [[nodiscard]] const LoopConfig& config() const override { return config_; }
+
+ private:
+  Status Create();
+  void Commit(const char* when);
+  void RefreshLag();
+  void UpdatePause();
+  Status HandleRecord(const kafka::Message& msg);
+  Status Drain(Status result);
+
+  const LoopConfig& config_;
+  service::Context& ctx_;
+  Handler& handler_;
+  obs::StageMetrics metrics_;
+  kafka::AckTracker acks_;
+  FailureLatch failure_;
+  RefusedOutputs refused_;  // outputs the broker refused as too large, to split
+  CaughtUp caught_up_;
+  std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<kafka::DlqWriter> dlq_;
+  std::unique_ptr<kafka::Consumer> consumer_;
+  bool seek_pending_ = false;
+  bool paused_ = false;
+  Clock::time_point started_;  // of the record being handled (processing_seconds)
+};
+
+Status LoopImpl::Create() {
+  kafka::ProducerConfig pcfg = config_.producer;
+  pcfg.properties = config_.kafka;
+  pcfg.on_fatal = [this](const Status& s) { failure_.Set(s.WithContext("producer fatal")); };
+  FS_ASSIGN_OR_RETURN(producer_, kafka::Producer::Create(pcfg));
+  dlq_ = std::make_unique<kafka::DlqWriter>(*producer_, config_.stage);
+
+  kafka::ConsumerConfig ccfg;
+  ccfg.properties = config_.kafka;
+  ccfg.group_id = config_.group_id;
+  ccfg.topics = config_.input_topics;
+  ccfg.assignor = config_.assignor;
+  ccfg.auto_offset_reset = config_.auto_offset_reset;
+  ccfg.on_assigned = [this](const kafka::TopicPartitions& parts, bool) {
+    log::Info("partitions assigned", {{"stage", config_.stage}, {"count", parts.size()}});
+    ctx_.set_ready(true);
+    caught_up_.OnAssigned();
+    // Seeking is only allowed once the assignment is in effect: done from the loop.
+    seek_pending_ = config_.seek_to_timestamp_ms > 0;
+    handler_.Assigned(*this, parts);
+  };
+  // Before partitions move away: let their outputs land, then commit what is acknowledged.
+  // A broker may refuse that commit while the group rebalances (Kafka does once the rebalance
+  // reaches its sync phase; librdkafka's mock cluster as soon as it starts): the new owner then
+  // handles again what was handled since the last commit (at-least-once; batch ids let the
+  // next stage drop the duplicates). Counted as a commit error and logged.
+  ccfg.on_revoked = [this](const kafka::TopicPartitions& parts, bool lost) {
+    if (!lost) {
+      (void)producer_->Flush(config_.drain_timeout);
+      if (consumer_ != nullptr) Commit("before revocation");
+    }
+    acks_.Forget(parts);
+    handler_.Revoked(*this, parts, lost);
+  };
+  ccfg.on_offset_reset = [this](const kafka::OffsetReset& r) {
+    metrics_.Skipped(r.topic).Inc(static_cast<uint64_t>(r.skipped));
+  };
+  FS_ASSIGN_OR_RETURN(consumer_, kafka::Consumer::Create(ccfg));
+  return OkStatus();
+}
+
+void LoopImpl::Commit(const char* when) {
+  const kafka::TopicPartitions offsets = acks_.CommittableOffsets();
+  if (offsets.empty()) return;
+  if (Status s = consumer_->Commit(offsets); s.ok()) {
+    acks_.MarkCommitted(offsets);
+  } else {
+    metrics_.Errors("commit").Inc();
+    log::Warn(
+        "commit failed; the records are read again if this partition moves or the stage "
+        "restarts before a later commit",
+        {{"stage", config_.stage}, {"when", when}, {"error", s}});
+  }
+}
+
+void LoopImpl::RefreshLag() {
+  auto lag = consumer_->Lag();
+  if (!lag.ok()) return;
+  for (const kafka::PartitionLag& p : *lag) {
+    if (p.lag >= 0) metrics_.Lag(p.topic, p.partition).Set(static_cast<double>(p.lag));
+  }
+}
+
+void LoopImpl::UpdatePause() {
+  // Backpressure: stop fetching while too many outputs are unacknowledged or the handler is
+  // behind. PauseAll: partitions a rebalance assigns meanwhile stay paused too.
+  const int outstanding = producer_->OutstandingCount();
+  const bool want = handler_.WantsPause() || outstanding > config_.max_in_flight ||
+                    (paused_ && outstanding > config_.max_in_flight / 2);
+  if (want == paused_) return;
+  Status s = want ? consumer_->PauseAll() : consumer_->ResumeAll();
+  if (!s.ok()) {
+    log::Warn("pause/resume failed", {{"stage", config_.stage}, {"error", s}});
+    return;
+  }
+  paused_ = want;
+}
+
+Status LoopImpl::Emit(const kafka::Message& in, std::vector<Output> outputs) {
+  const std::string topic(in.topic());
+  const int32_t partition = in.partition();
+  const int64_t offset = in.offset();
+  // Outputs larger than Kafka takes are split, or fail the input like a decode error: it
+  // would fail again after every restart.
+  const size_t limit = producer_->max_message_bytes();
+  std::vector<Output> fitted;
+  for (Output& out : outputs) {
+    Result<std::vector<Output>> pieces = FitOutput(std::move(out), limit, config_.split);
+    if (!pieces.ok()) {
+      metrics_.Errors("too_large").Inc();
+      return DeadLetter(in, pieces.error());
+    }
+    std::move(pieces->begin(), pieces->end(), std::back_inserter(fitted));
+  }
+  if (fitted.empty()) return OkStatus();
+  acks_.Extend(topic, partition, offset, static_cast<uint32_t>(fitted.size()));
+  for (Output& out : fitted) {
+    Status s = ProduceAcked(*producer_, {topic, partition, offset}, started_, out.topic, out.key,
+                            out.value, out.headers, metrics_, acks_, failure_, &refused_);
+    if (s.code() == StatusCode::kOutOfRange) {
+      // Over the producer's own limit after all (framing): split it like a refusal.
+      refused_.Push({{topic, partition, offset}, std::move(out)});
+      continue;
+    }
+    if (!s.ok()) {
+      failure_.Set(s.WithContext("produce"));
+      return s;
+    }
+  }
+  return OkStatus();
+}
+
+Status LoopImpl::DeadLetter(const kafka::Message& in, const Status& reason) {
+  const std::string topic(in.topic());
+  const int32_t partition = in.partition();
+  const int64_t offset = in.offset();
+  log::Warn("record sent to the DLQ", {{"stage", config_.stage},
+                                       {"topic", topic},
+                                       {"partition", partition},
+                                       {"offset", static_cast<long long>(offset)},
+                                       {"error", reason}});
+  acks_.Extend(topic, partition, offset, 1);
+  Status s =
+      dlq_->Write(in, reason, [this, topic, partition, offset](const kafka::DeliveryReport& r) {
+        if (r.status.ok()) {
+          metrics_.dlq_records.Inc();
+          acks_.Ack(topic, partition, offset);
+        } else {
+          failure_.Set(r.status.WithContext("DLQ delivery failed"));
+        }
+      });
+  if (!s.ok()) failure_.Set(s.WithContext("DLQ produce"));
+  return s;
+}
+
+Status LoopImpl::HandleRecord(const kafka::Message& msg) {
+  caught_up_.OnRecord();
+  started_ = Clock::now();
+  metrics_.records_in.Inc();
+  metrics_.bytes_in.Inc(msg.value().size());
+  const std::string topic(msg.topic());
+  if (!acks_.Track(topic, msg.partition(), msg.offset(), 1)) {
+    // At or below an offset this assignment already handled (a fetch repeated after an
+    // error): handling it again would only duplicate its outputs.
+    log::Debug("repeated record skipped", {{"stage", config_.stage},
+                                           {"topic", topic},
+                                           {"partition", msg.partition()},
+                                           {"offset", static_cast<long long>(msg.offset())}});
+    return OkStatus();
+  }
+  Status handled = [&] {
+    try {
+      return handler_.Record(*this, msg);
+    } catch (const std::exception& e) {
+      return InternalError("handler threw: {}", e.what());
+    }
+  }();
+  if (!handled.ok() && failure_.Get().ok()) {
+    metrics_.Errors("decode").Inc();
+    (void)DeadLetter(msg, handled);
+  }
+  acks_.Ack(topic, msg.partition(), msg.offset());  // the guard
+  return failure_.Get();
+}
+
+Status LoopImpl::Run() {
+  FS_RETURN_IF_ERROR(Create());
+  Clock::time_point last_commit = Clock::now();
+  Status result;
+  while (!ctx_.stop.stop_requested()) {
+    if (Status f = failure_.Get(); !f.ok()) {
+      result = f;
+      break;
+    }
+    UpdatePause();
+    if (seek_pending_) {
+      seek_pending_ = false;
+      if (Status s =
+              consumer_->SeekToTimestamp(config_.seek_to_timestamp_ms, std::chrono::seconds(10));
+          !s.ok()) {
+        log::Warn("seek by time failed; reading from the committed or earliest offsets",
+                  {{"stage", config_.stage}, {"error", s}});
+      }
+    }
+    auto polled = consumer_->Poll(config_.poll_timeout);
+    if (!polled.ok()) {
+      result = polled.error().WithContext("consumer");
+      break;
+    }
+    if (polled->has_value()) {
+      if (Status s = HandleRecord(**polled); !s.ok()) {
+        result = s;
+        break;
+      }
+    } else if (config_.stop_when_caught_up && handler_.Idle() && caught_up_.Reached(*consumer_)) {
+      log::Info("caught up; stopping", {{"stage", config_.stage}});
+      break;
+    }
+    if (!refused_.empty()) {
+      if (Status s =
+              ProduceRefused(refused_, config_.split, *producer_, *dlq_, metrics_, acks_, failure_);
+          !s.ok()) {
+        result = s.WithContext("produce split output");
+        break;
+      }
+    }
+    handler_.Tick(*this);
+    if (Clock::now() - last_commit >= config_.commit_interval) {
+      Commit("periodic");
+      RefreshLag();
+      last_commit = Clock::now();
+    }
+  }
+  return Drain(result);
+}
+
+Status LoopImpl::Drain(Status result) {
+  // Nothing new is consumed: the handler finishes what it can, outputs land, what they
+  // acknowledge is committed, and the stage leaves.
+  log::Info("draining", {{"stage", config_.stage}, {"outstanding", producer_->OutstandingCount()}});
+  if (result.ok()) handler_.Drain(*this);
+  if (Status s = producer_->Flush(config_.drain_timeout); !s.ok() && result.ok()) {
+    result = s.WithContext("flush on drain");
+  }
+  // Refusals that arrived while flushing: split them and flush again (each round at least
+  // halves them, so this ends).
+  for (int round = 0; round < 32 && !refused_.empty() && result.ok(); ++round) {
+    if (Status s =
+            ProduceRefused(refused_, config_.split, *producer_, *dlq_, metrics_, acks_, failure_);
+        !s.ok()) {
+      result = s.WithContext("produce split output");
+    } else if (Status f = producer_->Flush(config_.drain_timeout); !f.ok()) {
+      result = f.WithContext("flush on drain");
+    }
+  }
+  Commit("on drain");
+  if (Status s = consumer_->Close(); !s.ok()) {
+    log::Warn("consumer close failed", {{"stage", config_.stage}, {"error", s}});
+  }
+  if (Status f = failure_.Get(); !f.ok() && result.ok()) result = f;
+  return result;
+}
+
+}  // namespace
+
+Status RunLoop(const LoopConfig& config, service::Context& ctx, Handler& handler) {
+  LoopImpl loop(config, ctx, handler);
+  return loop.Run();
+}
+
+}  // namespace flamestream::stage
