@@ -5,9 +5,10 @@
 //                       ctx.metrics);
 //   Status st = stage.Run(ctx.stop);      // returns after draining on stop
 //
-// Delivery contract (ARCHITECTURE.md): each input record is tracked with the number of windows
-// it has samples in, and acknowledged once each of those windows is delivered (or, after a
-// permanent sink error, dead-lettered); offsets are committed right after that (AckTracker),
+// Runs on the shared stage loop (stage::RunLoop). Delivery contract (docs/reliability.md):
+// each input record is held once per window it has samples in (stage::Loop::Hold), and
+// released once each of those windows is delivered (or, after a permanent sink error,
+// dead-lettered); its offset is committed after that,
 // so a restart rebuilds exactly the windows not yet delivered from uncommitted input. A sink
 // outage keeps the head window in the retry queue (exponential backoff + jitter) and pauses
 // the assigned partitions until it is delivered: consumption stops, nothing is dropped.
@@ -72,7 +73,6 @@ class ExporterStage {
   Status Run(std::stop_token stop);
 
  private:
-  struct State;
   StageConfig config_;
   std::unique_ptr<sinks::Sink> sink_;
   obs::Registry& metrics_;

@@ -20,11 +20,11 @@ using Clock = std::chrono::steady_clock;
 // any combination (some samples to the DLQ, the rest held by windows, ...).
 class LoopImpl final : public Loop {
  public:
-  LoopImpl(const LoopConfig& config, service::Context& ctx, Handler& handler)
+  LoopImpl(const LoopConfig& config, const LoopEnv& env, Handler& handler)
       : config_(config),
-        ctx_(ctx),
+        env_(env),
         handler_(handler),
-        metrics_(ctx.metrics, config.stage),
+        metrics_(env.metrics, config.stage),
         caught_up_(config.caught_up_idle) {}
 
   Status Run();
@@ -40,6 +40,7 @@ class LoopImpl final : public Loop {
     acks_.Ack(t.position.topic, t.position.partition, t.position.offset);
   }
   void Fail(Status error) override { failure_.Set(std::move(error)); }
+  [[nodiscard]] bool paused() const override { return paused_; }
   kafka::Producer& producer() override { return *producer_; }
   kafka::Consumer& consumer() override { return *consumer_; }
   obs::StageMetrics& metrics() override { return metrics_; }
@@ -54,7 +55,7 @@ class LoopImpl final : public Loop {
   Status Drain(Status result);
 
   const LoopConfig& config_;
-  service::Context& ctx_;
+  const LoopEnv& env_;
   Handler& handler_;
   obs::StageMetrics metrics_;
   kafka::AckTracker acks_;
@@ -84,7 +85,7 @@ Status LoopImpl::Create() {
   ccfg.auto_offset_reset = config_.auto_offset_reset;
   ccfg.on_assigned = [this](const kafka::TopicPartitions& parts, bool) {
     log::Info("partitions assigned", {{"stage", config_.stage}, {"count", parts.size()}});
-    ctx_.set_ready(true);
+    if (env_.set_ready) env_.set_ready(true);
     caught_up_.OnAssigned();
     // Seeking is only allowed once the assignment is in effect: done from the loop.
     seek_pending_ = config_.seek_to_timestamp_ms > 0;
@@ -207,8 +208,6 @@ Status LoopImpl::DeadLetter(const kafka::Message& in, const Status& reason) {
 Status LoopImpl::HandleRecord(const kafka::Message& msg) {
   caught_up_.OnRecord();
   started_ = Clock::now();
-  metrics_.records_in.Inc();
-  metrics_.bytes_in.Inc(msg.value().size());
   const std::string topic(msg.topic());
   if (!acks_.Track(topic, msg.partition(), msg.offset(), 1)) {
     // At or below an offset this assignment already handled (a fetch repeated after an
@@ -219,6 +218,8 @@ Status LoopImpl::HandleRecord(const kafka::Message& msg) {
                                            {"offset", static_cast<long long>(msg.offset())}});
     return OkStatus();
   }
+  metrics_.records_in.Inc();
+  metrics_.bytes_in.Inc(msg.value().size());
   Status handled = [&] {
     try {
       return handler_.Record(*this, msg);
@@ -238,7 +239,7 @@ Status LoopImpl::Run() {
   FS_RETURN_IF_ERROR(Create());
   Clock::time_point last_commit = Clock::now();
   Status result;
-  while (!ctx_.stop.stop_requested()) {
+  while (!env_.stop.stop_requested()) {
     if (Status f = failure_.Get(); !f.ok()) {
       result = f;
       break;
@@ -314,8 +315,8 @@ Status LoopImpl::Drain(Status result) {
 
 }  // namespace
 
-Status RunLoop(const LoopConfig& config, service::Context& ctx, Handler& handler) {
-  LoopImpl loop(config, ctx, handler);
+Status RunLoop(const LoopConfig& config, const LoopEnv& env, Handler& handler) {
+  LoopImpl loop(config, env, handler);
   return loop.Run();
 }
 

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -113,15 +114,27 @@ class Loop {
   // Stops the stage with `error` (the first one wins); the loop drains and returns it.
   virtual void Fail(Status error) = 0;
 
+  // True while input is paused (the in-flight limit, or Handler::WantsPause).
+  [[nodiscard]] virtual bool paused() const = 0;
   virtual kafka::Producer& producer() = 0;
   virtual kafka::Consumer& consumer() = 0;
   virtual obs::StageMetrics& metrics() = 0;
   [[nodiscard]] virtual const LoopConfig& config() const = 0;
 };
 
-// Runs until ctx.stop (or caught up with stop_when_caught_up, or a failure), then drains:
+// What a loop needs from the process: where its metrics go, when to stop, and /readyz.
+struct LoopEnv {
+  obs::Registry& metrics;
+  std::stop_token stop;
+  std::function<void(bool)> set_ready;  // may be empty
+};
+
+// Runs until `stop` (or caught up with stop_when_caught_up, or a failure), then drains:
 // Handler::Drain, flush, split what the broker refused, final commit, close. Returns the first
 // failure, else OK.
-Status RunLoop(const LoopConfig& config, service::Context& ctx, Handler& handler);
+Status RunLoop(const LoopConfig& config, const LoopEnv& env, Handler& handler);
+inline Status RunLoop(const LoopConfig& config, service::Context& ctx, Handler& handler) {
+  return RunLoop(config, LoopEnv{ctx.metrics, ctx.stop, ctx.set_ready}, handler);
+}
 
 }  // namespace flamestream::stage
