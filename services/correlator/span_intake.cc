@@ -42,8 +42,8 @@ Result<std::unique_ptr<SpanIntake>> SpanIntake::Start(const SpanIntakeConfig& co
   ccfg.auto_offset_reset = "earliest";
   FS_ASSIGN_OR_RETURN(std::unique_ptr<kafka::Consumer> processes, kafka::Consumer::Create(ccfg));
   spans::SpanRouter* router = self->router_.get();
-  self->processes_thread_ = std::jthread(
-      [router, consumer = std::move(processes)](std::stop_token stop) mutable {
+  self->processes_thread_ =
+      std::jthread([router, consumer = std::move(processes)](std::stop_token stop) mutable {
         while (!stop.stop_requested()) {
           auto m = consumer->Poll(std::chrono::milliseconds(200));
           if (!m.ok()) {
@@ -76,9 +76,7 @@ Result<std::unique_ptr<SpanIntake>> SpanIntake::Start(const SpanIntakeConfig& co
     icfg.properties = kafka;
     // One set of limits for every span source: correlator.otlp.max_*.
     icfg.limits = config.receivers.decode_limits();
-    FS_ASSIGN_OR_RETURN(self->intake_, spans::OtlpKafkaIntake::Create(icfg, *router,
-                                                                     *self->producer_,
-                                                                     ctx.metrics));
+    FS_ASSIGN_OR_RETURN(self->intake_, spans::OtlpKafkaIntake::Create(icfg, *router, ctx.metrics));
     spans::OtlpKafkaIntake* intake = self->intake_.get();
     self->intake_thread_ = std::jthread([intake](std::stop_token stop) {
       if (Status s = intake->Run(stop); !s.ok()) {

@@ -2,16 +2,17 @@
 // them (topic otlp_spans; value one ExportTraceServiceRequest in otlp_proto or otlp_json; key
 // null, or the 32-char lowercase hex trace id with partition_traces_by_id) go through the
 // intake and router to flamestream.spans.keyed.v1; undecodable records go to otlp_spans.dlq.
+#include "flamestream/spans/kafka_intake.h"
+
+#include <gtest/gtest.h>
+
 #include <map>
 #include <set>
 #include <string>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "flamestream/common/strings.h"
 #include "flamestream/kafka/topics.h"
-#include "flamestream/spans/kafka_intake.h"
 #include "flamestream/spans/kafka_sink.h"
 #include "flamestream/testing/dev_broker.h"
 
@@ -43,8 +44,7 @@ struct Record {
 };
 
 // Reads `topic` from the beginning until `want` records arrived (or 30 s passed).
-std::vector<Record> ReadAll(const std::string& bootstrap, const std::string& topic,
-                                    size_t want) {
+std::vector<Record> ReadAll(const std::string& bootstrap, const std::string& topic, size_t want) {
   kafka::ConsumerConfig cfg;
   cfg.properties = {{"bootstrap.servers", bootstrap}};
   cfg.group_id = "reader-" + topic;
@@ -93,11 +93,12 @@ TEST_P(KafkaIntakeTest, RoutesCollectorRecordsAndDeadLettersGarbage) {
   const auto keyed = Request("node-b", 'b');
   const std::string topic(kafka::topics::kOtlpSpans);
   ASSERT_TRUE((*producer)->Produce(topic, "", encode(null_key)).ok());
-  ASSERT_TRUE((*producer)
-                  ->Produce(topic, common::HexEncode(keyed.resource_spans(0).scope_spans(0)
-                                                         .spans(0).trace_id()),
-                            encode(keyed))
-                  .ok());
+  ASSERT_TRUE(
+      (*producer)
+          ->Produce(topic,
+                    common::HexEncode(keyed.resource_spans(0).scope_spans(0).spans(0).trace_id()),
+                    encode(keyed))
+          .ok());
   ASSERT_TRUE((*producer)->Produce(topic, "", "\x0f not a request", {{"origin", "test"}}).ok());
   ASSERT_TRUE((*producer)->Flush(std::chrono::seconds(10)).ok());
 
@@ -108,13 +109,12 @@ TEST_P(KafkaIntakeTest, RoutesCollectorRecordsAndDeadLettersGarbage) {
   icfg.properties = {{"bootstrap.servers", bootstrap}};
   icfg.encoding = encoding;
   icfg.commit_interval = std::chrono::milliseconds(100);
-  auto intake = OtlpKafkaIntake::Create(icfg, router, **producer, metrics);
+  auto intake = OtlpKafkaIntake::Create(icfg, router, metrics);
   ASSERT_TRUE(intake.ok()) << intake.error();
   Status run_status;
   std::jthread runner([&](std::stop_token st) { run_status = (*intake)->Run(st); });
 
-  std::vector<Record> keyed_out =
-      ReadAll(bootstrap, std::string(kafka::topics::kSpansKeyed), 2);
+  std::vector<Record> keyed_out = ReadAll(bootstrap, std::string(kafka::topics::kSpansKeyed), 2);
   std::vector<Record> dlq = ReadAll(bootstrap, kafka::topics::Dlq(topic), 1);
   runner.request_stop();
   runner.join();
@@ -128,21 +128,21 @@ TEST_P(KafkaIntakeTest, RoutesCollectorRecordsAndDeadLettersGarbage) {
     EXPECT_EQ(batch.spans(0).source(), v1::SPAN_SOURCE_OTLP_KAFKA);
     name_by_key[m.key] = batch.spans(0).name();
   }
-  EXPECT_EQ(name_by_key, (std::map<std::string, std::string>{{"c1/node-a", "span-a"},
-                                                            {"c1/node-b", "span-b"}}));
+  EXPECT_EQ(name_by_key,
+            (std::map<std::string, std::string>{{"c1/node-a", "span-a"}, {"c1/node-b", "span-b"}}));
   ASSERT_EQ(dlq.size(), 1u);
   EXPECT_EQ(dlq[0].value, "\x0f not a request");
   EXPECT_EQ(dlq[0].headers["origin"], "test");
   const std::string error = dlq[0].headers[std::string(kafka::kDlqHeaderError)];
-  EXPECT_TRUE(error.starts_with(encoding == "otlp_proto"
-                                    ? "INVALID_ARGUMENT: invalid ExportTraceServiceRequest protobuf: "
-                                    : "INVALID_ARGUMENT: invalid OTLP/JSON: parse error"))
+  EXPECT_TRUE(error.starts_with(
+      encoding == "otlp_proto" ? "INVALID_ARGUMENT: invalid ExportTraceServiceRequest protobuf: "
+                               : "INVALID_ARGUMENT: invalid OTLP/JSON: parse error"))
       << error;
   EXPECT_EQ(dlq[0].headers[std::string(kafka::kDlqHeaderSourceTopic)], topic);
   EXPECT_EQ(metrics.Counter("fs_span_intake_dlq_records_total", "").value(), 1u);
 
   // Everything processed was committed: a new intake in the same group reads nothing.
-  auto again = OtlpKafkaIntake::Create(icfg, router, **producer, metrics);
+  auto again = OtlpKafkaIntake::Create(icfg, router, metrics);
   ASSERT_TRUE(again.ok());
   const uint64_t before = metrics.Counter("fs_span_intake_records_total", "").value();
   std::jthread second([&](std::stop_token st) { (void)(*again)->Run(st); });

@@ -2,11 +2,12 @@
 
 #include <algorithm>
 #include <array>
-#include <random>
 #include <cstring>
+#include <random>
 #include <utility>
 
 #include "conf.h"
+#include "flamestream/common/strings.h"
 #include "flamestream/log/log.h"
 
 namespace flamestream::kafka {
@@ -161,6 +162,11 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(ConsumerConfig config) {
   std::unique_ptr<Consumer> c(new Consumer(std::move(config)));
   c->reset_to_earliest_ = policy != "latest";
   c->reset_is_error_ = policy == "error";
+  if (auto it = props.find("session.timeout.ms"); it != props.end()) {
+    if (auto ms = common::ParseInt<int64_t>(it->second); ms.ok() && *ms > 0) {
+      c->session_timeout_ = std::chrono::milliseconds(*ms);
+    }
+  }
   internal::SetLogger(conf.get());
   rd_kafka_conf_set_opaque(conf.get(), c.get());
   rd_kafka_conf_set_rebalance_cb(conf.get(), &Consumer::RebalanceCallback);
@@ -194,6 +200,8 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(ConsumerConfig config) {
 }
 
 Consumer::~Consumer() {
+  // Whoever asked for async commit results may be half destroyed already: none is delivered.
+  commits_in_flight_.clear();
   if (!closed_) {
     Status s = Close();
     if (!s.ok()) {
@@ -239,6 +247,7 @@ void Consumer::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_lis
       log::Error("kafka pause after assign failed", {{"group", config_.group_id}, {"error", s}});
     }
     call(config_.on_assigned, false);
+    commit_refused_at_.reset();
     return;
   }
   const bool lost = err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS || rd_kafka_assignment_lost(rk);
@@ -246,6 +255,7 @@ void Consumer::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_lis
             {{"group", config_.group_id}, {"count", parts->cnt}, {"lost", lost}});
   // Before unassigning: the owner commits what is acknowledged while it still owns them.
   call(config_.on_revoked, lost);
+  commit_refused_at_.reset();  // the partitions whose commit was refused are gone
   if (cooperative) {
     KafkaError e(rd_kafka_incremental_unassign(rk, parts));
     if (e) {
@@ -267,6 +277,7 @@ Result<std::optional<Message>> Consumer::Poll(std::chrono::milliseconds timeout)
       next_partition_refresh_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     }
   }
+  if (commit_queue_) (void)rd_kafka_queue_poll_callback(commit_queue_.get(), 0);
   KafkaMessage msg(rd_kafka_consumer_poll(rk_.get(), static_cast<int>(timeout.count())));
   if (!msg) {
     return std::optional<Message>();
@@ -378,8 +389,7 @@ OffsetResetPlan PlanOffsetReset(int64_t requested, int64_t log_start, int64_t lo
 Status Consumer::Reassign(const TopicPartition& restart) {
   rd_kafka_t* rk = rk_.get();
   PartitionList one = ToPartitionList({restart});
-  if (!config_.whole_topics &&
-      std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0) {
+  if (!config_.whole_topics && std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0) {
     KafkaError off(rd_kafka_incremental_unassign(rk, one.get()));
     KafkaError on(off ? nullptr : rd_kafka_incremental_assign(rk, one.get()));
     if (off || on) {
@@ -414,10 +424,15 @@ Status Consumer::PauseAll() {
 Status Consumer::ResumeAll() {
   pause_all_ = false;
   FS_ASSIGN_OR_RETURN(TopicPartitions assigned, Assignment());
+  // Also those paused while assigned and revoked since: librdkafka keeps a partition's pause
+  // across an unassign, so one assigned again later would stay paused.
+  std::set<std::pair<std::string, int32_t>> all = std::move(paused_by_all_);
+  paused_by_all_.clear();
+  for (const TopicPartition& tp : assigned) all.insert({tp.topic, tp.partition});
   TopicPartitions resume;
-  for (const TopicPartition& tp : assigned) {
-    if (!paused_.contains({tp.topic, tp.partition})) {
-      resume.push_back({tp.topic, tp.partition, kOffsetInvalid});
+  for (const auto& [topic, partition] : all) {
+    if (!paused_.contains({topic, partition})) {
+      resume.push_back({topic, partition, kOffsetInvalid});
     }
   }
   if (resume.empty()) {
@@ -440,6 +455,7 @@ Status Consumer::Repause() {
   for (const TopicPartition& tp : assigned) {
     if (pause_all_ || paused_.contains({tp.topic, tp.partition})) {
       again.push_back({tp.topic, tp.partition, kOffsetInvalid});
+      if (pause_all_) paused_by_all_.insert({tp.topic, tp.partition});
     }
   }
   if (again.empty()) {
@@ -506,8 +522,8 @@ Status Consumer::OnOffsetReset(const rd_kafka_message_t& msg) {
     const std::string range = fmt::format("[{}, {})", r.requested, r.resumed_at);
     if (reset_is_error_) {
       return DataLoss(
-          "kafka {}[{}]: offset {} is not in the log [{}, {}) and auto.offset.reset=error",
-          r.topic, r.partition, r.requested, r.log_start, r.log_end);
+          "kafka {}[{}]: offset {} is not in the log [{}, {}) and auto.offset.reset=error", r.topic,
+          r.partition, r.requested, r.log_start, r.log_end);
     }
     records_skipped_ += r.skipped;
     log::Error(r.skipped > 0 ? "kafka records lost: the broker deleted them before they were read"
@@ -542,17 +558,88 @@ Status Consumer::Commit(const TopicPartitions& offsets) {
     return OkStatus();
   }
   PartitionList list = ToPartitionList(offsets);
-  rd_kafka_resp_err_t err = rd_kafka_commit(rk_.get(), list.get(), /*async=*/0);
+  return CommitStatus(rd_kafka_commit(rk_.get(), list.get(), /*async=*/0), list.get());
+}
+
+Status Consumer::CommitStatus(rd_kafka_resp_err_t err,
+                              const rd_kafka_topic_partition_list_t* list) {
+  if (err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+      err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID) {
+    commit_refused_at_ = std::chrono::steady_clock::now();
+  }
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return ErrStatus(err, "kafka commit");
   }
-  for (int i = 0; i < list->cnt; ++i) {
+  for (int i = 0; list != nullptr && i < list->cnt; ++i) {
     if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return ErrStatus(list->elems[i].err, fmt::format("kafka commit {}[{}]", list->elems[i].topic,
                                                        list->elems[i].partition));
     }
   }
   return OkStatus();
+}
+
+void Consumer::DrainCommits(std::chrono::milliseconds timeout) {
+  if (!commit_queue_) return;
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!commits_in_flight_.empty() && std::chrono::steady_clock::now() < until) {
+    (void)rd_kafka_queue_poll_callback(commit_queue_.get(), 50);
+  }
+  if (!commits_in_flight_.empty()) {
+    log::Warn("kafka async commits still unanswered at close",
+              {{"group", config_.group_id}, {"count", commits_in_flight_.size()}});
+  }
+  commits_in_flight_.clear();
+  commit_queue_.reset();  // purges what is left, before the handle goes
+}
+
+Status Consumer::CommitAsync(const TopicPartitions& offsets, CommitCallback done) {
+  if (!rk_) {
+    return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
+  }
+  if (config_.whole_topics) {
+    return FailedPrecondition("kafka consumer {} reads whole topics and has no group", Name());
+  }
+  if (offsets.empty()) {
+    if (done) done(offsets, OkStatus());
+    return OkStatus();
+  }
+  const uint64_t id = next_commit_id_++;
+  commits_in_flight_.emplace(id, std::move(done));
+  PartitionList list = ToPartitionList(offsets);
+  // The result is served from our own queue by Poll() (and Close()).
+  if (!commit_queue_) commit_queue_.reset(rd_kafka_queue_new(rk_.get()));
+  const rd_kafka_resp_err_t err = rd_kafka_commit_queue(
+      rk_.get(), list.get(), commit_queue_.get(), &Consumer::CommitDoneCallback,
+      reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    commits_in_flight_.erase(id);
+    return CommitStatus(err, nullptr);
+  }
+  return OkStatus();
+}
+
+void Consumer::CommitDoneCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                  rd_kafka_topic_partition_list_t* offsets, void* opaque) {
+  auto* self = static_cast<Consumer*>(rd_kafka_opaque(rk));
+  const auto id = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(opaque));
+  auto it = self->commits_in_flight_.find(id);
+  if (it == self->commits_in_flight_.end()) return;
+  CommitCallback done = std::move(it->second);
+  self->commits_in_flight_.erase(it);
+  const Status status = self->CommitStatus(err, offsets);
+  if (!done) return;
+  try {
+    done(offsets != nullptr ? FromPartitionList(offsets) : TopicPartitions{}, status);
+  } catch (const std::exception& ex) {
+    log::Error("kafka commit callback threw",
+               {{"group", self->config_.group_id}, {"error", ex.what()}});
+  }
+}
+
+bool Consumer::rebalance_pending() const {
+  return commit_refused_at_.has_value() &&
+         std::chrono::steady_clock::now() - *commit_refused_at_ < session_timeout_;
 }
 
 Result<TopicPartitions> Consumer::Committed(const TopicPartitions& partitions,
@@ -685,6 +772,7 @@ Status Consumer::Close() {
   }
   closed_ = true;
   const auto start = std::chrono::steady_clock::now();
+  DrainCommits(std::chrono::seconds(5));
   rd_kafka_resp_err_t err = rd_kafka_consumer_close(rk_.get());
   // Closed already: the deleter must not close again.
   rd_kafka_destroy(rk_.release());
@@ -704,6 +792,8 @@ void Consumer::Abandon() {
     return;
   }
   closed_ = true;
+  commit_queue_.reset();
+  commits_in_flight_.clear();
   rd_kafka_destroy_flags(rk_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 }
 

@@ -380,7 +380,8 @@ TEST(KafkaConsumer, OffsetOutsideTheLogIsReportedAndReadingResumes) {
   auto producer = MakeProducer(*broker);
   ASSERT_NO_FATAL_FAILURE(ProduceAll(*producer, topic, 0, 10));
   {
-    Result<std::unique_ptr<Consumer>> c = Consumer::Create(ConsumerCfg(*broker, "g-reset", {topic}));
+    Result<std::unique_ptr<Consumer>> c =
+        Consumer::Create(ConsumerCfg(*broker, "g-reset", {topic}));
     ASSERT_TRUE(c.ok()) << c.error();
     const auto deadline = Clock::now() + 15s;
     Result<TopicPartitions> assigned = TopicPartitions{};
@@ -572,6 +573,52 @@ TEST(KafkaConsumer, PauseAllHoldsAcrossARebalance) {
   deadline = Clock::now() + 20s;
   while (a_read < 40 && Clock::now() < deadline) ASSERT_NO_FATAL_FAILURE(poll_a());
   EXPECT_EQ(a_read, 40);  // nothing was committed, so A reads all of it again in the end
+}
+
+// librdkafka keeps a partition's pause across an unassign: a partition paused by PauseAll,
+// moved to another member, and assigned back after ResumeAll ran must not stay paused.
+TEST(KafkaConsumer, ResumeAllAlsoResumesPartitionsThatMovedAwayWhilePaused) {
+  auto broker = StartBroker();
+  ASSERT_TRUE(broker);
+  const std::string topic = "pause-moved";
+  ASSERT_TRUE(broker->Command("topic create pause-moved 2").ok());
+  auto producer = MakeProducer(*broker);
+  ASSERT_NO_FATAL_FAILURE(ProduceAll(*producer, topic, 0, 40));
+
+  Result<std::unique_ptr<Consumer>> a = Consumer::Create(ConsumerCfg(*broker, "g-moved", {topic}));
+  ASSERT_TRUE(a.ok());
+  auto assigned_count = [](Consumer& c) {
+    Result<TopicPartitions> parts = c.Assignment();
+    return parts.ok() ? parts->size() : 0u;
+  };
+  std::set<std::string> a_values;
+  auto poll_a = [&] {
+    Result<std::optional<Message>> m = (*a)->Poll(20ms);
+    ASSERT_TRUE(m.ok());
+    if (m->has_value()) a_values.insert(std::string((*m)->value()));
+  };
+  auto deadline = Clock::now() + 20s;
+  while (assigned_count(**a) < 2 && Clock::now() < deadline) ASSERT_NO_FATAL_FAILURE(poll_a());
+  ASSERT_EQ(assigned_count(**a), 2u);
+  ASSERT_TRUE((*a)->PauseAll().ok());
+  {
+    // B takes one partition; A resumes while it holds only the other; B leaves uncommitted.
+    Result<std::unique_ptr<Consumer>> b =
+        Consumer::Create(ConsumerCfg(*broker, "g-moved", {topic}));
+    ASSERT_TRUE(b.ok());
+    deadline = Clock::now() + 30s;
+    while ((assigned_count(**b) == 0 || assigned_count(**a) != 1) && Clock::now() < deadline) {
+      ASSERT_NO_FATAL_FAILURE(poll_a());
+      ASSERT_TRUE((*b)->Poll(20ms).ok());
+    }
+    ASSERT_EQ(assigned_count(**a), 1u);
+    ASSERT_TRUE((*a)->ResumeAll().ok());
+    ASSERT_TRUE((*b)->Close().ok());
+  }
+  deadline = Clock::now() + 30s;
+  while (a_values.size() < 40 && Clock::now() < deadline) ASSERT_NO_FATAL_FAILURE(poll_a());
+  EXPECT_EQ(assigned_count(**a), 2u);
+  EXPECT_EQ(a_values.size(), 40u) << "a partition assigned back stayed paused";
 }
 
 TEST(KafkaGroup, RangeAssignmentCoLocatesPartitionsOfTwoTopics) {

@@ -1,13 +1,14 @@
 #include "flamestream/spans/kafka_intake.h"
 
-#include "counters.h"
-
-#include <future>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
+#include "counters.h"
 #include "flamestream/config/config.h"
 #include "flamestream/log/log.h"
 #include "flamestream/spans/kafka_sink.h"
+#include "flamestream/stage/loop.h"
 
 namespace flamestream::spans {
 
@@ -24,11 +25,9 @@ void OtlpKafkaIntakeConfig::Declare(config::Schema& schema, const std::string& p
 }
 
 OtlpKafkaIntake::OtlpKafkaIntake(OtlpKafkaIntakeConfig config, SpanRouter& router,
-                                 kafka::Producer& producer, obs::Registry& metrics)
+                                 obs::Registry& metrics)
     : config_(std::move(config)),
       router_(router),
-      producer_(producer),
-      dlq_(producer, "span-router"),
       records_(metrics.Counter("fs_span_intake_records_total",
                                "records consumed from the OTLP span topic")),
       dlq_records_(metrics.Counter("fs_span_intake_dlq_records_total",
@@ -37,78 +36,17 @@ OtlpKafkaIntake::OtlpKafkaIntake(OtlpKafkaIntakeConfig config, SpanRouter& route
                                "OTLP span records retried because Kafka was unavailable")),
       metrics_(metrics) {}
 
-OtlpKafkaIntake::~OtlpKafkaIntake() {
-  if (consumer_ != nullptr) (void)consumer_->Close();
-}
+OtlpKafkaIntake::~OtlpKafkaIntake() = default;
 
 Result<std::unique_ptr<OtlpKafkaIntake>> OtlpKafkaIntake::Create(OtlpKafkaIntakeConfig config,
                                                                  SpanRouter& router,
-                                                                 kafka::Producer& producer,
                                                                  obs::Registry& metrics) {
   if (config.encoding != "otlp_proto" && config.encoding != "otlp_json" &&
       config.encoding != "auto") {
     return InvalidArgument("span intake encoding \"{}\": want otlp_proto, otlp_json or auto",
                            config.encoding);
   }
-  std::unique_ptr<OtlpKafkaIntake> intake(
-      new OtlpKafkaIntake(std::move(config), router, producer, metrics));
-  OtlpKafkaIntake* self = intake.get();
-  kafka::ConsumerConfig ccfg;
-  ccfg.properties = self->config_.properties;
-  ccfg.group_id = self->config_.group_id;
-  ccfg.topics = {self->config_.topic};
-  ccfg.on_revoked = [self](const kafka::TopicPartitions& parts, bool lost) {
-    if (!lost) (void)self->CommitProcessed();
-    std::lock_guard lock(self->offsets_mu_);
-    for (const auto& tp : parts) {
-      self->processed_.erase({tp.topic, tp.partition});
-      self->committed_.erase({tp.topic, tp.partition});
-    }
-  };
-  FS_ASSIGN_OR_RETURN(intake->consumer_, kafka::Consumer::Create(std::move(ccfg)));
-  return intake;
-}
-
-Status OtlpKafkaIntake::DeadLetter(const kafka::Message& msg, const Status& error,
-                                   std::stop_token stop) {
-  const auto backoff = std::chrono::duration_cast<std::chrono::milliseconds>(config_.retry_backoff);
-  kafka::FailedRecord record{msg.topic(), msg.partition(), msg.offset(),
-                             msg.key(),   msg.value(),     msg.headers()};
-  Status reason = error;
-  while (!stop.stop_requested()) {
-    auto done = std::make_shared<std::promise<Status>>();
-    std::future<Status> f = done->get_future();
-    Status st = dlq_.Write(record, reason, [done](const kafka::DeliveryReport& r) {
-      done->set_value(r.status);
-    });
-    if (st.ok()) {
-      if (f.wait_for(config_.ack_timeout) == std::future_status::ready) {
-        st = f.get();
-      } else {
-        st = Unavailable("DLQ record not acknowledged in time");
-      }
-    }
-    if (st.ok()) {
-      dlq_records_.Inc();
-      log::Warn("OTLP span record sent to the DLQ",
-                {{"topic", std::string(msg.topic())}, {"partition", msg.partition()},
-                 {"offset", static_cast<long long>(msg.offset())}, {"error", reason}});
-      return OkStatus();
-    }
-    if (IsMessageTooLarge(st) && !record.value.empty()) {
-      // The record fits the source topic but not the DLQ's limits: keep the reason and where
-      // the record is (source.* headers), not its value. Retrying as is would never succeed.
-      reason = Status(error.code(),
-                      fmt::format("{} (the record's {} byte value is not kept: {})",
-                                  error.message(), record.value.size(), st.message()));
-      record.value = {};
-      continue;
-    }
-    retries_.Inc();
-    log::Warn("DLQ write failed; retrying", {{"error", st}});
-    std::this_thread::sleep_for(backoff);
-  }
-  return CancelledError("stopped before the record was written to the DLQ");
+  return std::unique_ptr<OtlpKafkaIntake>(new OtlpKafkaIntake(std::move(config), router, metrics));
 }
 
 Status OtlpKafkaIntake::Process(const kafka::Message& msg, std::stop_token stop) {
@@ -124,9 +62,10 @@ Status OtlpKafkaIntake::Process(const kafka::Message& msg, std::stop_token stop)
       DecodeExport(msg.value(), encoding, config_.limits, &stats);
   const auto backoff = std::chrono::duration_cast<std::chrono::milliseconds>(config_.retry_backoff);
   if (!req.ok()) {
-    // The record is bad, not the pipeline: DLQ it (retrying only the DLQ write itself).
+    // The record is bad, not the pipeline: the DLQ (the loop writes it).
     CountRefused(metrics_, "kafka", stats.refusal.empty() ? "invalid" : stats.refusal);
-    return DeadLetter(msg, req.error(), stop);
+    dlq_records_.Inc();
+    return req.error();
   }
   CountTruncated(metrics_, "kafka", stats.truncated_values);
   const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config_.ack_timeout);
@@ -135,66 +74,71 @@ Status OtlpKafkaIntake::Process(const kafka::Message& msg, std::stop_token stop)
     if (r.status.ok()) {
       if (auto it = r.rejected_by.find("too_large_for_kafka"); it != r.rejected_by.end()) {
         CountRefused(metrics_, "kafka", "too_large_for_kafka");
-        return DeadLetter(
-            msg,
-            OutOfRange("{} spans of the record are each larger than a Kafka message and were not "
-                       "written ({} others were): {}",
-                       it->second, r.accepted, r.rejection),
-            stop);
+        dlq_records_.Inc();
+        return OutOfRange(
+            "{} spans of the record are each larger than a Kafka message and were not written "
+            "({} others were): {}",
+            it->second, r.accepted, r.rejection);
       }
       return OkStatus();
     }
     retries_.Inc();
     log::Warn("keyed spans not acknowledged; retrying the record",
-              {{"partition", msg.partition()}, {"offset", static_cast<long long>(msg.offset())},
+              {{"partition", msg.partition()},
+               {"offset", static_cast<long long>(msg.offset())},
                {"error", r.status}});
     std::this_thread::sleep_for(backoff);
   }
   return CancelledError("stopped before the record's spans were acknowledged");
 }
 
-Status OtlpKafkaIntake::CommitProcessed() {
-  kafka::TopicPartitions offsets;
-  {
-    std::lock_guard lock(offsets_mu_);
-    for (const auto& [tp, next] : processed_) {
-      auto it = committed_.find(tp);
-      if (it == committed_.end() || it->second != next) {
-        offsets.push_back({tp.first, tp.second, next});
-      }
+namespace {
+
+// The intake on the shared stage loop: one record at a time, done when its spans are
+// acknowledged; a record still waiting when the loop stops is held (never committed), so the
+// next owner routes it again.
+class IntakeHandler final : public stage::Handler {
+ public:
+  IntakeHandler(OtlpKafkaIntake& intake, std::stop_token stop) : intake_(intake), stop_(stop) {}
+  Status Record(stage::Loop& loop, const kafka::Message& in) override {
+    Status st = intake_.Process(in, stop_);
+    if (st.code() == StatusCode::kCancelled && stop_.stop_requested()) {
+      (void)loop.Hold(in);
+      return OkStatus();
     }
+    return st;  // an error sends the record to the DLQ
   }
-  if (offsets.empty()) return OkStatus();
-  FS_RETURN_IF_ERROR(consumer_->Commit(offsets));
-  std::lock_guard lock(offsets_mu_);
-  for (const auto& tp : offsets) committed_[{tp.topic, tp.partition}] = tp.offset;
-  return OkStatus();
-}
+
+ private:
+  OtlpKafkaIntake& intake_;
+  std::stop_token stop_;
+};
+
+}  // namespace
 
 Status OtlpKafkaIntake::Run(std::stop_token stop) {
-  auto last_commit = std::chrono::steady_clock::now();
-  while (!stop.stop_requested()) {
-    FS_ASSIGN_OR_RETURN(std::optional<kafka::Message> msg,
-                        consumer_->Poll(std::chrono::milliseconds(100)));
-    if (msg.has_value()) {
-      if (Status st = Process(*msg, stop); st.ok()) {
-        std::lock_guard lock(offsets_mu_);
-        processed_[{std::string(msg->topic()), msg->partition()}] = msg->offset() + 1;
-      } else {
-        break;  // stopping: the record stays uncommitted and is read again
-      }
-    }
-    if (std::chrono::steady_clock::now() - last_commit >= config_.commit_interval) {
-      if (Status st = CommitProcessed(); !st.ok()) {
-        log::Warn("span intake commit failed", {{"error", st}});
-      }
-      last_commit = std::chrono::steady_clock::now();
-    }
+  const stage::LoopConfig cfg{
+      .stage = "span-intake",
+      .group_id = config_.group_id,
+      .input_topics = {config_.topic},
+      .kafka = config_.properties,
+      .commit_interval =
+          std::chrono::duration_cast<std::chrono::milliseconds>(config_.commit_interval)};
+  IntakeHandler handler(*this, stop);
+  const auto backoff = std::chrono::duration_cast<std::chrono::milliseconds>(config_.retry_backoff);
+  while (true) {
+    Status st = stage::RunLoop(cfg, {.metrics = metrics_, .stop = stop}, handler);
+    // Settings the clients refuse are fatal; anything else (a DLQ write the broker did not
+    // take, a fatal producer error) restarts from the last commit after a pause, so the
+    // correlator never goes on without its span intake.
+    if (st.ok() || stop.stop_requested() || st.code() == StatusCode::kInvalidArgument) return st;
+    retries_.Inc();
+    log::Error("otlp_spans intake failed; restarting from the last commit", {{"error", st}});
+    std::mutex mu;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, stop, backoff, [] { return false; });
   }
-  if (Status st = CommitProcessed(); !st.ok()) {
-    log::Warn("span intake final commit failed", {{"error", st}});
-  }
-  return consumer_->Close();
 }
 
 }  // namespace flamestream::spans

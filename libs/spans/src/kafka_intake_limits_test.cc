@@ -3,11 +3,11 @@
 // is larger than a Kafka message is split (the producer's message.max.bytes refuses the whole
 // batch), and a span too large for any message sends its record to the DLQ (without the
 // value, itself too large for the DLQ).
+#include <gtest/gtest.h>
+
 #include <map>
 #include <string>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "flamestream/kafka/topics.h"
 #include "flamestream/spans/kafka_intake.h"
@@ -19,8 +19,8 @@ namespace {
 
 using opentelemetry::proto::trace::v1::Span;
 
-otlp::ExportTraceServiceRequest Spans(const std::string& host, int n, char id,
-                                      size_t name_len = 40, size_t route_len = 0) {
+otlp::ExportTraceServiceRequest Spans(const std::string& host, int n, char id, size_t name_len = 40,
+                                      size_t route_len = 0) {
   otlp::ExportTraceServiceRequest req;
   auto* rs = req.add_resource_spans();
   auto* a = rs->mutable_resource()->add_attributes();
@@ -111,15 +111,16 @@ TEST(KafkaIntakeLimits, DeadLettersPoisonRecordsSplitsLargeOutputAndKeepsGoing) 
   obs::Registry metrics;
   KafkaSpanSink sink(**producer);
   // max_batch_bytes far above the producer's limit: the split below is Kafka's refusal's.
-  SpanRouter router({.default_cluster = "c1", .keep_attributes = {"http.route"},
-                     .max_batch_bytes = 1 << 20},
-                    sink, metrics);
+  SpanRouter router(
+      {.default_cluster = "c1", .keep_attributes = {"http.route"}, .max_batch_bytes = 1 << 20},
+      sink, metrics);
   OtlpKafkaIntakeConfig icfg;
-  icfg.properties = {{"bootstrap.servers", bootstrap}};
+  // The intake's own producer (its DLQ writes) has the same limit as the router's.
+  icfg.properties = {{"bootstrap.servers", bootstrap}, {"message.max.bytes", "2000"}};
   icfg.commit_interval = std::chrono::milliseconds(100);
   icfg.retry_backoff = std::chrono::milliseconds(100);
   icfg.limits.max_spans = 40;
-  auto intake = OtlpKafkaIntake::Create(icfg, router, **producer, metrics);
+  auto intake = OtlpKafkaIntake::Create(icfg, router, metrics);
   ASSERT_TRUE(intake.ok()) << intake.error();
   Status run_status;
   std::jthread runner([&](std::stop_token st) { run_status = (*intake)->Run(st); });
@@ -161,17 +162,20 @@ TEST(KafkaIntakeLimits, DeadLettersPoisonRecordsSplitsLargeOutputAndKeepsGoing) 
   EXPECT_EQ(dlq[1].value, "");
   EXPECT_EQ(dlq[1].headers[std::string(kafka::kDlqHeaderSourceOffset)], "3");
   const std::string error = dlq[1].headers[std::string(kafka::kDlqHeaderError)];
-  EXPECT_TRUE(error.starts_with("OUT_OF_RANGE: 1 spans of the record are each larger than a "
-                                "Kafka message and were not written (0 others were)"))
+  EXPECT_TRUE(
+      error.starts_with("OUT_OF_RANGE: 1 spans of the record are each larger than a "
+                        "Kafka message and were not written (0 others were)"))
       << error;
   EXPECT_NE(error.find("byte value is not kept"), std::string::npos) << error;
 
-  EXPECT_EQ(metrics.Counter("fs_spans_refused_total", "",
-                            {{"source", "kafka"}, {"reason", "too_many_spans"}})
+  EXPECT_EQ(metrics
+                .Counter("fs_spans_refused_total", "",
+                         {{"source", "kafka"}, {"reason", "too_many_spans"}})
                 .value(),
             1u);
-  EXPECT_EQ(metrics.Counter("fs_spans_refused_total", "",
-                            {{"source", "kafka"}, {"reason", "too_large_for_kafka"}})
+  EXPECT_EQ(metrics
+                .Counter("fs_spans_refused_total", "",
+                         {{"source", "kafka"}, {"reason", "too_large_for_kafka"}})
                 .value(),
             1u);
   EXPECT_EQ(metrics.Counter("fs_span_intake_dlq_records_total", "").value(), 2u);

@@ -1,6 +1,9 @@
 #include "flamestream/stage/loop.h"
 
+#include <fmt/format.h>
+
 #include <iterator>
+#include <mutex>
 
 #include "flamestream/kafka/ack_tracker.h"
 #include "flamestream/kafka/dlq.h"
@@ -41,6 +44,7 @@ class LoopImpl final : public Loop {
   }
   void Fail(Status error) override { failure_.Set(std::move(error)); }
   [[nodiscard]] bool paused() const override { return paused_; }
+  [[nodiscard]] bool stopping() const override { return env_.stop.stop_requested(); }
   kafka::Producer& producer() override { return *producer_; }
   kafka::Consumer& consumer() override { return *consumer_; }
   obs::StageMetrics& metrics() override { return metrics_; }
@@ -49,10 +53,26 @@ class LoopImpl final : public Loop {
  private:
   Status Create();
   void Commit(const char* when);
+  void CommitAsync();
+  void CommitDone(const kafka::TopicPartitions& offsets, const Status& result, const char* when);
   void RefreshLag();
   void UpdatePause();
   Status HandleRecord(const kafka::Message& msg);
   Status Drain(Status result);
+  Status WriteDlqReferences();
+  void DeliveredToDlq(const InputPosition& in, const kafka::DeliveryReport& r, const Status& reason,
+                      bool has_value);
+
+  // A DLQ record the broker refused as too large: written again without its value (a
+  // reference: the input stays at source.offset), from the loop thread.
+  struct DlqReference {
+    InputPosition input;
+    std::string key;
+    kafka::Headers headers;
+    Status reason;
+  };
+  std::mutex dlq_refs_mu_;
+  std::vector<DlqReference> dlq_refs_;
 
   const LoopConfig& config_;
   const LoopEnv& env_;
@@ -114,15 +134,33 @@ Status LoopImpl::Create() {
 void LoopImpl::Commit(const char* when) {
   const kafka::TopicPartitions offsets = acks_.CommittableOffsets();
   if (offsets.empty()) return;
-  if (Status s = consumer_->Commit(offsets); s.ok()) {
+  CommitDone(offsets, consumer_->Commit(offsets), when);
+}
+
+void LoopImpl::CommitAsync() {
+  // A sync commit waits behind any fetch the coordinator holds on its connection (up to
+  // fetch.wait.max.ms): periodic commits do not stop the loop. One at a time.
+  if (consumer_->commits_in_flight() > 0) return;
+  const kafka::TopicPartitions offsets = acks_.CommittableOffsets();
+  if (offsets.empty()) return;
+  Status s = consumer_->CommitAsync(
+      offsets, [this](const kafka::TopicPartitions& committed, const Status& result) {
+        CommitDone(committed, result, "periodic");
+      });
+  if (!s.ok()) CommitDone(offsets, s, "periodic");
+}
+
+void LoopImpl::CommitDone(const kafka::TopicPartitions& offsets, const Status& result,
+                          const char* when) {
+  if (result.ok()) {
     acks_.MarkCommitted(offsets);
-  } else {
-    metrics_.Errors("commit").Inc();
-    log::Warn(
-        "commit failed; the records are read again if this partition moves or the stage "
-        "restarts before a later commit",
-        {{"stage", config_.stage}, {"when", when}, {"error", s}});
+    return;
   }
+  metrics_.Errors("commit").Inc();
+  log::Warn(
+      "commit failed; the records are read again if this partition moves or the stage "
+      "restarts before a later commit",
+      {{"stage", config_.stage}, {"when", when}, {"error", result}});
 }
 
 void LoopImpl::RefreshLag() {
@@ -135,10 +173,13 @@ void LoopImpl::RefreshLag() {
 
 void LoopImpl::UpdatePause() {
   // Backpressure: stop fetching while too many outputs are unacknowledged or the handler is
-  // behind. PauseAll: partitions a rebalance assigns meanwhile stay paused too.
+  // behind. PauseAll: partitions a rebalance assigns meanwhile stay paused too. Also while the
+  // group refuses commits because it rebalances: the next owner reads again whatever is handled
+  // until the partitions move, so handling more only makes duplicates.
   const int outstanding = producer_->OutstandingCount();
   const bool want = handler_.WantsPause() || outstanding > config_.max_in_flight ||
-                    (paused_ && outstanding > config_.max_in_flight / 2);
+                    (paused_ && outstanding > config_.max_in_flight / 2) ||
+                    consumer_->rebalance_pending();
   if (want == paused_) return;
   Status s = want ? consumer_->PauseAll() : consumer_->ResumeAll();
   if (!s.ok()) {
@@ -183,26 +224,70 @@ Status LoopImpl::Emit(const kafka::Message& in, std::vector<Output> outputs) {
 }
 
 Status LoopImpl::DeadLetter(const kafka::Message& in, const Status& reason) {
-  const std::string topic(in.topic());
-  const int32_t partition = in.partition();
-  const int64_t offset = in.offset();
+  InputPosition pos{std::string(in.topic()), in.partition(), in.offset()};
   log::Warn("record sent to the DLQ", {{"stage", config_.stage},
-                                       {"topic", topic},
-                                       {"partition", partition},
-                                       {"offset", static_cast<long long>(offset)},
+                                       {"topic", pos.topic},
+                                       {"partition", pos.partition},
+                                       {"offset", static_cast<long long>(pos.offset)},
                                        {"error", reason}});
-  acks_.Extend(topic, partition, offset, 1);
+  acks_.Extend(pos.topic, pos.partition, pos.offset, 1);
+  const bool has_value = !in.value().empty();
   Status s =
-      dlq_->Write(in, reason, [this, topic, partition, offset](const kafka::DeliveryReport& r) {
-        if (r.status.ok()) {
-          metrics_.dlq_records.Inc();
-          acks_.Ack(topic, partition, offset);
-        } else {
-          failure_.Set(r.status.WithContext("DLQ delivery failed"));
-        }
+      dlq_->Write(in, reason, [this, pos, reason, has_value](const kafka::DeliveryReport& r) {
+        DeliveredToDlq(pos, r, reason, has_value);
       });
+  if (s.code() == StatusCode::kOutOfRange && has_value) {
+    // Over the producer's own message.max.bytes: a reference record instead (as below).
+    std::lock_guard lock(dlq_refs_mu_);
+    dlq_refs_.push_back(
+        {pos,
+         std::string(in.key()),
+         {},
+         Status(reason.code(), fmt::format("{} (the record's {} byte value is not kept: {})",
+                                           reason.message(), in.value().size(), s.message()))});
+    return OkStatus();
+  }
   if (!s.ok()) failure_.Set(s.WithContext("DLQ produce"));
   return s;
+}
+
+void LoopImpl::DeliveredToDlq(const InputPosition& in, const kafka::DeliveryReport& r,
+                              const Status& reason, bool has_value) {
+  if (r.status.ok()) {
+    metrics_.dlq_records.Inc();
+    acks_.Ack(in.topic, in.partition, in.offset);
+  } else if (r.too_large && has_value) {
+    // The record fits its own topic but not the DLQ's limits: keep the reason and where the
+    // record is (source.* headers), not its value. Retrying as is would never succeed.
+    std::lock_guard lock(dlq_refs_mu_);
+    dlq_refs_.push_back(
+        {in,
+         std::string(r.key),
+         {},
+         Status(reason.code(), fmt::format("{} (the record's {} byte value is not kept: {})",
+                                           reason.message(), r.value.size(), r.status.message()))});
+  } else {
+    failure_.Set(r.status.WithContext("DLQ delivery failed"));
+  }
+}
+
+Status LoopImpl::WriteDlqReferences() {
+  std::vector<DlqReference> refs;
+  {
+    std::lock_guard lock(dlq_refs_mu_);
+    if (dlq_refs_.empty()) return OkStatus();
+    refs.swap(dlq_refs_);
+  }
+  for (DlqReference& ref : refs) {
+    const kafka::FailedRecord record{
+        ref.input.topic, ref.input.partition, ref.input.offset, ref.key, "", ref.headers};
+    FS_RETURN_IF_ERROR(
+        dlq_->Write(record, ref.reason,
+                    [this, in = ref.input, reason = ref.reason](const kafka::DeliveryReport& r) {
+                      DeliveredToDlq(in, r, reason, /*has_value=*/false);
+                    }));
+  }
+  return OkStatus();
 }
 
 Status LoopImpl::HandleRecord(const kafka::Message& msg) {
@@ -276,9 +361,13 @@ Status LoopImpl::Run() {
         break;
       }
     }
+    if (Status s = WriteDlqReferences(); !s.ok()) {
+      result = s.WithContext("DLQ reference");
+      break;
+    }
     handler_.Tick(*this);
     if (Clock::now() - last_commit >= config_.commit_interval) {
-      Commit("periodic");
+      CommitAsync();
       RefreshLag();
       last_commit = Clock::now();
     }
@@ -301,6 +390,13 @@ Status LoopImpl::Drain(Status result) {
             ProduceRefused(refused_, config_.split, *producer_, *dlq_, metrics_, acks_, failure_);
         !s.ok()) {
       result = s.WithContext("produce split output");
+    } else if (Status f = producer_->Flush(config_.drain_timeout); !f.ok()) {
+      result = f.WithContext("flush on drain");
+    }
+  }
+  for (int round = 0; round < 2 && result.ok(); ++round) {
+    if (Status s = WriteDlqReferences(); !s.ok()) {
+      result = s.WithContext("DLQ reference");
     } else if (Status f = producer_->Flush(config_.drain_timeout); !f.ok()) {
       result = f.WithContext("flush on drain");
     }

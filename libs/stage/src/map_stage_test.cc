@@ -1,5 +1,6 @@
 #include "flamestream/stage/map_stage.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,8 +10,6 @@
 #include <mutex>
 #include <set>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "flamestream/common/strings.h"
 #include "flamestream/kafka/consumer.h"
@@ -52,13 +51,17 @@ struct RunningStage {
   std::stop_source stop;
   std::thread thread;
   Status result;
+  std::atomic<bool> ready{false};  // partitions were assigned
   service::Context ctx{.metrics = registry,
                        .stop = stop.get_token(),
-                       .set_ready = [](bool) {},
+                       .set_ready = [this](bool r) { ready.store(r); },
                        .set_unhealthy = [](const std::string&) {}};
 
   RunningStage(const MapStageConfig& cfg, Transform t) {
     thread = std::thread([this, cfg, t] { result = RunMapStage(cfg, ctx, t); });
+  }
+  ~RunningStage() {
+    if (thread.joinable()) (void)StopAndJoin();
   }
   Status StopAndJoin() {
     stop.request_stop();
@@ -89,7 +92,8 @@ TEST(MapStage, MapsEveryRecordOnceSendsPoisonToDlqAndCommitsOnDrain) {
     auto producer = kafka::Producer::Create({.properties = props});
     ASSERT_TRUE(producer.ok());
     for (int i = 0; i < kRecords; ++i) {
-      const std::string value = (i % 50 == 7) ? "poison-" + std::to_string(i) : "r" + std::to_string(i);
+      const std::string value =
+          (i % 50 == 7) ? "poison-" + std::to_string(i) : "r" + std::to_string(i);
       ASSERT_TRUE((*producer)->Produce(kIn, "key" + std::to_string(i % 13), value).ok());
     }
     ASSERT_TRUE((*producer)->Flush(10s).ok());
@@ -109,8 +113,10 @@ TEST(MapStage, MapsEveryRecordOnceSendsPoisonToDlqAndCommitsOnDrain) {
       return DataLoss("cannot decode {}", v);
     }
     for (char& c : v) c = static_cast<char>(std::toupper(c));
-    return std::vector<Output>{{.topic = std::string(kOut), .key = std::string(m.key()),
-                                .value = v, .headers = {{"symbol-epoch", "1"}}}};
+    return std::vector<Output>{{.topic = std::string(kOut),
+                                .key = std::string(m.key()),
+                                .value = v,
+                                .headers = {{"symbol-epoch", "1"}}}};
   };
   {
     RunningStage stage(cfg, upper);
@@ -164,7 +170,7 @@ TEST(MapStage, MapsEveryRecordOnceSendsPoisonToDlqAndCommitsOnDrain) {
 // Scaling a stage out and back in while records keep arriving: a second replica joins the
 // group (partitions move to it), then the first leaves (they move back). Every input is mapped.
 // A revoked partition's outputs land and its offsets are committed before it moves, so a record
-// is mapped twice only when the broker refused that commit -- librdkafka's mock cluster refuses
+// is mapped again only when the broker refused that commit -- librdkafka's mock cluster refuses
 // commits for the whole rebalance (Kafka only in its sync phase) -- and then only records from
 // the last moments before the rebalance.
 TEST(MapStage, ScalingOutAndInWhileRecordsArriveMapsEveryRecordOnce) {
@@ -187,8 +193,22 @@ TEST(MapStage, ScalingOutAndInWhileRecordsArriveMapsEveryRecordOnce) {
       ++mapped[v];
     }
     for (char& c : v) c = static_cast<char>(std::toupper(c));
-    return std::vector<Output>{{.topic = std::string(kOut), .key = std::string(m.key()), .value = v}};
+    return std::vector<Output>{
+        {.topic = std::string(kOut), .key = std::string(m.key()), .value = v}};
   };
+
+  // The first replica has its partitions before records arrive; each later step waits for the
+  // replica to have done work, not only for time to pass (a loaded machine may be slow).
+  const auto records_in = [](RunningStage& s) {
+    return s.registry.Counter("fs_records_in_total", "", {{"stage", "scale"}}).value();
+  };
+  const auto wait_until = [](const auto& done) {
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while (!done() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(10ms);
+    return done();
+  };
+  auto first = std::make_unique<RunningStage>(cfg, upper);
+  ASSERT_TRUE(wait_until([&] { return first->ready.load(); }));
 
   constexpr int kRecords = 3000;
   std::atomic<int> produced{0};
@@ -196,23 +216,30 @@ TEST(MapStage, ScalingOutAndInWhileRecordsArriveMapsEveryRecordOnce) {
     auto producer = kafka::Producer::Create({.properties = props});
     ASSERT_TRUE(producer.ok());
     for (int i = 0; i < kRecords; ++i) {
-      ASSERT_TRUE((*producer)->Produce(kIn, "key" + std::to_string(i % 17), "r" + std::to_string(i)).ok());
+      ASSERT_TRUE(
+          (*producer)->Produce(kIn, "key" + std::to_string(i % 17), "r" + std::to_string(i)).ok());
       produced.store(i + 1);
       std::this_thread::sleep_for(2ms);
     }
     ASSERT_TRUE((*producer)->Flush(10s).ok());
   });
-  const auto wait_for_produced = [&](int n) {
-    while (produced.load() < n) std::this_thread::sleep_for(10ms);
+  // Caught up: a rebalance leaves a backlog, and a replica that leaves while the other works
+  // it off makes the other's uncommitted part of it be read again.
+  const auto caught_up = [&] {
+    std::lock_guard lock(mu);
+    return mapped.size() + 20 >= static_cast<size_t>(produced.load());
   };
-
-  auto first = std::make_unique<RunningStage>(cfg, upper);
-  wait_for_produced(kRecords / 3);
+  // A partition left paused by a rebalance (librdkafka keeps a pause across an unassign)
+  // never catches up.
+  EXPECT_TRUE(wait_until(
+      [&] { return produced.load() >= kRecords / 3 && records_in(*first) > 0 && caught_up(); }));
   RunningStage second(cfg, upper);
-  wait_for_produced(2 * kRecords / 3);
+  EXPECT_TRUE(wait_until([&] {
+    return produced.load() >= 2 * kRecords / 3 && records_in(second) > 0 && caught_up();
+  })) << "the group did not catch up with both replicas";
+  std::this_thread::sleep_for(300ms);  // a few commit intervals
   ASSERT_TRUE(first->StopAndJoin().ok()) << first->result;
-  const uint64_t first_in =
-      first->registry.Counter("fs_records_in_total", "", {{"stage", "scale"}}).value();
+  const uint64_t first_in = records_in(*first);
   const uint64_t first_errors =
       first->registry.Counter("fs_errors_total", "", {{"stage", "scale"}, {"kind", "commit"}})
           .value();
@@ -229,33 +256,36 @@ TEST(MapStage, ScalingOutAndInWhileRecordsArriveMapsEveryRecordOnce) {
     std::this_thread::sleep_for(50ms);
   }
   ASSERT_TRUE(second.StopAndJoin().ok()) << second.result;
-  const uint64_t second_in =
-      second.registry.Counter("fs_records_in_total", "", {{"stage", "scale"}}).value();
+  const uint64_t second_in = records_in(second);
   const uint64_t refused_commits =
-      first_errors + second.registry.Counter("fs_errors_total", "", {{"stage", "scale"},
-                                                                    {"kind", "commit"}}).value();
-  size_t twice = 0;
+      first_errors +
+      second.registry.Counter("fs_errors_total", "", {{"stage", "scale"}, {"kind", "commit"}})
+          .value();
+  // Each of the two rebalances can make a replica read again what it handled since its last
+  // accepted commit: a record is mapped at most three times.
+  size_t extra = 0;  // mappings beyond the first
   for (const auto& [v, n] : mapped) {
-    EXPECT_LE(n, 2) << v;
-    twice += n > 1 ? 1 : 0;
+    EXPECT_LE(n, 3) << v;
+    extra += static_cast<size_t>(n - 1);
   }
   // Both replicas did part of the work, and together all of it: no record lost.
   EXPECT_GT(first_in, 0u);
   EXPECT_GT(second_in, 0u);
   ASSERT_EQ(mapped.size(), static_cast<size_t>(kRecords));
-  EXPECT_EQ(first_in + second_in, kRecords + twice);
-  auto outputs = ReadAll(bootstrap, kOut, kRecords + twice, 60s);
+  EXPECT_EQ(first_in + second_in, kRecords + extra);
+  auto outputs = ReadAll(bootstrap, kOut, kRecords + extra, 60s);
   std::set<std::string> values;
   for (const auto& [v, h] : outputs) values.insert(v);
-  EXPECT_EQ(outputs.size(), kRecords + twice);
+  EXPECT_EQ(outputs.size(), kRecords + extra);
   EXPECT_EQ(values.size(), static_cast<size_t>(kRecords));
-  // Mapped twice only behind a refused commit, and at most what ~0.5 s of input holds (the
-  // heartbeat interval plus a commit interval; records arrive every 2 ms).
-  if (twice > 0) {
-    EXPECT_GT(refused_commits, 0u) << twice << " records mapped twice with every commit accepted";
+  // Mapped again only behind a refused commit, and only what was handled since the last
+  // accepted one (about a heartbeat interval of input per rebalance on an idle machine), never
+  // a partition read again from its start.
+  if (extra > 0) {
+    EXPECT_GT(refused_commits, 0u) << extra << " records mapped again with every commit accepted";
   }
-  EXPECT_LT(twice, 300u);
-  std::printf("scaling: %zu of %d records mapped twice, %llu commits refused\n", twice, kRecords,
+  EXPECT_LT(extra, static_cast<size_t>(kRecords / 3));
+  std::printf("scaling: %zu of %d records mapped again, %llu commits refused\n", extra, kRecords,
               static_cast<unsigned long long>(refused_commits));
 }
 
@@ -344,8 +374,10 @@ TEST(MapStage, OutputsOverTheMessageLimitAreSplitOrDeadLettered) {
   cfg.split = SplitTokens;
   Transform t = [&](const kafka::Message& m) -> Result<std::vector<Output>> {
     const int i = *common::ParseInt<int>(m.value());
-    return std::vector<Output>{{.topic = std::string(kOut), .key = std::string(m.key()),
-                                .value = output_of(i), .headers = {{"symbol-epoch", "1"}}}};
+    return std::vector<Output>{{.topic = std::string(kOut),
+                                .key = std::string(m.key()),
+                                .value = output_of(i),
+                                .headers = {{"symbol-epoch", "1"}}}};
   };
   RunningStage stage(cfg, t);
   auto dlq = ReadAll(bootstrap, "stage.in.dlq", unsplittable);
@@ -370,9 +402,10 @@ TEST(MapStage, OutputsOverTheMessageLimitAreSplitOrDeadLettered) {
         << headers["error"];
     EXPECT_EQ(headers["stage"], "oversize");
   }
-  EXPECT_EQ(stage.registry.Counter("fs_errors_total", "", {{"stage", "oversize"},
-                                                          {"kind", "too_large"}}).value(),
-            static_cast<uint64_t>(unsplittable));
+  EXPECT_EQ(
+      stage.registry.Counter("fs_errors_total", "", {{"stage", "oversize"}, {"kind", "too_large"}})
+          .value(),
+      static_cast<uint64_t>(unsplittable));
 }
 
 // The broker refuses records the producer thought fine (its limit is lower; here injected as
@@ -407,7 +440,8 @@ TEST(MapStage, OutputsTheBrokerRefusesAsTooLargeAreResentInPieces) {
   cfg.commit_interval = 200ms;
   cfg.split = SplitTokens;
   Transform t = [&](const kafka::Message& m) -> Result<std::vector<Output>> {
-    return std::vector<Output>{{.topic = std::string(kOut), .key = std::string(m.key()),
+    return std::vector<Output>{{.topic = std::string(kOut),
+                                .key = std::string(m.key()),
                                 .value = TokenList("t" + std::string(m.value()), 64)}};
   };
   RunningStage stage(cfg, t);
@@ -418,11 +452,11 @@ TEST(MapStage, OutputsTheBrokerRefusesAsTooLargeAreResentInPieces) {
   }
   ASSERT_TRUE(stage.StopAndJoin().ok()) << stage.result;
   EXPECT_EQ(Tokens(outputs), expected);
-  EXPECT_GT(stage.registry.Counter("fs_errors_total", "", {{"stage", "refused"},
-                                                          {"kind", "too_large"}}).value(),
-            0u);
-  EXPECT_EQ(stage.registry.Counter("fs_dlq_records_total", "", {{"stage", "refused"}}).value(),
-            0u);
+  EXPECT_GT(
+      stage.registry.Counter("fs_errors_total", "", {{"stage", "refused"}, {"kind", "too_large"}})
+          .value(),
+      0u);
+  EXPECT_EQ(stage.registry.Counter("fs_dlq_records_total", "", {{"stage", "refused"}}).value(), 0u);
   // Everything was committed: a restart of the group maps nothing again.
   std::atomic<int> again{0};
   Transform count = [&](const kafka::Message&) -> Result<std::vector<Output>> {

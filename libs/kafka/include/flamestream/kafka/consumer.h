@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -60,11 +61,11 @@ using PartitionsCallback = std::function<void(const TopicPartitions& partitions,
 struct OffsetReset {
   std::string topic;
   int32_t partition = 0;
-  int64_t requested = kOffsetInvalid;  // the offset it asked for
+  int64_t requested = kOffsetInvalid;   // the offset it asked for
   int64_t resumed_at = kOffsetInvalid;  // where it reads next (-2: beginning, -1: end)
-  int64_t skipped = 0;                 // records lost to this consumer (0 when none or unknown)
-  int64_t log_start = -1;              // the broker's low watermark when it happened
-  int64_t log_end = -1;                // the high watermark
+  int64_t skipped = 0;                  // records lost to this consumer (0 when none or unknown)
+  int64_t log_start = -1;               // the broker's low watermark when it happened
+  int64_t log_end = -1;                 // the high watermark
 };
 using OffsetResetCallback = std::function<void(const OffsetReset&)>;
 
@@ -140,8 +141,15 @@ class Consumer {
   // an error status; the consumer is unusable afterwards.
   Result<std::optional<Message>> Poll(std::chrono::milliseconds timeout);
 
-  // Commits explicit offsets (each the next offset to read). Empty input is a no-op.
+  // Commits explicit offsets (each the next offset to read). Empty input is a no-op. Waits
+  // for the coordinator, which answers after any fetch it is holding on the same connection
+  // (up to fetch.wait.max.ms): for revocation and shutdown, where the answer matters.
   Status Commit(const TopicPartitions& offsets);
+  // The same without waiting: `done` runs inside a later Poll() on the caller's thread (never
+  // after the consumer is destroyed). For periodic commits from a loop that must keep going.
+  using CommitCallback = std::function<void(const TopicPartitions& offsets, const Status& status)>;
+  Status CommitAsync(const TopicPartitions& offsets, CommitCallback done);
+  [[nodiscard]] size_t commits_in_flight() const { return commits_in_flight_.size(); }
   // Committed offsets of `partitions` (kOffsetInvalid where none).
   Result<TopicPartitions> Committed(const TopicPartitions& partitions,
                                     std::chrono::milliseconds timeout);
@@ -155,6 +163,11 @@ class Consumer {
   Status PauseAll();
   Status ResumeAll();
   [[nodiscard]] bool paused_all() const { return pause_all_; }
+  // True from a commit the group refused because it is rebalancing (REBALANCE_IN_PROGRESS,
+  // ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID) until this consumer's next rebalance callback has
+  // run, or for at most `session.timeout.ms`: the partitions' next owner reads again whatever
+  // is handled meanwhile, so a caller stops handling new records (the stage loop pauses).
+  [[nodiscard]] bool rebalance_pending() const;
   Result<TopicPartitions> Assignment() const;
 
   // Moves every assigned partition to the first offset whose timestamp is >= `timestamp_ms`.
@@ -183,6 +196,11 @@ class Consumer {
   explicit Consumer(ConsumerConfig config);
   static void RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t* parts, void* opaque);
+  static void CommitDoneCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                 rd_kafka_topic_partition_list_t* offsets, void* opaque);
+  Status CommitStatus(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* list);
+  // Serves async commit results until none is in flight or `timeout`, then drops the queue.
+  void DrainCommits(std::chrono::milliseconds timeout);
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts);
   Status OnOffsetReset(const rd_kafka_message_t& msg);
   Status AssignWholeTopics();
@@ -200,9 +218,16 @@ class Consumer {
   int64_t records_skipped_ = 0;
   std::set<std::pair<std::string, int32_t>> paused_;  // by Pause() until Resume()
   bool pause_all_ = false;
+  std::set<std::pair<std::string, int32_t>> paused_by_all_;  // paused by PauseAll, any owner
+  std::optional<std::chrono::steady_clock::time_point> commit_refused_at_;  // rebalance_pending
+  std::chrono::milliseconds session_timeout_{45000};
+  std::map<uint64_t, CommitCallback> commits_in_flight_;  // by request id (the opaque)
+  uint64_t next_commit_id_ = 1;
   std::chrono::steady_clock::time_point next_partition_refresh_{};
   bool closed_ = false;
   KafkaConsumerHandle rk_;
+  // Async commit results, served by Poll() and drained by Close(); destroyed before rk_.
+  KafkaQueue commit_queue_;
 };
 
 // The consumer defaults plus `config.properties` (exposed for tests). auto.offset.reset is

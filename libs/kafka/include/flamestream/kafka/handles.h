@@ -73,6 +73,11 @@ struct TopicDeleter {
 };
 using KafkaTopic = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
 
+struct QueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
+};
+using KafkaQueue = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
+
 struct MetadataDeleter {
   void operator()(const rd_kafka_metadata_t* m) const { rd_kafka_metadata_destroy(m); }
 };

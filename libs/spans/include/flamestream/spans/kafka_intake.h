@@ -4,7 +4,7 @@
 //
 //   spans::OtlpKafkaIntakeConfig kcfg{.properties = cfg.kafka};   // kcfg.Declare(schema)
 //   FS_ASSIGN_OR_RETURN(auto intake,
-//                       spans::OtlpKafkaIntake::Create(kcfg, router, *producer, ctx.metrics));
+//                       spans::OtlpKafkaIntake::Create(kcfg, router, ctx.metrics));
 //   std::jthread t([&](std::stop_token st) { Status s = intake->Run(st); ... });
 //
 // At-least-once: a record's offset is committed only after its spans are acknowledged by
@@ -17,6 +17,7 @@
 // router; when a single span is too large for any message, its record goes to the DLQ as well
 // (after the rest of its spans are written). A DLQ record that is itself too large is written
 // without its value, the error header saying so.
+// Runs on the shared stage loop (libs/stage), which writes the DLQ records.
 // Records are processed one at a time: the Collector batches many spans per record, so the
 // per-record ack round trip is cheap relative to the work per record.
 #pragma once
@@ -65,45 +66,31 @@ struct OtlpKafkaIntakeConfig {
 
 class OtlpKafkaIntake {
  public:
-  // `router`, `producer` (used for the DLQ) and `metrics` must outlive the intake.
+  // `router` and `metrics` must outlive the intake.
   static Result<std::unique_ptr<OtlpKafkaIntake>> Create(OtlpKafkaIntakeConfig config,
                                                          SpanRouter& router,
-                                                         kafka::Producer& producer,
                                                          obs::Registry& metrics);
   ~OtlpKafkaIntake();
   OtlpKafkaIntake(const OtlpKafkaIntake&) = delete;
   OtlpKafkaIntake& operator=(const OtlpKafkaIntake&) = delete;
 
-  // Consumes until `stop` is requested, then commits what is processed and leaves the group.
-  // Returns an error only on a fatal consumer error.
+  // Consumes on the shared stage loop (stage "span-intake") until `stop`, then commits what is
+  // processed and leaves the group. Returns an error only for settings the Kafka clients
+  // refuse; other failures restart the loop from the last commit after retry_backoff.
   Status Run(std::stop_token stop);
-
-  // Handles one record: routes it (retrying while unavailable) or writes it to the DLQ.
-  // Cancelled when `stop` was requested before it was done (its offset must not be committed).
+  // Handles one record: OK once its spans are acknowledged (retrying while unavailable), an
+  // error for a record that belongs in the DLQ, Cancelled when `stop` came first.
   Status Process(const kafka::Message& msg, std::stop_token stop);
 
  private:
-  OtlpKafkaIntake(OtlpKafkaIntakeConfig config, SpanRouter& router, kafka::Producer& producer,
-                  obs::Registry& metrics);
-  Status CommitProcessed();
-  // Writes `msg` to the DLQ with `error`, retrying only while Kafka is unavailable.
-  Status DeadLetter(const kafka::Message& msg, const Status& error, std::stop_token stop);
+  OtlpKafkaIntake(OtlpKafkaIntakeConfig config, SpanRouter& router, obs::Registry& metrics);
 
   OtlpKafkaIntakeConfig config_;
   SpanRouter& router_;
-  [[maybe_unused]] kafka::Producer& producer_;  // (the DLQ writer writes through it)
-  kafka::DlqWriter dlq_;
   obs::Counter& records_;
   obs::Counter& dlq_records_;
   obs::Counter& retries_;
   obs::Registry& metrics_;
-  std::unique_ptr<kafka::Consumer> consumer_;
-  // Next offset to commit per partition, and the last one committed.
-  using PartitionKey = std::pair<std::string, int32_t>;
-  std::mutex offsets_mu_;  // the revoke hook runs inside Poll()/Close() on the Run() thread,
-                           // but Process() may be driven from elsewhere in tests
-  std::map<PartitionKey, int64_t> processed_;
-  std::map<PartitionKey, int64_t> committed_;
 };
 
 }  // namespace flamestream::spans

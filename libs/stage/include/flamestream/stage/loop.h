@@ -114,6 +114,8 @@ class Loop {
   // Stops the stage with `error` (the first one wins); the loop drains and returns it.
   virtual void Fail(Status error) = 0;
 
+  // True once the loop was asked to stop (a handler waiting on something gives up then).
+  [[nodiscard]] virtual bool stopping() const = 0;
   // True while input is paused (the in-flight limit, or Handler::WantsPause).
   [[nodiscard]] virtual bool paused() const = 0;
   virtual kafka::Producer& producer() = 0;
