@@ -80,7 +80,8 @@ class ExporterHandler final : public stage::Handler {
         agg_({.window = config.window,
               .labels = sink.labels(),
               .granularity = sink.granularity(),
-              .label_limits = config.label_limits}),
+              .label_limits = config.label_limits,
+              .privacy = config.privacy}),
         queue_(sink, config.retry) {
     agg_.set_new_series_hook([this](profile::Window& w, uint32_t s) { sink_.OnNewSeries(w, s); });
   }

@@ -27,6 +27,7 @@
 #include "flamestream/kafka/types.h"
 #include "flamestream/obs/metrics.h"
 #include "flamestream/profile/labels.h"
+#include "flamestream/profile/privacy.h"
 #include "flamestream/sinks/sink.h"
 
 namespace flamestream::exporter {
@@ -52,6 +53,8 @@ struct StageConfig {
   sinks::RetryPolicy retry;
   // Series label caps (exporter.labels.*), applied where series keys are formed.
   profile::LabelLimits label_limits;
+  // exporter.labels.allow/deny and exporter.paths.rewrite (profile/privacy.h).
+  profile::PrivacyPolicy privacy;
   // On stop: how long to keep trying to deliver the last windows before giving up (they are
   // then rebuilt from uncommitted input on the next start).
   std::chrono::nanoseconds drain_timeout = std::chrono::seconds(20);

@@ -21,8 +21,10 @@ namespace {
 namespace fs_sinks = flamestream::sinks;
 
 // exporter.<sink>.tls.{ca_file,cert_file,key_file,insecure_skip_verify}.
-void DeclareTls(flamestream::config::Schema& s, const std::string& prefix, fs_sinks::TlsConfig* tls) {
-  s.Add(prefix + ".ca_file", &tls->ca_file, "CA bundle (PEM) to verify the server; empty = system roots");
+void DeclareTls(flamestream::config::Schema& s, const std::string& prefix,
+                fs_sinks::TlsConfig* tls) {
+  s.Add(prefix + ".ca_file", &tls->ca_file,
+        "CA bundle (PEM) to verify the server; empty = system roots");
   s.Add(prefix + ".cert_file", &tls->cert_file, "client certificate (PEM) for mTLS, with key_file");
   s.Add(prefix + ".key_file", &tls->key_file, "client private key (PEM) for mTLS, with cert_file");
   s.Add(prefix + ".insecure_skip_verify", &tls->insecure_skip_verify,
@@ -47,11 +49,14 @@ struct ExporterConfig {
   flamestream::config::Bytes file_retention_max_bytes{0};
   int labels_max_value_length = 1024;
   int labels_max_labels = 30;
+  std::vector<std::string> labels_allow;
+  std::vector<std::string> labels_deny;
+  std::vector<std::string> path_rewrites;  // from=to
   fs_sinks::PyroscopeConfig pyroscope;
   std::vector<std::string> pyroscope_labels;  // k=v
   std::chrono::nanoseconds pyroscope_timeout = std::chrono::seconds(10);
   fs_sinks::OtlpConfig otlp;
-  std::vector<std::string> otlp_headers;  // k=v
+  std::vector<std::string> otlp_headers;   // k=v
   std::vector<std::string> otlp_resource;  // k=v
   std::chrono::nanoseconds otlp_timeout = std::chrono::seconds(10);
   bool replay = false;
@@ -64,7 +69,8 @@ struct ExporterConfig {
   void Declare(flamestream::config::Schema& s) {
     s.AddPassthrough("kafka", &kafka, "librdkafka properties, e.g. kafka.bootstrap.servers");
     s.Add("exporter.sinks", &sinks, "sinks to run: file, pyroscope, otlp (repeatable)", "--sink");
-    s.Add("exporter.topic", &topic, "input topic (the correlated topic or its .replay variant)", "--topic");
+    s.Add("exporter.topic", &topic, "input topic (the correlated topic or its .replay variant)",
+          "--topic");
     s.Add("exporter.window", &window, "aggregation window (aligned)", "--window");
     s.Add("exporter.lateness", &lateness, "a window closes when event time passes its end by this");
     s.Add("exporter.idle_flush", &idle_flush, "close every window after this long without input");
@@ -72,11 +78,13 @@ struct ExporterConfig {
           "samples further ahead of this clock go to the DLQ (they would close every window)");
     s.Add("exporter.max_windows_per_batch", &max_windows_per_batch,
           "a batch whose samples span more windows goes to the DLQ");
-    s.Require("exporter.max_windows_per_batch", [this] { return max_windows_per_batch >= 1; },
-              "1 or more");
+    s.Require(
+        "exporter.max_windows_per_batch", [this] { return max_windows_per_batch >= 1; },
+        "1 or more");
     s.Add("exporter.retry.initial", &retry_initial, "first retry delay (doubles, with jitter)");
     s.Add("exporter.retry.max", &retry_max, "longest retry delay");
-    s.Add("exporter.max_pending_windows", &max_pending_windows, "pause input beyond this many undelivered windows");
+    s.Add("exporter.max_pending_windows", &max_pending_windows,
+          "pause input beyond this many undelivered windows");
     s.Add("exporter.file.out", &file.out_dir, "output directory of the file sink", "--out");
     s.Add("exporter.file.views", &file.views, "write <service>.folded and <service>.html");
     s.Add("exporter.file.view_windows", &file.view_windows, "windows the folded/html views cover");
@@ -93,6 +101,26 @@ struct ExporterConfig {
     s.Add("exporter.labels.max_labels", &labels_max_labels,
           "most labels per series, built-in ones included (extra configured labels beyond it "
           "are dropped); 0 = no cap");
+    s.Add("exporter.labels.allow", &labels_allow,
+          "send only these labels (service_name always); names: cluster, node, container_id, "
+          "k8s_pod_uid, thread_name, span_id, trace_id, span_name; a trailing '*' matches a "
+          "prefix; empty = all (repeatable)");
+    s.Add("exporter.labels.deny", &labels_deny,
+          "never send these labels (same names and patterns; wins over allow); removed series "
+          "labels merge the series (repeatable)");
+    s.Add("exporter.paths.rewrite", &path_rewrites,
+          "from=to: rewrite source-file and binary paths starting with `from` ('*' = one path "
+          "segment), e.g. /home/*/=/home/user/; the first matching rule applies (repeatable)");
+    s.Check("exporter.labels.allow",
+            [this] { return flamestream::profile::ValidateLabelPatterns(labels_allow, false); });
+    s.Check("exporter.labels.deny",
+            [this] { return flamestream::profile::ValidateLabelPatterns(labels_deny, true); });
+    s.Check("exporter.paths.rewrite", [this] {
+      for (const std::string& rule : path_rewrites) {
+        FS_RETURN_IF_ERROR(flamestream::profile::ParsePathRule(rule).status());
+      }
+      return flamestream::OkStatus();
+    });
     s.Add("exporter.pyroscope.url", &pyroscope.url, "Pyroscope/Phlare base URL");
     s.Add("exporter.pyroscope.tenant", &pyroscope.tenant, "X-Scope-OrgID");
     s.Add("exporter.pyroscope.basic_user", &pyroscope.basic_user, "basic auth user");
@@ -102,11 +130,13 @@ struct ExporterConfig {
     s.Add("exporter.pyroscope.span_name", &pyroscope.span_name, "send span_name sample labels");
     DeclareTls(s, "exporter.pyroscope.tls", &pyroscope.tls);
     s.Add("exporter.pyroscope.timeout", &pyroscope_timeout, "request timeout");
-    s.Add("exporter.pyroscope.max_series_per_request", &pyroscope.max_series_per_request, "series per Push");
+    s.Add("exporter.pyroscope.max_series_per_request", &pyroscope.max_series_per_request,
+          "series per Push");
     s.AddChoice("exporter.otlp.protocol", &otlp.protocol, {"grpc", "http"}, "OTLP transport", "");
     s.Add("exporter.otlp.endpoint", &otlp.endpoint, "gRPC host:port or HTTP base URL");
     s.Add("exporter.otlp.headers", &otlp_headers, "request headers k=v");
-    s.Add("exporter.otlp.tls.enabled", &otlp.tls.enabled, "gRPC over TLS (HTTP: use an https:// endpoint)");
+    s.Add("exporter.otlp.tls.enabled", &otlp.tls.enabled,
+          "gRPC over TLS (HTTP: use an https:// endpoint)");
     DeclareTls(s, "exporter.otlp.tls", &otlp.tls);
     s.Add("exporter.otlp.gzip", &otlp.gzip, "gzip HTTP bodies");
     s.Add("exporter.otlp.resource_attributes", &otlp_resource, "extra resource attributes k=v");
@@ -118,8 +148,8 @@ struct ExporterConfig {
   }
 };
 
-flamestream::Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& items,
-                                                                   const std::string& key) {
+flamestream::Result<std::map<std::string, std::string>> ParsePairs(
+    const std::vector<std::string>& items, const std::string& key) {
   std::map<std::string, std::string> out;
   for (const std::string& item : items) {
     const size_t eq = item.find('=');
@@ -131,19 +161,23 @@ flamestream::Result<std::map<std::string, std::string>> ParsePairs(const std::ve
   return out;
 }
 
-flamestream::Result<std::unique_ptr<fs_sinks::Sink>> MakeSink(const std::string& name, ExporterConfig& cfg) {
+flamestream::Result<std::unique_ptr<fs_sinks::Sink>> MakeSink(const std::string& name,
+                                                              ExporterConfig& cfg) {
   using std::chrono::duration_cast;
   using std::chrono::milliseconds;
   if (name == "file") {
     std::string source;
-    FS_ASSIGN_OR_RETURN(cfg.file.page_template, fs_sinks::LoadPageTemplate(cfg.page_template, &source));
+    FS_ASSIGN_OR_RETURN(cfg.file.page_template,
+                        fs_sinks::LoadPageTemplate(cfg.page_template, &source));
     flamestream::log::Info("file sink: flame-graph page template", {{"source", source}});
-    cfg.file.retention.max_age = std::chrono::duration_cast<std::chrono::seconds>(cfg.file_retention_max_age);
+    cfg.file.retention.max_age =
+        std::chrono::duration_cast<std::chrono::seconds>(cfg.file_retention_max_age);
     cfg.file.retention.max_bytes = cfg.file_retention_max_bytes.value;
     return std::unique_ptr<fs_sinks::Sink>(new fs_sinks::FileSink(cfg.file));
   }
   if (name == "pyroscope") {
-    FS_ASSIGN_OR_RETURN(cfg.pyroscope.labels, ParsePairs(cfg.pyroscope_labels, "exporter.pyroscope.labels"));
+    FS_ASSIGN_OR_RETURN(cfg.pyroscope.labels,
+                        ParsePairs(cfg.pyroscope_labels, "exporter.pyroscope.labels"));
     cfg.pyroscope.timeout = duration_cast<milliseconds>(cfg.pyroscope_timeout);
     cfg.pyroscope.label_limits = cfg.LabelLimits();
     return std::unique_ptr<fs_sinks::Sink>(new fs_sinks::PyroscopeSink(cfg.pyroscope));
@@ -155,13 +189,20 @@ flamestream::Result<std::unique_ptr<fs_sinks::Sink>> MakeSink(const std::string&
     cfg.otlp.timeout = duration_cast<milliseconds>(cfg.otlp_timeout);
     return std::unique_ptr<fs_sinks::Sink>(new fs_sinks::OtlpSink(cfg.otlp));
   }
-  return flamestream::InvalidArgument("exporter.sinks: unknown sink {} (file, pyroscope, otlp)", name);
+  return flamestream::InvalidArgument("exporter.sinks: unknown sink {} (file, pyroscope, otlp)",
+                                      name);
 }
 
 flamestream::Status Run(ExporterConfig& cfg, flamestream::service::Context& ctx) {
   using std::chrono::duration_cast;
   using std::chrono::milliseconds;
   std::vector<std::unique_ptr<flamestream::exporter::ExporterStage>> stages;
+  flamestream::profile::PrivacyPolicy privacy{.allow = cfg.labels_allow, .deny = cfg.labels_deny};
+  for (const std::string& rule : cfg.path_rewrites) {
+    FS_ASSIGN_OR_RETURN(flamestream::profile::PathRule r,
+                        flamestream::profile::ParsePathRule(rule));
+    privacy.paths.push_back(std::move(r));
+  }
   std::vector<std::string> seen;
   for (const std::string& name : cfg.sinks) {
     if (std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
@@ -178,7 +219,8 @@ flamestream::Status Run(ExporterConfig& cfg, flamestream::service::Context& ctx)
         .max_pending_windows = static_cast<size_t>(std::max(1, cfg.max_pending_windows)),
         .retry = {.initial = duration_cast<milliseconds>(cfg.retry_initial),
                   .max = duration_cast<milliseconds>(cfg.retry_max)},
-        .label_limits = cfg.LabelLimits()};
+        .label_limits = cfg.LabelLimits(),
+        .privacy = privacy};
     if (cfg.replay) {
       if (!sc.topic.ends_with(flamestream::kafka::topics::kReplaySuffix)) {
         sc.topic = flamestream::kafka::topics::Replay(sc.topic);
@@ -186,7 +228,8 @@ flamestream::Status Run(ExporterConfig& cfg, flamestream::service::Context& ctx)
       sc.group_prefix = "flamestream-exporter-replay-";
       sc.stop_when_caught_up = true;
     }
-    stages.push_back(std::make_unique<flamestream::exporter::ExporterStage>(sc, std::move(sink), ctx.metrics));
+    stages.push_back(
+        std::make_unique<flamestream::exporter::ExporterStage>(sc, std::move(sink), ctx.metrics));
   }
   std::vector<flamestream::Status> results(stages.size());
   std::vector<std::jthread> threads;

@@ -25,8 +25,8 @@ std::string Bin(const std::string& name) {
 // Runs to completion, returning (exit code, combined output).
 std::pair<int, std::string> RunToExit(std::vector<std::string> argv,
                                       std::vector<std::pair<std::string, std::string>> env = {}) {
-  auto proc = Subprocess::Start({.argv = std::move(argv), .env = std::move(env),
-                                 .capture_stderr = true});
+  auto proc =
+      Subprocess::Start({.argv = std::move(argv), .env = std::move(env), .capture_stderr = true});
   EXPECT_TRUE(proc.ok()) << proc.error();
   if (!proc.ok()) return {-1, ""};
   std::string out;
@@ -61,7 +61,8 @@ TEST_P(ServiceBinary, ConfigErrorsNameTheKeyAndExit2) {
       {{"--set", "no.such.key=1"}, {}, "unknown config key \"no.such.key\" (from --set)"},
       {{"--set", "shutdown.deadline=soon"}, {}, "config key \"shutdown.deadline\" (from --set)"},
       {{"--log-level", "loud"}, {}, "config key \"log.level\" (from flag --log-level)"},
-      {{}, {{"FLAMESTREAM_LOG__FORMAT", "xml"}},
+      {{},
+       {{"FLAMESTREAM_LOG__FORMAT", "xml"}},
        "config key \"log.format\" (from environment FLAMESTREAM_LOG__FORMAT)"},
       {{"--config", "/nonexistent/flamestream.yaml"}, {}, "--config: cannot read"},
   };
@@ -75,6 +76,23 @@ TEST_P(ServiceBinary, ConfigErrorsNameTheKeyAndExit2) {
   }
 }
 
+TEST(ExporterBinary, PrivacyMistakesNameTheKeyAndExit2) {
+  const std::pair<std::string, std::string> kCases[] = {
+      {"exporter.labels.deny=pod_uid",
+       "config key \"exporter.labels.deny\": 'pod_uid' names no label"},
+      {"exporter.labels.deny=service_name",
+       "config key \"exporter.labels.deny\": service_name is the series identity"},
+      {"exporter.labels.allow=hostname", "config key \"exporter.labels.allow\": 'hostname'"},
+      {"exporter.paths.rewrite=/home/", "config key \"exporter.paths.rewrite\": expected from=to"},
+  };
+  for (const auto& [set, expected] : kCases) {
+    SCOPED_TRACE(set);
+    auto [code, out] = RunToExit({Bin("flamestream-exporter"), "--set", set});
+    EXPECT_EQ(code, 2);
+    EXPECT_NE(out.find(expected), std::string::npos) << out;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllServices, ServiceBinary,
                          ::testing::Values("flamestream-correlator", "flamestream-exporter",
                                            "flamestream-symbolizer"));
@@ -83,8 +101,8 @@ INSTANTIATE_TEST_SUITE_P(AllServices, ServiceBinary,
 class IdleService : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(IdleService, ServesAdminEndpointsAndDrainsOnSigterm) {
-  auto proc = Subprocess::Start({.argv = {Bin(GetParam()), "--admin-listen", "127.0.0.1:0"},
-                                 .capture_stderr = true});
+  auto proc = Subprocess::Start(
+      {.argv = {Bin(GetParam()), "--admin-listen", "127.0.0.1:0"}, .capture_stderr = true});
   ASSERT_TRUE(proc.ok()) << proc.error();
   auto started = (*proc)->WaitForLine(
       [](std::string_view l) { return l.find("msg=\"started\"") != std::string_view::npos; }, 20s);

@@ -89,11 +89,11 @@ void Schema::Add(std::string key, bool* target, std::string help, std::string fl
   e.set = [target](const std::string& v, bool) { return ParseBool(v, target); };
 }
 
-#define FS_CONFIG_ADD_INTEGRAL_(T, TYPE_NAME)                                                \
-  void Schema::Add(std::string key, T* target, std::string help, std::string flag) {        \
-    Entry& e = AddEntry(std::move(key), TYPE_NAME, std::move(help), std::move(flag),        \
-                        std::to_string(*target));                                           \
-    e.set = [target](const std::string& v, bool) { return ParseIntegral<T>(v, target); };   \
+#define FS_CONFIG_ADD_INTEGRAL_(T, TYPE_NAME)                                             \
+  void Schema::Add(std::string key, T* target, std::string help, std::string flag) {      \
+    Entry& e = AddEntry(std::move(key), TYPE_NAME, std::move(help), std::move(flag),      \
+                        std::to_string(*target));                                         \
+    e.set = [target](const std::string& v, bool) { return ParseIntegral<T>(v, target); }; \
   }
 FS_CONFIG_ADD_INTEGRAL_(int, "int")
 FS_CONFIG_ADD_INTEGRAL_(int64_t, "int")
@@ -134,8 +134,8 @@ void Schema::Add(std::string key, std::chrono::nanoseconds* target, std::string 
 }
 
 void Schema::Add(std::string key, Bytes* target, std::string help, std::string flag) {
-  Entry& e = AddEntry(std::move(key), "size", std::move(help), std::move(flag),
-                      FormatSize(target->value));
+  Entry& e =
+      AddEntry(std::move(key), "size", std::move(help), std::move(flag), FormatSize(target->value));
   e.set = [target](const std::string& v, bool) -> Status {
     auto s = common::ParseSize(v);
     if (!s.ok()) {
@@ -193,7 +193,11 @@ void Schema::AddPassthrough(std::string prefix, std::map<std::string, std::strin
 }
 
 void Schema::Require(std::string key, std::function<bool()> ok, std::string expectation) {
-  requirements_.push_back({std::move(key), std::move(ok), std::move(expectation)});
+  requirements_.push_back({std::move(key), std::move(ok), std::move(expectation), {}});
+}
+
+void Schema::Check(std::string key, std::function<Status()> check) {
+  requirements_.push_back({std::move(key), {}, "", std::move(check)});
 }
 
 const Schema::Entry* Schema::Find(std::string_view key) const {
@@ -323,8 +327,8 @@ Status ApplyEnvironment(const Schema& schema, const Environment& env,
       FS_RETURN_IF_ERROR(SetKey(schema, key, value, origin, false));
       continue;
     }
-    return InvalidArgument(
-        "unknown config key \"{}\" (from {}); run with --help to list the keys", key, origin);
+    return InvalidArgument("unknown config key \"{}\" (from {}); run with --help to list the keys",
+                           key, origin);
   }
   return OkStatus();
 }
@@ -354,8 +358,9 @@ Status ApplyYaml(const Schema& schema, std::string_view yaml_text, std::string_v
     const Schema::Entry* e = schema.Find(key);
     if (node.IsSequence()) {
       if (e == nullptr || !e->is_list) {
-        return InvalidArgument("config key \"{}\" (from {}): {}", key, origin,
-                               e == nullptr ? "unknown key" : "expected a single value, got a list");
+        return InvalidArgument(
+            "config key \"{}\" (from {}): {}", key, origin,
+            e == nullptr ? "unknown key" : "expected a single value, got a list");
       }
       std::vector<std::string> items;
       for (const auto& item : node) {
@@ -442,8 +447,7 @@ Result<Outcome> Load(const Schema& schema, const Program& program,
       if (eq == std::string::npos || eq == 0) {
         return InvalidArgument("--set \"{}\": expected key=value", value);
       }
-      FS_RETURN_IF_ERROR(
-          SetKey(schema, value.substr(0, eq), value.substr(eq + 1), "--set", false));
+      FS_RETURN_IF_ERROR(SetKey(schema, value.substr(0, eq), value.substr(eq + 1), "--set", false));
       continue;
     }
     const Schema::Entry* e = schema.FindFlag(name);
@@ -467,7 +471,11 @@ Result<Outcome> Load(const Schema& schema, const Program& program,
     }
   }
   for (const Schema::Requirement& r : schema.requirements()) {
-    if (!r.ok()) {
+    if (r.check) {
+      if (Status st = r.check(); !st.ok()) {
+        return InvalidArgument("config key \"{}\": {}", r.key, st.message());
+      }
+    } else if (!r.ok()) {
       return InvalidArgument("config key \"{}\": expected {}", r.key, r.expectation);
     }
   }
@@ -483,8 +491,8 @@ Result<Outcome> Load(const Schema& schema, const Program& program, int argc, cha
 }
 
 std::string HelpText(const Schema& schema, const Program& program) {
-  std::string out = fmt::format("{} - {}\n\nUsage: {} [flags]\n", program.name, program.summary,
-                                program.name);
+  std::string out =
+      fmt::format("{} - {}\n\nUsage: {} [flags]\n", program.name, program.summary, program.name);
   if (!program.usage_extra.empty()) {
     out += "\n" + program.usage_extra + "\n";
   }
@@ -502,8 +510,7 @@ std::string HelpText(const Schema& schema, const Program& program) {
       "\nConfig keys (precedence: flags > environment FLAMESTREAM_<KEY, . as __> > --config "
       "file > default):\n";
   for (const Schema::Entry& e : schema.entries()) {
-    out += fmt::format("  {}  ({}, default {})\n      {}\n", e.key, e.type, e.default_text,
-                       e.help);
+    out += fmt::format("  {}  ({}, default {})\n      {}\n", e.key, e.type, e.default_text, e.help);
   }
   return out;
 }

@@ -1,10 +1,10 @@
 #include "flamestream/profile/aggregator.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <ctime>
 #include <limits>
-
-#include <fmt/format.h>
 
 #include "flamestream/batch/batch.h"
 #include "flamestream/batch/cursor.h"
@@ -44,8 +44,8 @@ std::string WindowFileStem(int64_t start_ns) {
   const time_t t = static_cast<time_t>(secs);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  std::string stem = fmt::format("{:04}{:02}{:02}T{:02}{:02}{:02}", tm.tm_year + 1900, tm.tm_mon + 1,
-                                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  std::string stem = fmt::format("{:04}{:02}{:02}T{:02}{:02}{:02}", tm.tm_year + 1900,
+                                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
   if (frac != 0) stem += fmt::format(".{:09}", frac);
   return stem + "Z";
 }
@@ -127,12 +127,18 @@ struct Aggregator::BatchContext {
   std::vector<uint32_t> locations;  // batch location -> window location
   std::vector<uint32_t> stacks;     // batch stack -> window stack
   std::vector<uint32_t> spans;      // batch span_index (1-based) -> window span
-  absl::flat_hash_map<uint32_t, int64_t> pid_series;  // pid -> series, -1 = duplicate
-  std::vector<uint32_t> accepted;   // series this batch was admitted to
+  absl::flat_hash_map<uint32_t, int64_t> pid_series;     // pid -> series, -1 = duplicate
+  std::vector<uint32_t> accepted;                        // series this batch was admitted to
   absl::flat_hash_map<uint64_t, uint32_t> thread_names;  // pid<<32|tid -> strx
+  const Privacy* privacy = nullptr;
+  const LabelPolicy* labels = nullptr;
+  std::vector<uint32_t> paths;  // batch strx -> window strx of the scrubbed path
 
-  void Init(Window* w, const v1::SampleBatch& b) {
+  void Init(Window* w, const v1::SampleBatch& b, const Privacy& p, const LabelPolicy& l) {
     window = w;
+    privacy = &p;
+    labels = &l;
+    if (p.rewrites_paths()) paths.assign(static_cast<size_t>(b.strings_size()), kUnset);
     strings.assign(static_cast<size_t>(b.strings_size()), kUnset);
     mappings.assign(static_cast<size_t>(b.mappings_size()) + 1, kUnset);
     mappings[0] = 0;
@@ -148,6 +154,16 @@ struct Aggregator::BatchContext {
     return slot;
   }
 
+  // A file or binary path, rewritten by the privacy rules.
+  uint32_t Path(const v1::SampleBatch& b, uint32_t strx) {
+    if (!privacy->rewrites_paths() || strx == 0) return Str(b, strx);
+    uint32_t& slot = paths[strx];
+    if (slot == kUnset) {
+      slot = window->dict.InternString(privacy->ScrubPath(b.strings(static_cast<int>(strx))));
+    }
+    return slot;
+  }
+
   uint32_t KernelMapping() {
     return window->dict.InternMapping({.filename = window->dict.InternString("[kernel.kallsyms]"),
                                        .kernel = true,
@@ -159,7 +175,7 @@ struct Aggregator::BatchContext {
     if (slot != kUnset) return slot;
     const v1::Mapping& m = b.mappings(static_cast<int>(mapping_index) - 1);
     slot = window->dict.InternMapping(
-        {.filename = Str(b, m.path_strx()),
+        {.filename = Path(b, m.path_strx()),
          .build_id = m.build_id().empty() ? 0 : window->dict.InternString(HexEncode(m.build_id())),
          .kernel = IsKernelKind(m.kind()),
          .has_functions = true});
@@ -176,21 +192,21 @@ struct Aggregator::BatchContext {
     const v1::Mapping* mapping = batch::MappingOf(b, loc);
     const bool kernel = (mapping != nullptr && IsKernelKind(mapping->kind())) ||
                         (mapping == nullptr && loc.symbol_strx() != 0);
-    out.mapping = mapping != nullptr ? Mapping(b, loc.mapping_index())
-                                     : (kernel ? KernelMapping() : 0);
+    out.mapping =
+        mapping != nullptr ? Mapping(b, loc.mapping_index()) : (kernel ? KernelMapping() : 0);
     if (loc.lines_size() > 0) {
       out.lines.reserve(static_cast<size_t>(loc.lines_size()));
       for (const v1::Line& line : loc.lines()) {
         const uint32_t fn = d.InternFunction({.name = Str(b, line.function_strx()),
                                               .system_name = Str(b, line.system_name_strx()),
-                                              .filename = Str(b, line.file_strx())});
+                                              .filename = Path(b, line.file_strx())});
         out.lines.push_back({.function = fn, .line = line.line(), .column = line.column()});
       }
     } else if (kernel && loc.symbol_strx() != 0) {
       out.lines.push_back({.function = d.InternFunction({.name = Str(b, loc.symbol_strx())})});
     } else {
-      const std::string& path =
-          mapping != nullptr ? batch::StringAt(b, mapping->path_strx()) : std::string();
+      const std::string path = privacy->ScrubPath(
+          mapping != nullptr ? batch::StringAt(b, mapping->path_strx()) : std::string());
       const uint32_t name = d.InternString(UnresolvedFrameName(path, loc.address()));
       out.lines.push_back({.function = d.InternFunction({.name = name})});
     }
@@ -213,9 +229,11 @@ struct Aggregator::BatchContext {
     uint32_t& slot = spans[span_index];
     if (slot != kUnset) return slot;
     const v1::SpanRef& s = b.spans(static_cast<int>(span_index) - 1);
-    slot = window->dict.InternSpan({.trace_id = s.trace_id(),
-                                    .span_id = s.span_id(),
-                                    .name = window->dict.InternString(s.name())});
+    // Only what the policy keeps: spans that differ only in dropped parts merge.
+    slot = window->dict.InternSpan(
+        {.trace_id = labels->trace_id ? s.trace_id() : std::string(),
+         .span_id = labels->span_id ? s.span_id() : std::string(),
+         .name = labels->span_name ? window->dict.InternString(s.name()) : 0});
     return slot;
   }
 };
@@ -223,7 +241,15 @@ struct Aggregator::BatchContext {
 Aggregator::Aggregator(AggregatorOptions options)
     : options_(options),
       window_ns_(std::max<int64_t>(1, options.window.count())),
-      sanitizer_(options.label_limits) {}
+      sanitizer_(options.label_limits),
+      privacy_(options.privacy) {
+  // Sample labels the policy removes are merged away like those a sink does not keep.
+  LabelPolicy& l = options_.labels;
+  l.span_id = l.span_id && privacy_.Keeps("span_id");
+  l.trace_id = l.trace_id && privacy_.Keeps("trace_id");
+  l.span_name = l.span_name && privacy_.Keeps("span_name");
+  l.thread_name = l.thread_name && privacy_.Keeps("thread_name");
+}
 
 Aggregator::~Aggregator() = default;
 
@@ -251,8 +277,8 @@ SeriesKey Aggregator::SeriesFor(const v1::SampleBatch& b, const v1::Process* p, 
   if (p == nullptr) {
     key.service = "unknown";
   } else {
-    const std::string identity = fmt::format("{}/{}/{}/{}", b.cluster(), b.node(), p->host_pid(),
-                                             p->start_time_ticks());
+    const std::string identity =
+        fmt::format("{}/{}/{}/{}", b.cluster(), b.node(), p->host_pid(), p->start_time_ticks());
     if (!p->service_name().empty()) {
       key.service = p->service_name();
       learned_services_[identity] = p->service_name();
@@ -274,6 +300,10 @@ SeriesKey Aggregator::SeriesFor(const v1::SampleBatch& b, const v1::Process* p, 
       key.pod_uid = p->pod_uid();
     }
   }
+  if (!privacy_.Keeps("cluster")) key.cluster.clear();
+  if (!privacy_.Keeps("node")) key.host.clear();
+  if (!privacy_.Keeps("container_id")) key.container_id.clear();
+  if (!privacy_.Keeps("k8s_pod_uid")) key.pod_uid.clear();
   for (std::string* v : {&key.service, &key.cluster, &key.host, &key.container_id, &key.pod_uid}) {
     if (!v->empty()) *v = sanitizer_.Value(*v, reasons);
   }
@@ -317,7 +347,7 @@ AddResult Aggregator::Add(const v1::SampleBatch& b) {
         contexts.push_back(std::make_unique<BatchContext>());
         ctx = contexts.back().get();
         Window& w = WindowAt(start);
-        ctx->Init(&w, b);
+        ctx->Init(&w, b, privacy_, options_.labels);
         if (w.period_ns == 0) w.period_ns = b.period_ns();
         w.symbol_epoch = std::max(w.symbol_epoch, b.symbol_epoch());
         result.windows.push_back(start);
@@ -345,7 +375,7 @@ AddResult Aggregator::Add(const v1::SampleBatch& b) {
         if (added) {
           if (kit->second.second != 0) sanitizer_.Count(kit->second.second);
           auto pit = processes.find(row.pid);
-          if (pit != processes.end()) w.series[s].exe = pit->second->exe();
+          if (pit != processes.end()) w.series[s].exe = privacy_.ScrubPath(pit->second->exe());
           if (new_series_hook_) new_series_hook_(w, s);
         }
         if (std::find(ctx->accepted.begin(), ctx->accepted.end(), s) != ctx->accepted.end()) {

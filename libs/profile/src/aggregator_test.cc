@@ -41,7 +41,8 @@ std::set<std::string> LabelKeys(const pp::Profile& p) {
 TEST(Aggregator, FoldedStacksPerServiceEqualInput) {
   std::vector<v1::SampleBatch> batches;
   for (uint64_t seq = 1; seq <= 3; ++seq) {
-    batches.push_back(MakeCorrelatedBatch({.sequence = seq, .samples = 700, .start_ns = kT0 + kSec}));
+    batches.push_back(
+        MakeCorrelatedBatch({.sequence = seq, .samples = 700, .start_ns = kT0 + kSec}));
     ASSERT_TRUE(batch::Validate(batches.back()).ok()) << batch::Validate(batches.back());
   }
   Aggregator agg({.window = std::chrono::seconds(10), .granularity = SeriesGranularity::kService});
@@ -81,8 +82,9 @@ TEST(Aggregator, FrameNamingCoversEveryFrameKind) {
   const std::string folded = FoldedOf(*ws[0], "checkout-svc");
   // Root first; the inlined Parse is below its caller Handle; unresolved frames are named
   // basename+0xoffset; kernel frames by their kallsyms symbol; no mapping -> 0x<address>.
-  EXPECT_NE(folded.find("libc.so.6+0x29d90;checkout+0x1010;main;Handle(Request const&);Parse;Hash "),
-            std::string::npos)
+  EXPECT_NE(
+      folded.find("libc.so.6+0x29d90;checkout+0x1010;main;Handle(Request const&);Parse;Hash "),
+      std::string::npos)
       << folded;
   EXPECT_NE(folded.find(";Parse;entry_SYSCALL_64;ksys_read "), std::string::npos) << folded;
   EXPECT_NE(folded.find("main;0x7f0000001234 "), std::string::npos) << folded;
@@ -103,8 +105,9 @@ TEST(Aggregator, FrameNamingCoversEveryFrameKind) {
     files.insert(str(m.filename()));
     build_ids.insert(str(m.build_id()));
   }
-  EXPECT_EQ(files, (std::set<std::string>{"/usr/bin/checkout", "/usr/lib/x86_64-linux-gnu/libc.so.6",
-                                          "[kernel.kallsyms]"}));
+  EXPECT_EQ(files,
+            (std::set<std::string>{"/usr/bin/checkout", "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                                   "[kernel.kallsyms]"}));
   EXPECT_TRUE(build_ids.count("101112131415161718191a1b1c1d1e1f20212223")) << *build_ids.begin();
   // An inlined location: Line[0] is the callee.
   bool found_inline = false;
@@ -121,8 +124,8 @@ TEST(Aggregator, FrameNamingCoversEveryFrameKind) {
 }
 
 TEST(Aggregator, DropsDuplicateBatchIdsPerWindow) {
-  v1::SampleBatch b = MakeCorrelatedBatch({.sequence = 9, .samples = 100, .start_ns = kT0 + 9 * kSec,
-                                           .spread_ns = 2 * kSec});
+  v1::SampleBatch b = MakeCorrelatedBatch(
+      {.sequence = 9, .samples = 100, .start_ns = kT0 + 9 * kSec, .spread_ns = 2 * kSec});
   Aggregator agg({});
   AddResult first = agg.Add(b);
   EXPECT_EQ(first.added, 100);
@@ -185,8 +188,8 @@ TEST(Aggregator, LabelPolicyLimitsLabels) {
 TEST(Aggregator, SeriesSplitByHostAndContainer) {
   Aggregator agg({.granularity = SeriesGranularity::kServiceHost});
   (void)agg.Add(MakeCorrelatedBatch({.node = "node-1", .samples = 300, .start_ns = kT0}));
-  (void)agg.Add(MakeCorrelatedBatch({.agent_id = "a2", .node = "node-2", .samples = 300,
-                                     .start_ns = kT0}));
+  (void)agg.Add(
+      MakeCorrelatedBatch({.agent_id = "a2", .node = "node-2", .samples = 300, .start_ns = kT0}));
   auto ws = agg.TakeAll();
   ASSERT_EQ(ws.size(), 1u);
   EXPECT_EQ(ws[0]->series.size(), 6u);
@@ -195,6 +198,50 @@ TEST(Aggregator, SeriesSplitByHostAndContainer) {
     EXPECT_EQ(ws[0]->series[s].key.container_id, std::string(64, 'a'));
     EXPECT_EQ(ws[0]->series[s].key.pod_uid, "pod-1");
   }
+}
+
+// Removed labels merge the series and samples they told apart (counts are kept), and path
+// rules rewrite binary paths before any encoding sees them.
+TEST(Aggregator, PrivacyRemovesLabelsMergingSeriesAndRewritesPaths) {
+  const auto add_two_nodes = [](Aggregator& agg) {
+    (void)agg.Add(MakeCorrelatedBatch({.node = "node-1", .samples = 300, .start_ns = kT0}));
+    (void)agg.Add(
+        MakeCorrelatedBatch({.agent_id = "a2", .node = "node-2", .samples = 300, .start_ns = kT0}));
+  };
+  const auto total = [](const Window& w) {
+    int64_t n = 0;
+    for (const auto& [k, v] : w.samples) n += v.count;
+    return n;
+  };
+  Aggregator plain({.granularity = SeriesGranularity::kServiceHost});
+  add_two_nodes(plain);
+  auto before = plain.TakeAll();
+  ASSERT_EQ(before.size(), 1u);
+
+  Aggregator scrubbed(
+      {.granularity = SeriesGranularity::kServiceHost,
+       .privacy = {.deny = {"node", "container_*", "span_id", "span_name", "thread_name"},
+                   .paths = {{.from = "/usr/lib/*/", .to = "/lib/"}}}});
+  add_two_nodes(scrubbed);
+  auto after = scrubbed.TakeAll();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(before[0]->series.size(), 6u);
+  EXPECT_EQ(after[0]->series.size(), 3u);  // one per service: the nodes merged
+  EXPECT_EQ(total(*after[0]), total(*before[0]));
+  EXPECT_LT(after[0]->samples.size(), before[0]->samples.size());
+  for (uint32_t s : after[0]->SeriesOf("checkout-svc")) {
+    EXPECT_EQ(after[0]->series[s].key.host, "");
+    EXPECT_EQ(after[0]->series[s].key.container_id, "");
+    EXPECT_EQ(after[0]->series[s].key.pod_uid, "pod-1");  // not denied
+  }
+
+  pp::Profile p = EncodePprof(*after[0], after[0]->SeriesOf("checkout-svc"));
+  EXPECT_EQ(LabelKeys(p), (std::set<std::string>{"trace_id"}));
+  std::set<std::string> files;
+  for (const pp::Mapping& m : p.mapping())
+    files.insert(p.string_table(static_cast<int>(m.filename())));
+  EXPECT_EQ(files,
+            (std::set<std::string>{"/usr/bin/checkout", "/lib/libc.so.6", "[kernel.kallsyms]"}));
 }
 
 TEST(Aggregator, RemembersServiceLearnedFromSpans) {
@@ -210,8 +257,8 @@ TEST(Aggregator, RemembersServiceLearnedFromSpans) {
 
 TEST(Pprof, GzipRoundTripAndImportRestoresSamplesAndBatchIds) {
   Aggregator agg({.granularity = SeriesGranularity::kService});
-  v1::SampleBatch b = MakeCorrelatedBatch({.sequence = 5, .samples = 400, .start_ns = kT0,
-                                           .symbol_epoch = 3});
+  v1::SampleBatch b =
+      MakeCorrelatedBatch({.sequence = 5, .samples = 400, .start_ns = kT0, .symbol_epoch = 3});
   (void)agg.Add(b);
   auto ws = agg.TakeAll();
   pp::Profile p = EncodePprof(*ws[0], ws[0]->SeriesOf("checkout-svc"), {.batch_comments = true});

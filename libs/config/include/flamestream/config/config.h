@@ -68,6 +68,9 @@ class Schema {
                       std::string help);
   // After loading, `ok()` must hold or loading fails with "<key>: expected <expectation>".
   void Require(std::string key, std::function<bool()> ok, std::string expectation);
+  // After loading, `check()` must return OK or loading fails with "<key>: <its message>" (for
+  // checks that explain themselves, e.g. which list item is wrong).
+  void Check(std::string key, std::function<Status()> check);
 
   // One declared key (for --help, the loader and tests).
   struct Entry {
@@ -93,6 +96,7 @@ class Schema {
     std::string key;
     std::function<bool()> ok;
     std::string expectation;
+    std::function<Status()> check;  // instead of ok/expectation when set
   };
   [[nodiscard]] const std::vector<Requirement>& requirements() const { return requirements_; }
 

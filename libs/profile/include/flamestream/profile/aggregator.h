@@ -37,6 +37,7 @@
 
 #include "flamestream/common/status.h"
 #include "flamestream/profile/labels.h"
+#include "flamestream/profile/privacy.h"
 #include "flamestream/v1/samples.pb.h"
 
 namespace flamestream::profile {
@@ -241,6 +242,9 @@ struct AggregatorOptions {
   SeriesGranularity granularity = SeriesGranularity::kServiceHost;
   // Caps and cleaning of series label values (labels.h), applied to every SeriesKey field.
   LabelLimits label_limits;
+  // Labels removed and paths rewritten before any sink sees them (privacy.h); removed series
+  // labels merge the series they told apart.
+  PrivacyPolicy privacy;
 };
 
 // What Add() did with a batch.
@@ -295,6 +299,7 @@ class Aggregator {
   int64_t max_event_ns_ = 0;
   NewSeriesHook new_series_hook_;
   LabelSanitizer sanitizer_;
+  Privacy privacy_;
   // (cluster/node/host_pid/start_ticks) -> service name learned from spans.
   absl::flat_hash_map<std::string, std::string> learned_services_;
 };
