@@ -631,7 +631,7 @@ std::string PyroscopeQuery() {
   return req.SerializeAsString();
 }
 
-// Pyroscope's public query API (not in WIRE-FORMATS.md; numbers from its querier.v1 schema).
+// Pyroscope's public query API (WIRE-FORMATS.md §4; numbers from its querier.v1 schema).
 const std::vector<Expect> kPyroscopeQuery = {
     {"SelectMergeProfileRequest.profile_typeID", "1", Wire::kLen},
     {"SelectMergeProfileRequest.label_selector", "2", Wire::kLen},
