@@ -88,8 +88,8 @@ Publisher::Publisher(PublisherOptions options, const bpf::ClockOffset* clock,
                                     {{"result", "published"}});
   m_.process_failed = &r.Counter("fs_agent_process_records_total", "process records by outcome",
                                  {{"result", "failed"}});
-  m_.process_tombstones = &r.Counter("fs_agent_process_records_total",
-                                     "process records by outcome", {{"result", "tombstone"}});
+  m_.process_tombstones = &r.Counter("fs_agent_process_records_total", "process records by outcome",
+                                     {{"result", "tombstone"}});
   m_.bytes_per_sample = &r.Gauge("fs_agent_bytes_per_sample",
                                  "serialized raw batch bytes per sample (before compression)");
   m_.spool_bytes = &r.Gauge("fs_agent_spool_bytes", "bytes of batches in the spool");
@@ -251,9 +251,10 @@ void Publisher::SendInPieces(uint64_t sequence, const std::string& bytes, size_t
     const Status why = pieces.ok() ? OutOfRange("cannot be split further") : pieces.error();
     stats_.dropped.fetch_add(1);
     m_.dropped->Inc();
-    log::Error("batch lost: too large for Kafka and cannot be split",
-               {{"sequence", sequence}, {"bytes", bytes.size()}, {"max_bytes", max_bytes},
-                {"error", why}});
+    log::Error("batch lost: too large for Kafka and cannot be split", {{"sequence", sequence},
+                                                                       {"bytes", bytes.size()},
+                                                                       {"max_bytes", max_bytes},
+                                                                       {"error", why}});
     return;
   }
   // The agent numbers batches, so each piece is a batch of its own (no part path).
@@ -266,9 +267,10 @@ void Publisher::SendInPieces(uint64_t sequence, const std::string& bytes, size_t
     piece.mutable_id()->set_sequence(seq);
     front.push_back({seq, false, piece.SerializeAsString(), batch::SampleCount(piece)});
   }
-  log::Warn("batch too large for Kafka; sending it in pieces",
-            {{"sequence", sequence}, {"bytes", bytes.size()}, {"pieces", pieces->size()},
-             {"max_bytes", max_bytes}});
+  log::Warn("batch too large for Kafka; sending it in pieces", {{"sequence", sequence},
+                                                                {"bytes", bytes.size()},
+                                                                {"pieces", pieces->size()},
+                                                                {"max_bytes", max_bytes}});
   stats_.next_sequence = std::max<uint64_t>(stats_.next_sequence, first + pieces->size() - 1);
   if (first + pieces->size() >= reserved_sequence_) {  // a crash must not reuse them
     reserved_sequence_ = first + pieces->size() + kSequenceLease;
@@ -429,7 +431,8 @@ void Publisher::HandleAck(Ack& ack) {
     // way from the spool forever. Send it in halves instead.
     std::string bytes = std::move(done.bytes);
     if (done.from_spool) {
-      if (std::optional<Spool::Entry> head = spool_->Front(); head && head->sequence == done.sequence) {
+      if (std::optional<Spool::Entry> head = spool_->Front();
+          head && head->sequence == done.sequence) {
         bytes = std::move(head->bytes);
       }
       (void)spool_->Remove(done.sequence);
@@ -536,7 +539,7 @@ void Publisher::Run() {
   if (const Clock::time_point now = Clock::now(); now < deadline) {
     (void)producer_->Flush(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
   }
-  rd_kafka_purge(producer_->handle(), RD_KAFKA_PURGE_F_QUEUE);
+  producer_->PurgeQueued();
   (void)producer_->Flush(std::chrono::milliseconds(100));
   SaveSequence(stats_.next_sequence.load());  // clean stop: the next run continues exactly
   UpdateSpoolMetrics();

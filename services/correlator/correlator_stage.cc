@@ -1,8 +1,10 @@
 #include "correlator_stage.h"
 
+#include <absl/container/flat_hash_map.h>
+
 #include <algorithm>
-#include <limits>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -12,20 +14,18 @@
 #include <utility>
 #include <vector>
 
-#include <absl/container/flat_hash_map.h>
-
 #include "flamestream/batch/batch.h"
 #include "flamestream/batch/builder.h"
 #include "flamestream/batch/cursor.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/kafka/ack_tracker.h"
-#include "flamestream/stage/acked_produce.h"
-#include "flamestream/stage/failure_latch.h"
 #include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/dlq.h"
 #include "flamestream/kafka/producer.h"
 #include "flamestream/kafka/topics.h"
 #include "flamestream/log/log.h"
+#include "flamestream/stage/acked_produce.h"
+#include "flamestream/stage/failure_latch.h"
 #include "flamestream/v1/samples.pb.h"
 #include "flamestream/v1/spans.pb.h"
 
@@ -52,19 +52,11 @@ struct Committed {
 };
 
 // The committed offset and metadata of (topic, p) for the consumer's group.
-Committed QueryCommitted(rd_kafka_t* rk, const std::string& topic, int32_t p) {
-  Committed out;
-  kafka::PartitionList list(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
-  if (rd_kafka_committed(rk, list.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return out;
-  }
-  const rd_kafka_topic_partition_t& e = list->elems[0];
-  out.offset = e.offset;
-  if (e.metadata != nullptr && e.metadata_size > 0) {
-    out.metadata.assign(static_cast<const char*>(e.metadata), e.metadata_size);
-  }
-  return out;
+Committed QueryCommitted(kafka::Consumer& consumer, const std::string& topic, int32_t p) {
+  Result<kafka::TopicPartitions> got =
+      consumer.Committed({{topic, p, kafka::kOffsetInvalid, {}}}, std::chrono::seconds(10));
+  if (!got.ok() || got->empty()) return {};
+  return {got->front().offset, got->front().metadata};
 }
 
 std::optional<int64_t> ParseMetadata(std::string_view md, std::string_view prefix) {
@@ -78,7 +70,6 @@ std::optional<int64_t> ParseMetadata(std::string_view md, std::string_view prefi
   return *v;
 }
 
-
 }  // namespace
 
 void ApplyReplayMode(StageConfig& config) {
@@ -90,32 +81,13 @@ void ApplyReplayMode(StageConfig& config) {
   config.commit_span_offsets = false;
 }
 
-Status CheckCopartitioned(rd_kafka_t* rk, const std::string& samples_topic,
+Status CheckCopartitioned(kafka::Producer& producer, const std::string& samples_topic,
                           const std::string& spans_topic, std::chrono::milliseconds timeout) {
-  const rd_kafka_metadata_t* md = nullptr;
-  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, /*all_topics=*/1, nullptr, &md,
-                                              static_cast<int>(timeout.count()));
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return Unavailable("kafka metadata: {}", rd_kafka_err2str(err));
-  }
-  std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> owned(
-      md, &rd_kafka_metadata_destroy);
-  auto count = [&](const std::string& topic) -> int {
-    for (int i = 0; i < md->topic_cnt; ++i) {
-      if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        return md->topics[i].partition_cnt;
-      }
-    }
-    return -1;
+  auto count = [&](const std::string& topic) -> Result<int> {
+    return producer.PartitionCount(topic, timeout);
   };
-  const int samples = count(samples_topic);
-  const int spans = count(spans_topic);
-  if (samples < 0) {
-    return NotFound("topic {} does not exist", samples_topic);
-  }
-  if (spans < 0) {
-    return NotFound("topic {} does not exist", spans_topic);
-  }
+  FS_ASSIGN_OR_RETURN(const int samples, count(samples_topic));
+  FS_ASSIGN_OR_RETURN(const int spans, count(spans_topic));
   if (samples != spans) {
     return FailedPrecondition(
         "topics are not co-partitioned: {} has {} partitions, {} has {}; the correlator needs "
@@ -133,9 +105,9 @@ struct CorrelatorStage::State {
     int64_t offset = 0;
     std::string key;
     kafka::Headers headers;
-    batch::BatchBuilder builder;          // the input batch without its samples
+    batch::BatchBuilder builder;  // the input batch without its samples
     std::vector<batch::SampleRow> rows;
-    std::vector<uint32_t> span_index;     // result per row
+    std::vector<uint32_t> span_index;  // result per row
     size_t remaining = 0;
     int64_t min_time_ns = std::numeric_limits<int64_t>::max();
     absl::flat_hash_map<uint32_t, std::string> services;  // host pid -> learned service
@@ -151,7 +123,8 @@ struct CorrelatorStage::State {
     int64_t clock_lag_ns = 0;
     int64_t frozen_at_ns = -1;
     int64_t Now() const {
-      return frozen_at_ns >= 0 ? frozen_at_ns : correlate::JoinEngine::SystemClockNs() - clock_lag_ns;
+      return frozen_at_ns >= 0 ? frozen_at_ns
+                               : correlate::JoinEngine::SystemClockNs() - clock_lag_ns;
     }
     void Freeze() {
       if (frozen_at_ns < 0) frozen_at_ns = Now();
@@ -214,7 +187,7 @@ struct CorrelatorStage::State {
   std::unique_ptr<kafka::Consumer> consumer;
   std::map<int32_t, std::unique_ptr<Partition>> parts;
   kafka::TopicPartitions newly_assigned;
-  std::set<int32_t> paused;      // samples partitions paused (rebuild or backpressure)
+  std::set<int32_t> paused;  // samples partitions paused (rebuild or backpressure)
   bool backpressure = false;
   size_t pending_batches = 0;
 
@@ -236,8 +209,8 @@ struct CorrelatorStage::State {
   void ExportCounters(Partition& part) {
     const correlate::JoinCounters& c = part.engine.counters();
     correlate::JoinCounters& e = part.exported;
-    auto add = [&](uint64_t now, uint64_t& before, const std::string& name,
-                   const std::string& help, const obs::Labels& labels) {
+    auto add = [&](uint64_t now, uint64_t& before, const std::string& name, const std::string& help,
+                   const obs::Labels& labels) {
       if (now > before) {
         Count(name, help, labels).Inc(now - before);
       }
@@ -247,8 +220,7 @@ struct CorrelatorStage::State {
     const std::string samples_help = "samples emitted, by how they joined";
     add(c.samples_matched, e.samples_matched, samples, samples_help, {{"result", "matched"}});
     add(c.samples_direct, e.samples_direct, samples, samples_help, {{"result", "direct"}});
-    add(c.samples_unmatched, e.samples_unmatched, samples, samples_help,
-        {{"result", "unmatched"}});
+    add(c.samples_unmatched, e.samples_unmatched, samples, samples_help, {{"result", "unmatched"}});
     add(c.samples_direct_unknown_span, e.samples_direct_unknown_span,
         "fs_correlator_direct_unknown_span_total",
         "samples that carried span ids whose span was not held (no name)", {});
@@ -320,17 +292,17 @@ struct CorrelatorStage::State {
     if (track) {
       acks.Track(topic, partition, offset, 1);
     }
-    Status s = dlq->Write(msg, error, [this, topic, partition, offset, track](
-                                          const kafka::DeliveryReport& r) {
-      if (r.status.ok()) {
-        metrics.dlq_records.Inc();
-        if (track) {
-          acks.Ack(topic, partition, offset);
-        }
-      } else {
-        failure.Set(r.status.WithContext("DLQ delivery failed"));
-      }
-    });
+    Status s = dlq->Write(msg, error,
+                          [this, topic, partition, offset, track](const kafka::DeliveryReport& r) {
+                            if (r.status.ok()) {
+                              metrics.dlq_records.Inc();
+                              if (track) {
+                                acks.Ack(topic, partition, offset);
+                              }
+                            } else {
+                              failure.Set(r.status.WithContext("DLQ delivery failed"));
+                            }
+                          });
     if (!s.ok()) {
       failure.Set(s.WithContext("DLQ produce"));
     }
@@ -374,8 +346,8 @@ struct CorrelatorStage::State {
       // uncommitted samples may need. (Seeking only now, with the fetch under way, is what
       // makes the seek stick: one issued right after the assignment can be overridden by the
       // start position the fetcher is still resolving.)
-      if (part.replay_from.has_value() && SeekSpans(msg.partition(), *part.replay_from,
-                                                    msg.offset())) {
+      if (part.replay_from.has_value() &&
+          SeekSpans(msg.partition(), *part.replay_from, msg.offset())) {
         return;  // this record is before the target; reading resumes there
       }
     }
@@ -406,8 +378,8 @@ struct CorrelatorStage::State {
       }
       s.thread_id = ks.thread_id() > 0 ? static_cast<uint64_t>(ks.thread_id()) : 0;
       max_end = std::max(max_end, s.end_ns);
-      part.engine.AddSpan(s, replay ? correlate::SpanOrigin::kReplay
-                                    : correlate::SpanOrigin::kLive);
+      part.engine.AddSpan(s,
+                          replay ? correlate::SpanOrigin::kReplay : correlate::SpanOrigin::kLive);
     }
     // The engine ignores spans it already holds, so re-reading a record is harmless. The
     // committed spans offset is the position read; its metadata names the first record a
@@ -491,9 +463,9 @@ struct CorrelatorStage::State {
     // The join key is the record key (spans carry the same); a keyless record falls back to
     // the batch's own cluster/node. The output keeps the input's key either way.
     const std::string fallback_key =
-        held.key.empty() ? fmt::format("{}/{}", held.builder.batch().cluster(),
-                                       held.builder.batch().node())
-                         : std::string();
+        held.key.empty()
+            ? fmt::format("{}/{}", held.builder.batch().cluster(), held.builder.batch().node())
+            : std::string();
     const std::string_view key = held.key.empty() ? fallback_key : held.key;
     for (size_t i = 0; i < held.rows.size(); ++i) {
       const batch::SampleRow& r = held.rows[i];
@@ -577,9 +549,9 @@ struct CorrelatorStage::State {
     b.mutable_batch().set_stage(v1::STAGE_CORRELATED);
     const v1::SampleBatch out = b.Finish();
     const stage::InputPosition in{config.samples_topic, partition, pb.offset};
-    Result<std::vector<stage::Output>> pieces = stage::FitOutput(
-        {config.output_topic, pb.key, out.SerializeAsString(), pb.headers},
-        producer->max_message_bytes(), config.split);
+    Result<std::vector<stage::Output>> pieces =
+        stage::FitOutput({config.output_topic, pb.key, out.SerializeAsString(), pb.headers},
+                         producer->max_message_bytes(), config.split);
     if (!pieces.ok()) {
       // The input was read long ago (held for the watermark): a reference record to it.
       metrics.Errors("too_large").Inc();
@@ -613,8 +585,8 @@ struct CorrelatorStage::State {
   // Outputs the broker refused as too large: sent again in halves (stage/oversize.h).
   void ProduceRefused() {
     if (refused.empty()) return;
-    if (Status s = stage::ProduceRefused(refused, config.split, *producer, *dlq, metrics, acks,
-                                         failure);
+    if (Status s =
+            stage::ProduceRefused(refused, config.split, *producer, *dlq, metrics, acks, failure);
         !s.ok()) {
       failure.Set(s.WithContext("produce split output"));
     }
@@ -626,14 +598,9 @@ struct CorrelatorStage::State {
     if (next < 0) {
       return false;  // start position unknown: cannot tell; keep the plain idle rule
     }
-    int64_t low = -1;
-    int64_t high = -1;
-    if (rd_kafka_get_watermark_offsets(consumer->handle(), topic.c_str(), p, &low, &high) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR ||
-        high < 0) {
-      return true;
-    }
-    return next < high;
+    Result<kafka::Watermarks> w = consumer->GetWatermarks(topic, p);
+    if (!w.ok() || w->high < 0) return true;
+    return next < w->high;
   }
 
   // Idle means caught up: a partition whose samples or spans are not all read yet (a backlog
@@ -664,34 +631,29 @@ struct CorrelatorStage::State {
 
   // The replay-from time in the committed metadata of samples partition `p`, if any.
   std::optional<int64_t> CommittedReplayFrom(int32_t p) {
-    return ParseMetadata(QueryCommitted(consumer->handle(), config.samples_topic, p).metadata,
+    return ParseMetadata(QueryCommitted(*consumer, config.samples_topic, p).metadata,
                          kMetadataPrefix);
   }
 
   // On assignment of samples partition `p`: where reading starts (for the pending state).
   void StartSamples(int32_t p) {
     Partition& part = Part(p);
-    const Committed c = QueryCommitted(consumer->handle(), config.samples_topic, p);
-    int64_t low = -1;
-    int64_t high = -1;
+    const Committed c = QueryCommitted(*consumer, config.samples_topic, p);
     if (c.offset >= 0) {
       part.samples_next = c.offset;
-    } else if (rd_kafka_query_watermark_offsets(consumer->handle(), config.samples_topic.c_str(),
-                                                p, &low, &high, 10000) ==
-               RD_KAFKA_RESP_ERR_NO_ERROR) {
-      part.samples_next = low;  // auto.offset.reset=earliest
+    } else if (Result<kafka::Watermarks> w =
+                   consumer->GetWatermarks(config.samples_topic, p, std::chrono::seconds(10));
+               w.ok()) {
+      part.samples_next = w->low;  // auto.offset.reset=earliest
     }
   }
 
   void SeekSpansTo(Partition& part, int64_t target) {
     part.last_seek = Clock::now();
-    kafka::PartitionList seek(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(seek.get(), config.spans_topic.c_str(), part.partition)
-        ->offset = target;
     // Asynchronous (timeout 0): the main loop must not block on a partition whose fetch is
     // still starting. Issued again until a record at the target arrives (CheckRebuilds).
-    kafka::KafkaError err(rd_kafka_seek_partitions(consumer->handle(), seek.get(), 0));
-    (void)err;
+    (void)consumer->Seek({config.spans_topic, part.partition, target, {}},
+                         std::chrono::milliseconds(0));
   }
 
   // Seeks spans partition `p` forward to the first record at or after `from_ns` minus the
@@ -699,18 +661,13 @@ struct CorrelatorStage::State {
   bool SeekSpans(int32_t p, int64_t from_ns, int64_t current) {
     const int64_t skew = config.join.max_clock_skew.count();
     const int64_t ts_ms = std::max<int64_t>(0, (from_ns - skew) / 1'000'000);
-    kafka::PartitionList list(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(list.get(), config.spans_topic.c_str(), p)->offset = ts_ms;
-    if (rd_kafka_offsets_for_times(consumer->handle(), list.get(), 5000) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR ||
-        list->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR || list->elems[0].offset <= current) {
+    Result<int64_t> found =
+        consumer->OffsetForTime(config.spans_topic, p, ts_ms, std::chrono::seconds(5));
+    if (!found.ok() || *found <= current) {
       return false;  // no answer (the dev broker gives none): read on from here
     }
-    const int64_t target = list->elems[0].offset;
-    kafka::PartitionList seek(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(seek.get(), config.spans_topic.c_str(), p)->offset = target;
-    kafka::KafkaError err(rd_kafka_seek_partitions(consumer->handle(), seek.get(), 5000));
-    if (err || seek->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const int64_t target = *found;
+    if (!consumer->Seek({config.spans_topic, p, target, {}}, std::chrono::seconds(5)).ok()) {
       return false;
     }
     log::Info("span replay skips ahead", {{"stage", config.stage_name},
@@ -732,19 +689,19 @@ struct CorrelatorStage::State {
     part.seek_checked = false;
     part.seek_target.reset();
     part.span_records.clear();
-    const Committed committed = config.commit_span_offsets
-                                    ? QueryCommitted(consumer->handle(), config.spans_topic, p)
-                                    : Committed{};
+    const Committed committed =
+        config.commit_span_offsets ? QueryCommitted(*consumer, config.spans_topic, p) : Committed{};
     part.spans_committed = committed.offset;
     part.spans_commit_pos = committed.offset;
     part.spans_commit_from = kafka::kOffsetInvalid;
-    int64_t low = -1;
-    int64_t high = -1;
-    if (rd_kafka_query_watermark_offsets(consumer->handle(), config.spans_topic.c_str(), p, &low,
-                                         &high, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    Result<kafka::Watermarks> marks =
+        consumer->GetWatermarks(config.spans_topic, p, std::chrono::seconds(10));
+    if (!marks.ok()) {
       part.rebuilding = false;
       return;
     }
+    const int64_t low = marks->low;
+    const int64_t high = marks->high;
     int64_t start = low;
     if (committed.offset >= 0) {
       start = committed.offset;
@@ -866,15 +823,15 @@ struct CorrelatorStage::State {
                                      : std::min(part.span_records.front().first, position);
   }
 
-  Status Commit() {
+  Status Commit(bool async = false) {
+    if (async && consumer->commits_in_flight() > 0) return OkStatus();
     kafka::TopicPartitions offsets = acks.CommittableOffsets();
     // A spans partition being rebuilt is read below its committed position: not committed
     // until the rebuild is over.
     std::erase_if(offsets, [this](const kafka::TopicPartition& tp) {
       if (tp.topic != config.spans_topic) return false;
       auto it = parts.find(tp.partition);
-      return it == parts.end() || it->second->rebuilding ||
-             tp.offset < it->second->spans_committed;
+      return it == parts.end() || it->second->rebuilding || tp.offset < it->second->spans_committed;
     });
     // Spans partitions whose position did not move but whose restart offset would: commit the
     // same position with the new metadata.
@@ -903,40 +860,46 @@ struct CorrelatorStage::State {
                                      part.uncommitted_times.lower_bound(tp.offset));
       }
     }
-    kafka::PartitionList list = kafka::ToPartitionList(offsets);
-    std::vector<std::string> metadata(static_cast<size_t>(list->cnt));
-    std::vector<std::pair<Partition*, int64_t>> span_commits;  // (partition, restart offset)
-    for (int i = 0; i < list->cnt; ++i) {
-      rd_kafka_topic_partition_t& e = list->elems[i];
-      auto it = parts.find(e.partition);
+    std::vector<std::pair<int32_t, int64_t>> span_commits;  // (partition, restart offset)
+    for (kafka::TopicPartition& tp : offsets) {
+      auto it = parts.find(tp.partition);
       if (it == parts.end()) {
         continue;
       }
       Partition& part = *it->second;
       const int64_t from = SpanReplayStart(part);
-      std::string& md = metadata[static_cast<size_t>(i)];
-      if (config.samples_topic == e.topic) {
-        if (from <= 0) {
-          continue;
-        }
-        md = fmt::format("{}{}", kMetadataPrefix, from);
+      if (config.samples_topic == tp.topic) {
+        if (from > 0) tp.metadata = fmt::format("{}{}", kMetadataPrefix, from);
       } else {
-        const int64_t restart = SpanRestartOffset(part, from, e.offset);
-        span_commits.emplace_back(&part, restart);
-        md = fmt::format("{}{}", kSpansMetadataPrefix, restart);
+        const int64_t restart = SpanRestartOffset(part, from, tp.offset);
+        span_commits.emplace_back(tp.partition, restart);
+        tp.metadata = fmt::format("{}{}", kSpansMetadataPrefix, restart);
       }
-      e.metadata = md.data();
-      e.metadata_size = md.size();
     }
-    rd_kafka_resp_err_t err = rd_kafka_commit(consumer->handle(), list.get(), /*async=*/0);
-    // librdkafka must not free our strings.
-    for (int i = 0; i < list->cnt; ++i) {
-      list->elems[i].metadata = nullptr;
-      list->elems[i].metadata_size = 0;
+    if (!async) {
+      Status s = consumer->Commit(offsets);
+      CommitDone(offsets, span_commits, s);
+      return s;
     }
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    // Periodic: without waiting (a sync commit waits behind the fetch the coordinator holds,
+    // up to fetch.wait.max.ms); the result is handled inside a later Poll, on this thread.
+    Status s = consumer->CommitAsync(
+        offsets, [this, offsets, span_commits](const kafka::TopicPartitions&, const Status& r) {
+          if (!r.ok()) {
+            log::Warn("commit failed; will retry", {{"stage", config.stage_name}, {"error", r}});
+          }
+          CommitDone(offsets, span_commits, r);
+        });
+    if (!s.ok()) CommitDone(offsets, span_commits, s);
+    return s;
+  }
+
+  void CommitDone(const kafka::TopicPartitions& offsets,
+                  const std::vector<std::pair<int32_t, int64_t>>& span_commits,
+                  const Status& result) {
+    if (!result.ok()) {
       metrics.Errors("commit").Inc();
-      return Unavailable("kafka commit: {}", rd_kafka_err2str(err));
+      return;
     }
     acks.MarkCommitted(offsets);
     for (const kafka::TopicPartition& tp : offsets) {
@@ -945,8 +908,9 @@ struct CorrelatorStage::State {
         it->second->spans_commit_pos = tp.offset;
       }
     }
-    for (auto [part, restart] : span_commits) part->spans_commit_from = restart;
-    return OkStatus();
+    for (auto [p, restart] : span_commits) {
+      if (auto it = parts.find(p); it != parts.end()) it->second->spans_commit_from = restart;
+    }
   }
 
   void RefreshLag() {
@@ -994,8 +958,8 @@ Status CorrelatorStage::Run(service::Context& ctx) {
   {
     Status check;
     for (int attempt = 0; attempt < 5 && !ctx.stop.stop_requested(); ++attempt) {
-      check = CheckCopartitioned(st.producer->handle(), config_.samples_topic,
-                                 config_.spans_topic, std::chrono::seconds(5));
+      check = CheckCopartitioned(*st.producer, config_.samples_topic, config_.spans_topic,
+                                 std::chrono::seconds(5));
       if (check.ok() || check.code() == StatusCode::kFailedPrecondition) {
         break;
       }
@@ -1090,7 +1054,7 @@ Status CorrelatorStage::Run(service::Context& ctx) {
     st.Advance(/*flush=*/false);
     st.ProduceRefused();
     if (Clock::now() - last_commit >= config_.commit_interval) {
-      if (Status s = st.Commit(); !s.ok()) {
+      if (Status s = st.Commit(/*async=*/true); !s.ok()) {
         log::Warn("commit failed; will retry", {{"stage", config_.stage_name}, {"error", s}});
       }
       st.RefreshLag();
@@ -1119,8 +1083,8 @@ Status CorrelatorStage::Run(service::Context& ctx) {
   }
   // Drain: nothing new is consumed; emit everything held, let it land, commit, leave.
   st.Advance(/*flush=*/true);
-  log::Info("draining", {{"stage", config_.stage_name},
-                         {"outstanding", st.producer->OutstandingCount()}});
+  log::Info("draining",
+            {{"stage", config_.stage_name}, {"outstanding", st.producer->OutstandingCount()}});
   if (Status s = st.producer->Flush(config_.drain_timeout); !s.ok() && result.ok()) {
     result = s.WithContext("flush on drain");
   }

@@ -37,18 +37,17 @@
 //   Abandon() instead makes the next stop behave like a crash (tests).
 #pragma once
 
-#include "flamestream/stage/oversize.h"
-
 #include <atomic>
 #include <chrono>
 #include <string>
 
 #include "flamestream/common/status.h"
 #include "flamestream/correlate/join_engine.h"
-#include "flamestream/kafka/handles.h"
+#include "flamestream/kafka/producer.h"
 #include "flamestream/kafka/types.h"
 #include "flamestream/obs/metrics.h"
 #include "flamestream/service/service.h"
+#include "flamestream/stage/oversize.h"
 
 namespace flamestream::correlator {
 
@@ -110,10 +109,10 @@ class CorrelatorStage {
   std::atomic<bool> abandon_{false};
 };
 
-// OK when both topics exist with the same partition count (read through `rk`'s metadata);
-// FailedPrecondition naming both topics and counts when they differ, NotFound when one is
-// missing.
-Status CheckCopartitioned(rd_kafka_t* rk, const std::string& samples_topic,
+// OK when both topics exist with the same partition count (read through `producer`'s
+// metadata); FailedPrecondition naming both topics and counts when they differ, NotFound when
+// one is missing.
+Status CheckCopartitioned(kafka::Producer& producer, const std::string& samples_topic,
                           const std::string& spans_topic, std::chrono::milliseconds timeout);
 
 }  // namespace flamestream::correlator

@@ -46,8 +46,7 @@ bool AckTracker::Ack(const std::string& topic, int32_t partition, int64_t offset
   return true;
 }
 
-bool AckTracker::Extend(const std::string& topic, int32_t partition, int64_t offset,
-                        uint32_t n) {
+bool AckTracker::Extend(const std::string& topic, int32_t partition, int64_t offset, uint32_t n) {
   std::lock_guard<std::mutex> lock(mu_);
   PartitionState* st = nullptr;
   Input* in = FindLocked(topic, partition, offset, &st);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <utility>
@@ -74,8 +75,15 @@ std::optional<std::string_view> Message::header(std::string_view name) const {
 PartitionList ToPartitionList(const TopicPartitions& partitions) {
   PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
   for (const TopicPartition& tp : partitions) {
-    rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset =
-        tp.offset;
+    rd_kafka_topic_partition_t* e =
+        rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition);
+    e->offset = tp.offset;
+    if (!tp.metadata.empty()) {
+      // The list owns (and frees) its metadata.
+      e->metadata = std::malloc(tp.metadata.size());
+      std::memcpy(e->metadata, tp.metadata.data(), tp.metadata.size());
+      e->metadata_size = tp.metadata.size();
+    }
   }
   return list;
 }
@@ -88,7 +96,11 @@ TopicPartitions FromPartitionList(const rd_kafka_topic_partition_list_t* list) {
   out.reserve(static_cast<size_t>(list->cnt));
   for (int i = 0; i < list->cnt; ++i) {
     const rd_kafka_topic_partition_t& e = list->elems[i];
-    out.push_back({e.topic, e.partition, e.offset});
+    TopicPartition tp{e.topic, e.partition, e.offset, {}};
+    if (e.metadata != nullptr && e.metadata_size > 0) {
+      tp.metadata.assign(static_cast<const char*>(e.metadata), e.metadata_size);
+    }
+    out.push_back(std::move(tp));
   }
   return out;
 }
@@ -547,115 +559,6 @@ Status Consumer::OnOffsetReset(const rd_kafka_message_t& msg) {
   return OkStatus();
 }
 
-Status Consumer::Commit(const TopicPartitions& offsets) {
-  if (!rk_) {
-    return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
-  }
-  if (config_.whole_topics) {
-    return FailedPrecondition("kafka consumer {} reads whole topics and has no group", Name());
-  }
-  if (offsets.empty()) {
-    return OkStatus();
-  }
-  PartitionList list = ToPartitionList(offsets);
-  return CommitStatus(rd_kafka_commit(rk_.get(), list.get(), /*async=*/0), list.get());
-}
-
-Status Consumer::CommitStatus(rd_kafka_resp_err_t err,
-                              const rd_kafka_topic_partition_list_t* list) {
-  if (err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
-      err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID) {
-    commit_refused_at_ = std::chrono::steady_clock::now();
-  }
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return ErrStatus(err, "kafka commit");
-  }
-  for (int i = 0; list != nullptr && i < list->cnt; ++i) {
-    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return ErrStatus(list->elems[i].err, fmt::format("kafka commit {}[{}]", list->elems[i].topic,
-                                                       list->elems[i].partition));
-    }
-  }
-  return OkStatus();
-}
-
-void Consumer::DrainCommits(std::chrono::milliseconds timeout) {
-  if (!commit_queue_) return;
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (!commits_in_flight_.empty() && std::chrono::steady_clock::now() < until) {
-    (void)rd_kafka_queue_poll_callback(commit_queue_.get(), 50);
-  }
-  if (!commits_in_flight_.empty()) {
-    log::Warn("kafka async commits still unanswered at close",
-              {{"group", config_.group_id}, {"count", commits_in_flight_.size()}});
-  }
-  commits_in_flight_.clear();
-  commit_queue_.reset();  // purges what is left, before the handle goes
-}
-
-Status Consumer::CommitAsync(const TopicPartitions& offsets, CommitCallback done) {
-  if (!rk_) {
-    return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
-  }
-  if (config_.whole_topics) {
-    return FailedPrecondition("kafka consumer {} reads whole topics and has no group", Name());
-  }
-  if (offsets.empty()) {
-    if (done) done(offsets, OkStatus());
-    return OkStatus();
-  }
-  const uint64_t id = next_commit_id_++;
-  commits_in_flight_.emplace(id, std::move(done));
-  PartitionList list = ToPartitionList(offsets);
-  // The result is served from our own queue by Poll() (and Close()).
-  if (!commit_queue_) commit_queue_.reset(rd_kafka_queue_new(rk_.get()));
-  const rd_kafka_resp_err_t err = rd_kafka_commit_queue(
-      rk_.get(), list.get(), commit_queue_.get(), &Consumer::CommitDoneCallback,
-      reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    commits_in_flight_.erase(id);
-    return CommitStatus(err, nullptr);
-  }
-  return OkStatus();
-}
-
-void Consumer::CommitDoneCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
-                                  rd_kafka_topic_partition_list_t* offsets, void* opaque) {
-  auto* self = static_cast<Consumer*>(rd_kafka_opaque(rk));
-  const auto id = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(opaque));
-  auto it = self->commits_in_flight_.find(id);
-  if (it == self->commits_in_flight_.end()) return;
-  CommitCallback done = std::move(it->second);
-  self->commits_in_flight_.erase(it);
-  const Status status = self->CommitStatus(err, offsets);
-  if (!done) return;
-  try {
-    done(offsets != nullptr ? FromPartitionList(offsets) : TopicPartitions{}, status);
-  } catch (const std::exception& ex) {
-    log::Error("kafka commit callback threw",
-               {{"group", self->config_.group_id}, {"error", ex.what()}});
-  }
-}
-
-bool Consumer::rebalance_pending() const {
-  return commit_refused_at_.has_value() &&
-         std::chrono::steady_clock::now() - *commit_refused_at_ < session_timeout_;
-}
-
-Result<TopicPartitions> Consumer::Committed(const TopicPartitions& partitions,
-                                            std::chrono::milliseconds timeout) {
-  if (!rk_) {
-    return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
-  }
-  PartitionList list = ToPartitionList(partitions);
-  rd_kafka_resp_err_t err =
-      rd_kafka_committed(rk_.get(), list.get(), static_cast<int>(timeout.count()));
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return ErrStatus(err, "kafka committed");
-  }
-  return FromPartitionList(list.get());
-}
-
 Status Consumer::Pause(const TopicPartitions& partitions) {
   if (!rk_) {
     return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
@@ -697,73 +600,6 @@ Result<TopicPartitions> Consumer::Assignment() const {
   }
   PartitionList list(raw);
   return FromPartitionList(list.get());
-}
-
-Status Consumer::SeekToTimestamp(int64_t timestamp_ms, std::chrono::milliseconds timeout) {
-  FS_ASSIGN_OR_RETURN(TopicPartitions assigned, Assignment());
-  if (assigned.empty()) {
-    return OkStatus();
-  }
-  for (TopicPartition& tp : assigned) {
-    tp.offset = timestamp_ms;  // offsets_for_times takes the timestamp in the offset field
-  }
-  PartitionList list = ToPartitionList(assigned);
-  rd_kafka_resp_err_t err =
-      rd_kafka_offsets_for_times(rk_.get(), list.get(), static_cast<int>(timeout.count()));
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return ErrStatus(err, "kafka offsets for times");
-  }
-  for (int i = 0; i < list->cnt; ++i) {
-    rd_kafka_topic_partition_t& e = list->elems[i];
-    const int64_t answer = e.err == RD_KAFKA_RESP_ERR_NO_ERROR ? e.offset : -1;
-    e.offset = OffsetForTimestampAnswer(answer);
-    e.err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    log::Debug("kafka seek to timestamp", {{"topic", e.topic},
-                                           {"partition", e.partition},
-                                           {"answer", static_cast<long long>(answer)},
-                                           {"offset", static_cast<long long>(e.offset)}});
-  }
-  KafkaError seek(
-      rd_kafka_seek_partitions(rk_.get(), list.get(), static_cast<int>(timeout.count())));
-  if (seek) {
-    return Unavailable("kafka seek: {}", rd_kafka_error_string(seek.get()));
-  }
-  for (int i = 0; i < list->cnt; ++i) {
-    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return ErrStatus(list->elems[i].err, fmt::format("kafka seek {}[{}]", list->elems[i].topic,
-                                                       list->elems[i].partition));
-    }
-  }
-  return OkStatus();
-}
-
-Result<std::vector<PartitionLag>> Consumer::Lag(std::chrono::milliseconds query_timeout) {
-  FS_ASSIGN_OR_RETURN(TopicPartitions assigned, Assignment());
-  PartitionList list = ToPartitionList(assigned);
-  if (rd_kafka_resp_err_t err = rd_kafka_position(rk_.get(), list.get());
-      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return ErrStatus(err, "kafka position");
-  }
-  std::vector<PartitionLag> out;
-  for (int i = 0; i < list->cnt; ++i) {
-    const rd_kafka_topic_partition_t& e = list->elems[i];
-    PartitionLag lag{e.topic, e.partition, e.offset, -1, -1};
-    int64_t low = -1;
-    int64_t high = -1;
-    rd_kafka_resp_err_t err =
-        query_timeout.count() > 0
-            ? rd_kafka_query_watermark_offsets(rk_.get(), e.topic, e.partition, &low, &high,
-                                               static_cast<int>(query_timeout.count()))
-            : rd_kafka_get_watermark_offsets(rk_.get(), e.topic, e.partition, &low, &high);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0) {
-      lag.high_watermark = high;
-      if (lag.position >= 0) {
-        lag.lag = high > lag.position ? high - lag.position : 0;
-      }
-    }
-    out.push_back(std::move(lag));
-  }
-  return out;
 }
 
 Status Consumer::Close() {

@@ -44,8 +44,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(ProducerConfig config) {
   {
     std::array<char, 32> buf{};
     size_t size = buf.size();
-    if (rd_kafka_conf_get(conf.get(), "message.max.bytes", buf.data(), &size) ==
-        RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_get(conf.get(), "message.max.bytes", buf.data(), &size) == RD_KAFKA_CONF_OK) {
       p->max_message_bytes_ = std::strtoull(buf.data(), nullptr, 10);
     }
   }
@@ -180,6 +179,24 @@ Status Producer::Produce(std::string_view topic, std::string_view key, std::stri
 
 int Producer::Poll(std::chrono::milliseconds timeout) {
   return rd_kafka_poll(rk_.get(), static_cast<int>(timeout.count()));
+}
+
+void Producer::PurgeQueued() { (void)rd_kafka_purge(rk_.get(), RD_KAFKA_PURGE_F_QUEUE); }
+
+Result<int> Producer::PartitionCount(const std::string& topic, std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* raw = nullptr;
+  const rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), /*all_topics=*/1, nullptr, &raw,
+                                                    static_cast<int>(timeout.count()));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return internal::ErrStatus(err, "kafka metadata");
+  }
+  const KafkaMetadata md(raw);
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return md->topics[i].partition_cnt;
+    }
+  }
+  return NotFound("topic {} does not exist", topic);
 }
 
 Status Producer::Flush(std::chrono::milliseconds timeout) {

@@ -120,6 +120,12 @@ class Message {
   KafkaMessage msg_;
 };
 
+// A partition's offsets range: low = first retained offset, high = the next offset written.
+struct Watermarks {
+  int64_t low = -1;
+  int64_t high = -1;
+};
+
 struct PartitionLag {
   std::string topic;
   int32_t partition = 0;
@@ -175,6 +181,18 @@ class Consumer {
   // back to the earliest retained offset, so callers must filter by their records' own
   // event times (replay does anyway, record timestamps are not ordered).
   Status SeekToTimestamp(int64_t timestamp_ms, std::chrono::milliseconds timeout);
+
+  // (topic, partition)'s watermarks: those the fetcher last saw (no broker round trip; an
+  // error until a fetch answered), or queried from the broker when `query_timeout` > 0.
+  Result<Watermarks> GetWatermarks(const std::string& topic, int32_t partition,
+                                   std::chrono::milliseconds query_timeout = {});
+  // The first offset whose timestamp is >= `timestamp_ms`; NotFound when there is none (the
+  // dev broker never answers: also NotFound or an error).
+  Result<int64_t> OffsetForTime(const std::string& topic, int32_t partition, int64_t timestamp_ms,
+                                std::chrono::milliseconds timeout);
+  // Moves an assigned partition's read position. `timeout` 0: asynchronous (the loop does not
+  // block on a partition whose fetch is still starting), errors are not reported.
+  Status Seek(const TopicPartition& to, std::chrono::milliseconds timeout);
 
   // Per assigned partition: high watermark - position, from the watermarks the fetcher last
   // saw (no broker round trip), or queried from the broker when `query_timeout` > 0.

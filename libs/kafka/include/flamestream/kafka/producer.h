@@ -81,6 +81,11 @@ class Producer {
   int Poll(std::chrono::milliseconds timeout);
   // Waits until every queued record is delivered or failed.
   Status Flush(std::chrono::milliseconds timeout);
+  // Drops records still queued locally (not yet sent to a broker); their delivery reports
+  // fail with a purge error. Records in flight are left to finish (at least once).
+  void PurgeQueued();
+  // Partitions of `topic` per the cluster's metadata; NotFound when the topic does not exist.
+  Result<int> PartitionCount(const std::string& topic, std::chrono::milliseconds timeout);
   // Records queued or in flight.
   [[nodiscard]] int OutstandingCount() const;
   // The fatal error, if librdkafka raised one (OK otherwise).

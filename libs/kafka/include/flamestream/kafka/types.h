@@ -42,6 +42,8 @@ struct TopicPartition {
   std::string topic;
   int32_t partition = 0;
   int64_t offset = kOffsetInvalid;
+  // Commit metadata: written with Consumer::Commit, read back by Consumer::Committed.
+  std::string metadata;
   friend bool operator==(const TopicPartition&, const TopicPartition&) = default;
   friend auto operator<=>(const TopicPartition&, const TopicPartition&) = default;
 };
