@@ -44,6 +44,7 @@
 #include "flamestream/common/status.h"
 #include "flamestream/correlate/join_engine.h"
 #include "flamestream/kafka/producer.h"
+#include "flamestream/kafka/topics.h"
 #include "flamestream/kafka/types.h"
 #include "flamestream/obs/metrics.h"
 #include "flamestream/service/service.h"
@@ -55,9 +56,9 @@ struct StageConfig {
   // librdkafka properties (config `kafka.*`) for the consumer and the producer.
   kafka::Properties kafka;
   std::string group = "flamestream-correlator";
-  std::string samples_topic = "flamestream.samples.symbolized.v1";
-  std::string spans_topic = "flamestream.spans.keyed.v1";
-  std::string output_topic = "flamestream.samples.correlated.v1";
+  std::string samples_topic = std::string(kafka::topics::kSamplesSymbolized);
+  std::string spans_topic = std::string(kafka::topics::kSpansKeyed);
+  std::string output_topic = std::string(kafka::topics::kSamplesCorrelated);
   correlate::JoinConfig join;
   std::chrono::milliseconds poll_timeout{100};
   std::chrono::milliseconds commit_interval{1000};

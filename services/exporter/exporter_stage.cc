@@ -111,7 +111,8 @@ class ExporterHandler final : public stage::Handler {
       dlq_records_.Inc();
       return guarded.error();
     }
-    if (auto epoch = in.header("symbol-epoch"); epoch && batch.symbol_epoch() == 0) {
+    if (auto epoch = in.header(kafka::topics::kHeaderSymbolEpoch);
+        epoch && batch.symbol_epoch() == 0) {
       if (Result<uint64_t> e = common::ParseInt<uint64_t>(*epoch); e.ok())
         batch.set_symbol_epoch(*e);
     }

@@ -24,6 +24,7 @@
 #include <string>
 
 #include "flamestream/common/status.h"
+#include "flamestream/kafka/topics.h"
 #include "flamestream/kafka/types.h"
 #include "flamestream/obs/metrics.h"
 #include "flamestream/profile/labels.h"
@@ -36,7 +37,7 @@ struct StageConfig {
   // librdkafka properties (config `kafka.*`), for the consumer and the DLQ producer.
   kafka::Properties kafka;
   // Input topic (the correlated topic, or its .replay variant).
-  std::string topic = "flamestream.samples.correlated.v1";
+  std::string topic = std::string(kafka::topics::kSamplesCorrelated);
   // Consumer group = prefix + sink name.
   std::string group_prefix = "flamestream-exporter-";
   std::chrono::nanoseconds window = std::chrono::seconds(10);

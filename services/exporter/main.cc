@@ -34,7 +34,7 @@ void DeclareTls(flamestream::config::Schema& s, const std::string& prefix,
 struct ExporterConfig {
   std::map<std::string, std::string> kafka;
   std::vector<std::string> sinks = {"file"};
-  std::string topic = "flamestream.samples.correlated.v1";
+  std::string topic = std::string(flamestream::kafka::topics::kSamplesCorrelated);
   std::chrono::nanoseconds window = std::chrono::seconds(10);
   std::chrono::nanoseconds lateness = std::chrono::seconds(10);
   std::chrono::nanoseconds idle_flush = std::chrono::seconds(15);

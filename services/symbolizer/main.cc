@@ -2,10 +2,12 @@
 //
 //   flamestream-symbolizer --set kafka.bootstrap.servers=127.0.0.1:9092     # the stage
 //   flamestream-symbolizer --replay --from -1h --to now --build-id 4f1e...  # re-symbolize
-//   echo "/bin/ls 0x4a10" | flamestream-symbolizer resolve                   # llvm-symbolizer layout
+//   echo "/bin/ls 0x4a10" | flamestream-symbolizer resolve                   # llvm-symbolizer
+//   layout
 #include <chrono>
 #include <cstring>
 
+#include "collector_scope.h"
 #include "flamestream/batch/batch.h"
 #include "flamestream/batch/filter.h"
 #include "flamestream/batch/split.h"
@@ -17,7 +19,6 @@
 #include "flamestream/symbols/batch_symbolizer.h"
 #include "flamestream/symbols/redis_cache.h"
 #include "flamestream/symbols/symbolizer.h"
-#include "collector_scope.h"
 #include "resolve_mode.h"
 
 namespace flamestream::symbolizer {
@@ -58,8 +59,9 @@ struct Config {
   uint64_t epoch = 0;
 
   void Declare(config::Schema& s) {
-    s.AddPassthrough("kafka", &kafka,
-                     "librdkafka properties (kafka.bootstrap.servers, kafka.security.protocol, ...)");
+    s.AddPassthrough(
+        "kafka", &kafka,
+        "librdkafka properties (kafka.bootstrap.servers, kafka.security.protocol, ...)");
     s.Add("symbolizer.group", &group, "consumer group id (replay default: <group>-replay)",
           "--group");
     s.Add("symbolizer.input_topic", &input_topic, "raw samples topic");
@@ -117,21 +119,27 @@ struct Config {
           "can arrive that much later than their samples");
     s.Add("symbolizer.replay.epoch", &epoch,
           "symbol-epoch written on replay output (0 = the replay's start time in ms)");
-    s.Require("symbolizer.dwarf_timeout", [this] { return dwarf_timeout.count() > 0; },
-              "a positive duration");
-    s.Require("symbolizer.debuginfod.concurrency",
-              [this] { return debuginfod_concurrency >= 1 && debuginfod_concurrency <= 64; },
-              "1 to 64");
-    s.Require("symbolizer.debuginfod.max_size", [this] { return debuginfod_max_size.value > 0; },
-              "a positive size");
-    s.Require("symbolizer.debuginfod.timeout", [this] { return debuginfod_timeout.count() > 0; },
-              "a positive duration");
-    s.Require("symbolizer.debuginfod.batch_deadline",
-              [this] { return debuginfod_batch_deadline.count() >= 0; }, "0 or a duration");
-    s.Require("symbolizer.debuginfod.max_pending", [this] { return debuginfod_max_pending >= 1; },
-              "1 or more");
-    s.Require("symbolizer.replay.from", [this] { return !replay || !from.empty(); },
-              "a start time when symbolizer.replay is on (--from)");
+    s.Require(
+        "symbolizer.dwarf_timeout", [this] { return dwarf_timeout.count() > 0; },
+        "a positive duration");
+    s.Require(
+        "symbolizer.debuginfod.concurrency",
+        [this] { return debuginfod_concurrency >= 1 && debuginfod_concurrency <= 64; }, "1 to 64");
+    s.Require(
+        "symbolizer.debuginfod.max_size", [this] { return debuginfod_max_size.value > 0; },
+        "a positive size");
+    s.Require(
+        "symbolizer.debuginfod.timeout", [this] { return debuginfod_timeout.count() > 0; },
+        "a positive duration");
+    s.Require(
+        "symbolizer.debuginfod.batch_deadline",
+        [this] { return debuginfod_batch_deadline.count() >= 0; }, "0 or a duration");
+    s.Require(
+        "symbolizer.debuginfod.max_pending", [this] { return debuginfod_max_pending >= 1; },
+        "1 or more");
+    s.Require(
+        "symbolizer.replay.from", [this] { return !replay || !from.empty(); },
+        "a start time when symbolizer.replay is on (--from)");
   }
 };
 
@@ -190,8 +198,7 @@ Status Run(const Config& cfg, service::Context& ctx) {
       registry.Gauge("fs_symbolizer_redis_up", "1 while the Redis cache is reachable")
           .Set(st.up ? 1 : 0);
       registry.Counter("fs_symbolizer_redis_hits_total", "Redis cache hits").Follow(st.hits);
-      registry.Counter("fs_symbolizer_redis_misses_total", "Redis cache misses")
-          .Follow(st.misses);
+      registry.Counter("fs_symbolizer_redis_misses_total", "Redis cache misses").Follow(st.misses);
       registry.Counter("fs_symbolizer_redis_errors_total", "Redis errors").Follow(st.errors);
       registry.Counter("fs_symbolizer_redis_reconnects_total", "Redis reconnects")
           .Follow(st.reconnects);
@@ -207,17 +214,20 @@ Status Run(const Config& cfg, service::Context& ctx) {
         .Set(static_cast<double>(st.open_files));
     registry.Counter("fs_symbolizer_debug_searches_total", "Debug info searches")
         .Follow(st.searches);
-    registry.Counter("fs_symbolizer_negative_hits_total",
-                     "Build ids skipped as found nowhere, by who searched", {{"cache", "shared"}})
+    registry
+        .Counter("fs_symbolizer_negative_hits_total",
+                 "Build ids skipped as found nowhere, by who searched", {{"cache", "shared"}})
         .Follow(st.shared_negative_hits);
     registry.Gauge("fs_symbolizer_negative_entries", "Build ids negatively cached here")
         .Set(static_cast<double>(st.negative_entries));
-    registry.Counter("fs_symbolizer_dwarf_worker_crashes_total",
-                     "DWARF worker deaths or hangs (each marks one debug file bad)")
+    registry
+        .Counter("fs_symbolizer_dwarf_worker_crashes_total",
+                 "DWARF worker deaths or hangs (each marks one debug file bad)")
         .Follow(st.worker_crashes);
-    registry.Counter("fs_symbolizer_frames_pending_debuginfo_total",
-                     "Frames left unresolved because their debuginfod download had not "
-                     "finished by symbolizer.debuginfod.batch_deadline (not cached)")
+    registry
+        .Counter("fs_symbolizer_frames_pending_debuginfo_total",
+                 "Frames left unresolved because their debuginfod download had not "
+                 "finished by symbolizer.debuginfod.batch_deadline (not cached)")
         .Follow(st.pending_debuginfo);
     const symbols::DebuginfodStats& d = st.debuginfod;
     const char* help = "debuginfod downloads finished, by result";
@@ -231,8 +241,9 @@ Status Run(const Config& cfg, service::Context& ctx) {
         .Follow(d.timeouts);
     registry.Counter("fs_symbolizer_debuginfod_downloads_total", help, {{"result", "error"}})
         .Follow(d.errors);
-    registry.Counter("fs_symbolizer_debuginfod_queue_full_total",
-                     "debuginfod lookups deferred: symbolizer.debuginfod.max_pending pending")
+    registry
+        .Counter("fs_symbolizer_debuginfod_queue_full_total",
+                 "debuginfod lookups deferred: symbolizer.debuginfod.max_pending pending")
         .Follow(d.queue_full);
     registry.Gauge("fs_symbolizer_debuginfod_in_flight", "debuginfod downloads running")
         .Set(static_cast<double>(d.in_flight));
@@ -279,8 +290,10 @@ Status Run(const Config& cfg, service::Context& ctx) {
       }
     }
     log::Info("replay", {{"from_ns", static_cast<long long>(from_ns)},
-                         {"to_ns", static_cast<long long>(to_ns)}, {"epoch", epoch},
-                         {"output", output_topic}, {"group", mcfg.group_id}});
+                         {"to_ns", static_cast<long long>(to_ns)},
+                         {"epoch", epoch},
+                         {"output", output_topic},
+                         {"group", mcfg.group_id}});
   }
 
   auto transform = [&](const kafka::Message& msg) -> Result<std::vector<stage::Output>> {
@@ -298,7 +311,7 @@ Status Run(const Config& cfg, service::Context& ctx) {
         return std::vector<stage::Output>{};
       }
       batch.set_symbol_epoch(epoch_value);
-      kafka::SetHeader(headers, "symbol-epoch", epoch);
+      kafka::SetHeader(headers, kafka::topics::kHeaderSymbolEpoch, epoch);
     }
     symbols::BatchSymbolizeStats st;
     FS_RETURN_IF_ERROR(symbols::SymbolizeBatch(batch, *symbolizer, &st));

@@ -22,6 +22,10 @@ inline constexpr std::string_view kOtlpSpans = "otlp_spans";
 inline constexpr std::string_view kReplaySuffix = ".replay";
 inline constexpr std::string_view kDlqSuffix = ".dlq";
 
+// Header on symbolized (and so on correlated) sample batches: the symbolizer's symbol epoch,
+// set on replayed records (docs/WIRE-FORMATS.md §7).
+inline constexpr std::string_view kHeaderSymbolEpoch = "symbol-epoch";
+
 // "<topic>.dlq": where undecodable input of `topic` goes.
 std::string Dlq(std::string_view topic);
 // "<topic>.replay": the replay run's copy of a stage's output topic.

@@ -34,6 +34,7 @@
 #include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/dlq.h"
 #include "flamestream/kafka/producer.h"
+#include "flamestream/kafka/topics.h"
 #include "flamestream/obs/metrics.h"
 #include "flamestream/spans/router.h"
 
@@ -46,7 +47,7 @@ namespace flamestream::spans {
 struct OtlpKafkaIntakeConfig {
   // librdkafka properties (bootstrap.servers, security, ...), verbatim.
   kafka::Properties properties;
-  std::string topic = "otlp_spans";
+  std::string topic = std::string(kafka::topics::kOtlpSpans);
   std::string group_id = "flamestream-span-router";
   // "otlp_proto", "otlp_json" (as the Collector's traces::encoding), or "auto" (by first byte).
   std::string encoding = "otlp_proto";

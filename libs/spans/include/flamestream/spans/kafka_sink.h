@@ -16,6 +16,7 @@
 #include <string>
 
 #include "flamestream/kafka/producer.h"
+#include "flamestream/kafka/topics.h"
 #include "flamestream/spans/router.h"
 
 namespace flamestream::spans {
@@ -28,7 +29,8 @@ bool IsMessageTooLarge(const Status& status);
 class KafkaSpanSink : public SpanSink {
  public:
   // `producer` must outlive the sink.
-  explicit KafkaSpanSink(kafka::Producer& producer, std::string topic = "flamestream.spans.keyed.v1")
+  explicit KafkaSpanSink(kafka::Producer& producer,
+                         std::string topic = std::string(kafka::topics::kSpansKeyed))
       : producer_(producer), topic_(std::move(topic)) {}
 
   void Write(const std::string& key, v1::SpanBatch batch, Done done) override;
