@@ -603,6 +603,12 @@ Result<std::unique_ptr<OtlpReceivers>> OtlpReceivers::Start(const ReceiverConfig
                                                             SpanRouter& router,
                                                             obs::Registry& metrics) {
   FS_ASSIGN_OR_RETURN(ReceiverConfig::Security security, config.LoadSecurity());
+  if (!security.bearer_token.empty() && !security.tls.has_value()) {
+    log::Warn(
+        "OTLP receivers take a bearer token over plaintext: it crosses the network in "
+        "clear text",
+        {{"fix", config.key_prefix + ".tls.cert_file"}});
+  }
   auto impl = std::make_unique<Impl>(config, std::move(security), router, metrics);
   if (!config.http_listen.empty()) FS_RETURN_IF_ERROR(impl->StartHttp());
   if (!config.grpc_listen.empty()) FS_RETURN_IF_ERROR(impl->StartGrpc());
