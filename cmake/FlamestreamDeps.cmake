@@ -8,6 +8,7 @@ find_package(Protobuf REQUIRED)             # schemas (proto/)
 find_package(gRPC CONFIG REQUIRED)          # OTLP gRPC receivers and exporters
 find_package(yaml-cpp CONFIG REQUIRED)      # config files
 find_package(ZLIB REQUIRED)                 # gzip for pprof files and HTTP bodies
+find_package(OpenSSL 3 REQUIRED)            # TLS of the OTLP receivers and the admin listener
 find_package(nlohmann_json CONFIG REQUIRED)  # OTLP/JSON span decoding (libs/spans)
 pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka)     # Kafka client + mock cluster
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)     # Redis symbol cache

@@ -24,6 +24,10 @@ Result<std::unique_ptr<SpanIntake>> SpanIntake::Start(const SpanIntakeConfig& co
   if (!config.enabled) {
     return self;
   }
+  if (config.otlp_receivers) {
+    // Certificate and token mistakes are config errors (exit 2), found before Kafka is dialed.
+    FS_RETURN_IF_ERROR(config.receivers.LoadSecurity().status());
+  }
   // Well under the receivers' ack timeout, so a full queue becomes a 503, not a stuck thread.
   kafka::ProducerConfig pcfg;
   pcfg.properties = kafka;

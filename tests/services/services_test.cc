@@ -65,6 +65,16 @@ TEST_P(ServiceBinary, ConfigErrorsNameTheKeyAndExit2) {
        {{"FLAMESTREAM_LOG__FORMAT", "xml"}},
        "config key \"log.format\" (from environment FLAMESTREAM_LOG__FORMAT)"},
       {{"--config", "/nonexistent/flamestream.yaml"}, {}, "--config: cannot read"},
+      {{"--set", "admin.bearer_token_file=/nonexistent/token"},
+       {},
+       "config key \"admin.bearer_token_file\": cannot read /nonexistent/token"},
+      {{"--set", "admin.tls.cert_file=/nonexistent/admin.pem", "--set",
+        "admin.tls.key_file=/nonexistent/admin.key"},
+       {},
+       "config key \"admin.tls.cert_file\": cannot read /nonexistent/admin.pem"},
+      {{"--set", "admin.tls.client_ca_file=/nonexistent/ca.pem"},
+       {},
+       "config key \"admin.tls.cert_file\": required when admin.tls.client_ca_file is set"},
   };
   for (const Case& c : kCases) {
     SCOPED_TRACE(c.expected);
@@ -96,6 +106,29 @@ TEST(ExporterBinary, PrivacyMistakesNameTheKeyAndExit2) {
 INSTANTIATE_TEST_SUITE_P(AllServices, ServiceBinary,
                          ::testing::Values("flamestream-correlator", "flamestream-exporter",
                                            "flamestream-symbolizer"));
+
+// The OTLP receivers' TLS and token files are checked before the correlator dials Kafka: a
+// mistake names the key and exits 2.
+TEST(CorrelatorBinary, OtlpReceiverSecurityMistakesNameTheKeyAndExit2) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> kCases = {
+      {{"--set", "correlator.otlp.tls.cert_file=/nonexistent/otlp.pem", "--set",
+        "correlator.otlp.tls.key_file=/nonexistent/otlp.key"},
+       "correlator.otlp.tls.cert_file"},
+      {{"--set", "correlator.otlp.tls.cert_file=/nonexistent/otlp.pem"},
+       "correlator.otlp.tls.key_file"},
+      {{"--set", "correlator.otlp.bearer_token_file=/nonexistent/token"},
+       "correlator.otlp.bearer_token_file"},
+  };
+  for (const auto& [args, key] : kCases) {
+    SCOPED_TRACE(key);
+    std::vector<std::string> argv = {Bin("flamestream-correlator"), "--admin-listen",
+                                     "127.0.0.1:0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto [code, out] = RunToExit(argv);
+    EXPECT_EQ(code, 2) << out;
+    EXPECT_NE(out.find("config key \\\"" + key + "\\\""), std::string::npos) << out;
+  }
+}
 
 // Services that can idle without external systems: serve admin endpoints, drain on SIGTERM.
 class IdleService : public ::testing::TestWithParam<std::string> {};

@@ -27,27 +27,14 @@ Result<HostPort> ParseHostPort(const std::string& text) {
   return hp;
 }
 
-AdminServer::AdminServer(Registry& registry)
-    : registry_(registry), server_(std::make_unique<httplib::Server>()) {}
-
-bool AdminServer::Authorized(const std::string& header) const {
-  if (options_.bearer_token.empty()) {
-    return true;
-  }
-  const std::string want = "Bearer " + options_.bearer_token;
-  // Constant time in the token's length: no early exit on the first differing byte.
-  unsigned char diff = header.size() == want.size() ? 0 : 1;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff |= static_cast<unsigned char>(want[i] ^ (i < header.size() ? header[i] : 0));
-  }
-  return diff == 0;
-}
+AdminServer::AdminServer(Registry& registry) : registry_(registry) {}
 
 Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& listen,
                                                         Registry& registry, AdminOptions options) {
   FS_ASSIGN_OR_RETURN(HostPort hp, ParseHostPort(listen));
   std::unique_ptr<AdminServer> admin(new AdminServer(registry));
   admin->options_ = std::move(options);
+  FS_ASSIGN_OR_RETURN(admin->server_, NewHttpServer(admin->options_.tls));
   AdminServer* self = admin.get();
   httplib::Server& srv = *admin->server_;
   // httplib's default sets SO_REUSEPORT, which lets a second process share a busy port
@@ -57,7 +44,8 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& liste
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
   srv.Get("/metrics", [self](const httplib::Request& req, httplib::Response& res) {
-    if (!self->Authorized(req.get_header_value("Authorization"))) {
+    if (!self->options_.bearer_token.empty() &&
+        !BearerMatches(req.get_header_value("Authorization"), self->options_.bearer_token)) {
       res.status = 401;
       res.set_header("WWW-Authenticate", "Bearer");
       res.set_content("bearer token required (admin.bearer_token_file)\n", "text/plain");
@@ -108,6 +96,9 @@ void AdminServer::SetUnhealthy(const std::string& reason) {
 }
 
 AdminServer::~AdminServer() {
+  if (server_ == nullptr) {
+    return;
+  }
   server_->stop();
   if (thread_.joinable()) {
     thread_.join();

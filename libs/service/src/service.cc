@@ -7,7 +7,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
-#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -88,6 +87,12 @@ void CommonConfig::Declare(config::Schema& schema) {
   schema.Add("admin.bearer_token_file", &admin_bearer_token_file,
              "file holding a token /metrics then requires as \"Authorization: Bearer <token>\" "
              "(/healthz and /readyz stay open for probes); empty = open");
+  schema.Add("admin.tls.cert_file", &admin_tls_cert_file,
+             "PEM certificate (chain) of the admin listener; set: it serves HTTPS only");
+  schema.Add("admin.tls.key_file", &admin_tls_key_file, "PEM private key of admin.tls.cert_file");
+  schema.Add("admin.tls.client_ca_file", &admin_tls_client_ca_file,
+             "PEM CA bundle; set: the admin listener requires client certificates it signed "
+             "(mutual TLS; kubelet probes then need exec or a TLS-less port)");
   schema.Add("shutdown.deadline", &shutdown_deadline,
              "how long draining may take after SIGTERM before the process exits 1");
   schema.Add("duration", &duration, "stop (and drain) after this long; 0 = run until SIGTERM",
@@ -144,20 +149,23 @@ int Main(int argc, char** argv, const Spec& spec) {
   obs::Registry registry;
   obs::AdminOptions admin_options;
   if (!common.admin_bearer_token_file.empty()) {
-    std::ifstream in(common.admin_bearer_token_file);
-    std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    while (!token.empty() &&
-           (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
-      token.pop_back();
-    }
-    if (!in.good() && !in.eof()) token.clear();
-    if (token.empty()) {
-      std::fprintf(stderr,
-                   "%s: config key \"admin.bearer_token_file\": cannot read a token from %s\n",
-                   program.c_str(), common.admin_bearer_token_file.c_str());
+    auto token = obs::ReadTokenFile(common.admin_bearer_token_file, "admin.bearer_token_file");
+    if (!token.ok()) {
+      std::fprintf(stderr, "%s: %s\n", program.c_str(), token.error().message().c_str());
       return 2;
     }
-    admin_options.bearer_token = std::move(token);
+    admin_options.bearer_token = std::move(*token);
+  }
+  {
+    auto tls = obs::LoadServerTls({.cert_file = common.admin_tls_cert_file,
+                                   .key_file = common.admin_tls_key_file,
+                                   .client_ca_file = common.admin_tls_client_ca_file},
+                                  "admin.tls");
+    if (!tls.ok()) {
+      std::fprintf(stderr, "%s: %s\n", program.c_str(), tls.error().message().c_str());
+      return 2;
+    }
+    admin_options.tls = std::move(*tls);
   }
   auto admin = obs::AdminServer::Start(common.admin_listen, registry, std::move(admin_options));
   if (!admin.ok()) {

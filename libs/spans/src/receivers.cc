@@ -1,15 +1,13 @@
 #include "flamestream/spans/receivers.h"
 
-#include "counters.h"
-
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
 #include <future>
+#include <nlohmann/json.hpp>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
+#include "counters.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/config/config.h"
 #include "flamestream/log/log.h"
@@ -25,6 +23,7 @@ using opentelemetry::proto::collector::trace::v1::TraceService;
 constexpr int kRpcInvalidArgument = 3;
 constexpr int kRpcResourceExhausted = 8;
 constexpr int kRpcUnavailable = 14;
+constexpr int kRpcUnauthenticated = 16;
 constexpr std::string_view kRetryInfoType = "type.googleapis.com/google.rpc.RetryInfo";
 
 void AppendVarint(std::string* out, uint64_t v) {
@@ -84,8 +83,9 @@ bool ForEachField(std::string_view buf, Fn&& fn) {
 }  // namespace
 
 std::string MediaType(const std::string& content_type) {
-  return common::ToLower(common::Trim(std::string_view(content_type).substr(
-      0, std::min(content_type.find(';'), content_type.size()))));
+  return common::ToLower(
+      common::Trim(std::string_view(content_type)
+                       .substr(0, std::min(content_type.find(';'), content_type.size()))));
 }
 
 std::string JsonErrorBody(int code, const std::string& message, std::chrono::seconds retry) {
@@ -169,6 +169,27 @@ void ReceiverConfig::Declare(config::Schema& schema, const std::string& prefix) 
   schema.Add(prefix + ".retry_after", &retry_after,
              "retry delay told to clients with 503/UNAVAILABLE");
   schema.Add(prefix + ".http.threads", &http_threads, "OTLP/HTTP worker threads");
+  schema.Add(prefix + ".tls.cert_file", &tls.cert_file,
+             "PEM certificate (chain) of both OTLP receivers; set: TLS only (HTTPS, gRPC over "
+             "TLS)");
+  schema.Add(prefix + ".tls.key_file", &tls.key_file,
+             "PEM private key of " + prefix + ".tls.cert_file");
+  schema.Add(prefix + ".tls.client_ca_file", &tls.client_ca_file,
+             "PEM CA bundle; set: mutual TLS, clients must present a certificate it signed");
+  schema.Add(prefix + ".bearer_token_file", &bearer_token_file,
+             "file holding a token both OTLP receivers then require as \"authorization: "
+             "Bearer <token>\" (401 / UNAUTHENTICATED otherwise); empty = no auth");
+  key_prefix = prefix;
+}
+
+Result<ReceiverConfig::Security> ReceiverConfig::LoadSecurity() const {
+  Security sec;
+  FS_ASSIGN_OR_RETURN(sec.tls, obs::LoadServerTls(tls, key_prefix + ".tls"));
+  if (!bearer_token_file.empty()) {
+    FS_ASSIGN_OR_RETURN(sec.bearer_token,
+                        obs::ReadTokenFile(bearer_token_file, key_prefix + ".bearer_token_file"));
+  }
+  return sec;
 }
 
 DecodeLimits ReceiverConfig::decode_limits() const {
@@ -200,8 +221,10 @@ void CountTruncated(obs::Registry& metrics, std::string_view source, uint64_t n)
 
 class OtlpReceivers::Impl {
  public:
-  Impl(const ReceiverConfig& config, SpanRouter& router, obs::Registry& metrics)
+  Impl(const ReceiverConfig& config, ReceiverConfig::Security security, SpanRouter& router,
+       obs::Registry& metrics)
       : config_(config),
+        security_(std::move(security)),
         router_(router),
         metrics_(metrics),
         limits_(config.decode_limits()),
@@ -232,7 +255,25 @@ class OtlpReceivers::Impl {
         .Inc();
   }
 
+  // Why a request fails the bearer check, or "" when it passes (or no token is configured).
+  [[nodiscard]] std::string Unauthorized(std::string_view authorization) const {
+    if (security_.bearer_token.empty() ||
+        obs::BearerMatches(authorization, security_.bearer_token)) {
+      return "";
+    }
+    return authorization.empty()
+               ? fmt::format("bearer token required: send \"authorization: Bearer <token>\" ({})",
+                             config_.key_prefix + ".bearer_token_file")
+               : std::string("invalid bearer token");
+  }
+
+  [[nodiscard]] const char* TlsMode() const {
+    if (!security_.tls.has_value()) return "off";
+    return security_.tls->client_ca_pem.empty() ? "on" : "mutual";
+  }
+
   ReceiverConfig config_;
+  ReceiverConfig::Security security_;
   SpanRouter& router_;
   obs::Registry& metrics_;
   DecodeLimits limits_;
@@ -252,8 +293,8 @@ class OtlpReceivers::Impl {
   bool stopped_ = false;
 };
 
-void OtlpReceivers::Impl::Handle(std::string_view body, Encoding encoding,
-                                 v1::SpanSource source, std::function<void(Outcome)> done) {
+void OtlpReceivers::Impl::Handle(std::string_view body, Encoding encoding, v1::SpanSource source,
+                                 std::function<void(Outcome)> done) {
   const std::string_view source_name = source == v1::SPAN_SOURCE_OTLP_GRPC ? "grpc" : "http";
   DecodeStats stats;
   Result<otlp::ExportTraceServiceRequest> req = DecodeExport(body, encoding, limits_, &stats);
@@ -286,9 +327,11 @@ void OtlpReceivers::Impl::Handle(std::string_view body, Encoding encoding,
 
 Status OtlpReceivers::Impl::StartHttp() {
   FS_ASSIGN_OR_RETURN(obs::HostPort hp, obs::ParseHostPort(config_.http_listen));
-  http_ = std::make_unique<httplib::Server>();
+  FS_ASSIGN_OR_RETURN(http_, obs::NewHttpServer(security_.tls));
   const int threads = std::max(1, config_.http_threads);
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  http_->new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
   // Port conflicts must fail (httplib's default SO_REUSEPORT would share the port silently).
   http_->set_socket_options([](socket_t sock) {
     int yes = 1;
@@ -300,6 +343,27 @@ Status OtlpReceivers::Impl::StartHttp() {
   http_->Post("/v1/traces", [this](const httplib::Request& req, httplib::Response& res,
                                    const httplib::ContentReader& reader) {
     const std::string media = MediaType(req.get_header_value("Content-Type"));
+    if (const std::string why = Unauthorized(req.get_header_value("Authorization")); !why.empty()) {
+      // Read (and drop) the body first: closing with it unread would reset the connection
+      // before the client reads the 401. Bounded like any body.
+      uint64_t seen = 0;
+      const bool drained = reader([&](const char*, size_t n) {
+        seen += n;
+        return seen <= config_.max_body_bytes;
+      });
+      if (!drained) res.set_header("Connection", "close");
+      res.status = 401;
+      res.set_header("WWW-Authenticate", req.has_header("Authorization")
+                                             ? R"(Bearer realm="otlp", error="invalid_token")"
+                                             : R"(Bearer realm="otlp")");
+      if (media == "application/json") {
+        res.set_content(JsonErrorBody(kRpcUnauthenticated, why, {}), "application/json");
+      } else {
+        res.set_content(EncodeRpcStatus(kRpcUnauthenticated, why), "application/x-protobuf");
+      }
+      Count("http", "401");
+      return;
+    }
     Encoding encoding = Encoding::kProtobuf;
     if (media == "application/json") {
       encoding = Encoding::kJson;
@@ -410,7 +474,11 @@ Status OtlpReceivers::Impl::StartHttp() {
   for (int i = 0; i < 5000 && !srv->is_running(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  log::Info("OTLP/HTTP trace receiver listening", {{"address", hp.host}, {"port", http_port_}});
+  log::Info("OTLP/HTTP trace receiver listening",
+            {{"address", hp.host},
+             {"port", http_port_},
+             {"tls", TlsMode()},
+             {"bearer_auth", !security_.bearer_token.empty()}});
   return OkStatus();
 }
 
@@ -428,6 +496,16 @@ class OtlpReceivers::Impl::GrpcService final
                                    const grpc::ByteBuffer* request,
                                    grpc::ByteBuffer* response) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    const auto& md = ctx->client_metadata();
+    const auto auth = md.find("authorization");
+    const std::string why = impl_.Unauthorized(
+        auth == md.end() ? std::string_view()
+                         : std::string_view(auth->second.data(), auth->second.size()));
+    if (!why.empty()) {
+      impl_.Count("grpc", "UNAUTHENTICATED");
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, why));
+      return reactor;
+    }
     std::string body;
     std::vector<grpc::Slice> slices;
     if (!request->Dump(&slices).ok()) {
@@ -454,7 +532,7 @@ class OtlpReceivers::Impl::GrpcService final
                      ctx->AddTrailingMetadata("retry-after", std::to_string(retry.count()));
                    }
                    const auto code = static_cast<grpc::StatusCode>(out.rpc_code);
-                   impl.Count("grpc", out.rpc_code == kRpcUnavailable        ? "UNAVAILABLE"
+                   impl.Count("grpc", out.rpc_code == kRpcUnavailable         ? "UNAVAILABLE"
                                       : out.rpc_code == kRpcResourceExhausted ? "RESOURCE_EXHAUSTED"
                                                                               : "INVALID_ARGUMENT");
                    reactor->Finish(grpc::Status(code, out.message,
@@ -470,7 +548,17 @@ class OtlpReceivers::Impl::GrpcService final
 Status OtlpReceivers::Impl::StartGrpc() {
   grpc_service_ = std::make_unique<GrpcService>(*this);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (security_.tls.has_value()) {
+    const obs::ServerTls& tls = *security_.tls;
+    grpc::SslServerCredentialsOptions opts(
+        tls.client_ca_pem.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                  : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    opts.pem_root_certs = tls.client_ca_pem;
+    opts.pem_key_cert_pairs.push_back({.private_key = tls.key_pem, .cert_chain = tls.cert_pem});
+    creds = grpc::SslServerCredentials(opts);
+  }
+  builder.AddListeningPort(config_.grpc_listen, creds, &grpc_port_);
   builder.RegisterService(grpc_service_.get());
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::min<uint64_t>(config_.max_body_bytes, INT32_MAX)));
@@ -482,7 +570,10 @@ Status OtlpReceivers::Impl::StartGrpc() {
     return Unavailable("OTLP/gRPC: cannot listen on {} (port in use?)", config_.grpc_listen);
   }
   log::Info("OTLP/gRPC trace receiver listening",
-            {{"address", config_.grpc_listen}, {"port", grpc_port_}});
+            {{"address", config_.grpc_listen},
+             {"port", grpc_port_},
+             {"tls", TlsMode()},
+             {"bearer_auth", !security_.bearer_token.empty()}});
   return OkStatus();
 }
 
@@ -511,7 +602,14 @@ int OtlpReceivers::http_port() const { return impl_->http_port_; }
 Result<std::unique_ptr<OtlpReceivers>> OtlpReceivers::Start(const ReceiverConfig& config,
                                                             SpanRouter& router,
                                                             obs::Registry& metrics) {
-  auto impl = std::make_unique<Impl>(config, router, metrics);
+  FS_ASSIGN_OR_RETURN(ReceiverConfig::Security security, config.LoadSecurity());
+  if (!security.bearer_token.empty() && !security.tls.has_value()) {
+    log::Warn(
+        "OTLP receivers take a bearer token over plaintext: it crosses the network in "
+        "clear text",
+        {{"fix", config.key_prefix + ".tls.cert_file"}});
+  }
+  auto impl = std::make_unique<Impl>(config, std::move(security), router, metrics);
   if (!config.http_listen.empty()) FS_RETURN_IF_ERROR(impl->StartHttp());
   if (!config.grpc_listen.empty()) FS_RETURN_IF_ERROR(impl->StartGrpc());
   return std::unique_ptr<OtlpReceivers>(new OtlpReceivers(std::move(impl)));

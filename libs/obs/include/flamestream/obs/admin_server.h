@@ -11,11 +11,13 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "flamestream/common/status.h"
 #include "flamestream/obs/metrics.h"
+#include "flamestream/obs/server_security.h"
 
 namespace httplib {
 class Server;
@@ -35,6 +37,8 @@ struct AdminOptions {
   // (Prometheus `authorization: {credentials_file: ...}`). /healthz and /readyz stay open:
   // kubelet probes send no credentials, and they reveal nothing but up/ready.
   std::string bearer_token;
+  // Set: the listener speaks HTTPS only (admin.tls.cert_file / admin.tls.key_file).
+  std::optional<ServerTls> tls;
 };
 
 class AdminServer {
@@ -51,7 +55,6 @@ class AdminServer {
 
  private:
   explicit AdminServer(Registry& registry);
-  [[nodiscard]] bool Authorized(const std::string& header) const;
   Registry& registry_;
   AdminOptions options_;
   std::unique_ptr<httplib::Server> server_;

@@ -61,6 +61,9 @@ struct CommonConfig {
   std::string log_format = "logfmt";
   std::string admin_listen;
   std::string admin_bearer_token_file;
+  std::string admin_tls_cert_file;  // admin.tls.*: HTTPS on the admin listener
+  std::string admin_tls_key_file;
+  std::string admin_tls_client_ca_file;
   std::chrono::nanoseconds shutdown_deadline = std::chrono::seconds(30);
   std::chrono::nanoseconds duration{0};
   // Identity shared by every service of a deployment (one env var set for all of them):

@@ -24,6 +24,12 @@
 //    body_too_large, too_many_spans, too_many_attributes, too_many_elements, name_too_long;
 //    undecodable bodies count as "invalid"). Attribute values over max_attribute_value_length
 //    are truncated, not refused (fs_spans_truncated_values_total);
+//  - transport security and auth (both receivers): <prefix>.tls.cert_file/key_file turn on TLS
+//    (HTTPS, gRPC over TLS; plaintext clients fail the handshake), <prefix>.tls.client_ca_file
+//    adds mutual TLS (a client without a certificate that CA signed is refused in the
+//    handshake), <prefix>.bearer_token_file requires "authorization: Bearer <token>": HTTP 401
+//    with WWW-Authenticate: Bearer / gRPC UNAUTHENTICATED otherwise, counted in
+//    fs_otlp_requests_total{code="401"|"UNAUTHENTICATED"};
 //  - HTTP accepts application/x-protobuf and application/json, Content-Encoding gzip (and
 //    deflate), Content-Length or chunked bodies; answers in the request's encoding, errors as
 //    a google.rpc.Status body. gRPC accepts gzip message compression.
@@ -33,11 +39,12 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <string_view>
 #include <string>
+#include <string_view>
 
 #include "flamestream/common/status.h"
 #include "flamestream/obs/metrics.h"
+#include "flamestream/obs/server_security.h"
 #include "flamestream/spans/router.h"
 
 namespace flamestream::config {
@@ -69,6 +76,13 @@ struct ReceiverConfig {
   std::chrono::nanoseconds retry_after = std::chrono::seconds(5);
   // HTTP worker threads (each holds one request while it waits for Kafka; gRPC holds none).
   int http_threads = 16;
+  // TLS for both receivers (<prefix>.tls.cert_file, .key_file, .client_ca_file); all empty =
+  // plaintext. client_ca_file set = mutual TLS.
+  obs::ServerTlsFiles tls;
+  // File holding the bearer token both receivers then require (<prefix>.bearer_token_file).
+  std::string bearer_token_file;
+  // The prefix the keys were declared under, to name them in errors (set by Declare).
+  std::string key_prefix = "correlator.otlp";
 
   // Declares <prefix>.grpc.listen, <prefix>.http.listen, <prefix>.max_request_size,
   // <prefix>.max_body_bytes, <prefix>.max_spans_per_request, <prefix>.max_attributes, ...
@@ -76,14 +90,22 @@ struct ReceiverConfig {
 
   // The decode limits above (also used by the otlp_spans intake).
   [[nodiscard]] DecodeLimits decode_limits() const;
+
+  // Reads and checks the TLS files and the token: InvalidArgument naming the key when one is
+  // missing, unreadable or invalid. Start() calls it; services call it first to fail fast.
+  struct Security {
+    std::optional<obs::ServerTls> tls;
+    std::string bearer_token;  // empty: no auth
+  };
+  [[nodiscard]] Result<Security> LoadSecurity() const;
 };
 
 class OtlpReceivers {
  public:
-  // Binds and starts the enabled receivers; Unavailable when a port is taken.
+  // Binds and starts the enabled receivers; Unavailable when a port is taken, InvalidArgument
+  // naming the key when a TLS file or the token file is wrong (LoadSecurity).
   static Result<std::unique_ptr<OtlpReceivers>> Start(const ReceiverConfig& config,
-                                                      SpanRouter& router,
-                                                      obs::Registry& metrics);
+                                                      SpanRouter& router, obs::Registry& metrics);
   ~OtlpReceivers();  // Stop()
   OtlpReceivers(const OtlpReceivers&) = delete;
   OtlpReceivers& operator=(const OtlpReceivers&) = delete;
