@@ -16,6 +16,7 @@
 #include <string>
 
 #include "flamestream/spans/receivers.h"
+#include "flamestream/testing/certs.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
 
 namespace flamestream::spans {
@@ -72,31 +73,10 @@ class ReceiverSecurityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / ("fs-otlp-tls-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    // EC keys: a few milliseconds each. other-ca signs a client the receivers must refuse.
-    const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    const std::string ca_ext =
-        "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign";
-    const std::string script =
-        "set -e; cd '" + dir_.string() + "'; " +
-        "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' "
-        "  > server.ext; "
-        "printf 'extendedKeyUsage=clientAuth\\n' > client.ext; " +
-        "openssl req -x509 " + ec + " -days 2 -subj /CN=fs-test-ca " + ca_ext +
-        "  -keyout ca.key -out ca.pem; " + "openssl req -x509 " + ec +
-        " -days 2 -subj /CN=fs-other-ca " + ca_ext + "  -keyout other-ca.key -out other-ca.pem; " +
-        "openssl req " + ec + " -subj /CN=localhost -keyout server.key -out server.csr; " +
-        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-        "  -extfile server.ext -out server.pem; " +
-        "openssl req " + ec + " -subj /CN=fs-client -keyout client.key -out client.csr; " +
-        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-        "  -extfile client.ext -out client.pem; " +
-        "openssl x509 -req -in client.csr -CA other-ca.pem -CAkey other-ca.key "
-        "  -CAcreateserial -days 2 -extfile client.ext -out stranger.pem; " +
-        "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out other.key; " +
-        "echo 'not a certificate' > garbage.pem; : > empty.txt; " +
-        "printf 's3cret-token\\n' > token.txt";
-    ok_ = std::system(("(" + script + ") >/dev/null 2>&1").c_str()) == 0;
+    // other-ca signs a client (stranger.pem) the receivers must refuse.
+    ok_ = testing::TestCerts::Make(dir_).ok() &&
+          std::system(
+              ("printf 's3cret-token\\n' > '" + (dir_ / "token.txt").string() + "'").c_str()) == 0;
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   void SetUp() override {

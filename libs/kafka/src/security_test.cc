@@ -13,6 +13,7 @@
 #include "flamestream/kafka/client_info.h"
 #include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/producer.h"
+#include "flamestream/testing/certs.h"
 
 namespace flamestream::kafka {
 namespace {
@@ -24,19 +25,7 @@ class Certs : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / ("fs-kafka-tls-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    const std::string d = dir_.string();
-    const std::string script =
-        "set -e; cd '" + d +
-        "'; "
-        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=fs-test-ca "
-        "  -keyout ca.key -out ca.pem; "
-        "openssl req -newkey rsa:2048 -nodes -subj /CN=fs-client -keyout client.key "
-        "  -out client.csr; "
-        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-        "  -out client.pem; "
-        "openssl genrsa -out other.key 2048";
-    ok_ = std::system(("(" + script + ") >/dev/null 2>&1").c_str()) == 0;
+    ok_ = testing::TestCerts::Make(dir_).ok();
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   void SetUp() override { ASSERT_TRUE(ok_) << "openssl could not make test certificates"; }

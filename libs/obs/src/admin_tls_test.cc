@@ -11,6 +11,7 @@
 
 #include "flamestream/obs/admin_server.h"
 #include "flamestream/obs/server_security.h"
+#include "flamestream/testing/certs.h"
 
 namespace flamestream::obs {
 namespace {
@@ -21,13 +22,7 @@ class AdminTlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / ("fs-admin-tls-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    const std::string script =
-        "set -e; cd '" + dir_.string() +
-        "'; openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
-        "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost "
-        "-keyout admin.key -out admin.pem";
-    ok_ = std::system(("(" + script + ") >/dev/null 2>&1").c_str()) == 0;
+    ok_ = testing::TestCerts::Make(dir_).ok();
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   void SetUp() override { ASSERT_TRUE(ok_) << "openssl could not make a test certificate"; }
@@ -39,7 +34,7 @@ class AdminTlsTest : public ::testing::Test {
 
 TEST_F(AdminTlsTest, ServesHttpsOnlyWithTheCertificate) {
   auto tls =
-      LoadServerTls({.cert_file = Path("admin.pem"), .key_file = Path("admin.key")}, "admin.tls");
+      LoadServerTls({.cert_file = Path("server.pem"), .key_file = Path("server.key")}, "admin.tls");
   ASSERT_TRUE(tls.ok()) << tls.error();
   ASSERT_TRUE(tls->has_value());
   Registry r;
@@ -48,7 +43,7 @@ TEST_F(AdminTlsTest, ServesHttpsOnlyWithTheCertificate) {
   ASSERT_TRUE(admin.ok()) << admin.error();
 
   httplib::SSLClient https("127.0.0.1", (*admin)->port());
-  https.set_ca_cert_path(Path("admin.pem"));
+  https.set_ca_cert_path(Path("ca.pem"));
   https.enable_server_certificate_verification(true);
   auto m = https.Get("/metrics", {{"Authorization", "Bearer s3cret"}});
   ASSERT_TRUE(m) << httplib::to_string(m.error());
@@ -65,13 +60,13 @@ TEST_F(AdminTlsTest, ServesHttpsOnlyWithTheCertificate) {
 }
 
 TEST_F(AdminTlsTest, MistakesNameTheKey) {
-  auto r = LoadServerTls({.cert_file = Path("admin.pem")}, "admin.tls");
+  auto r = LoadServerTls({.cert_file = Path("server.pem")}, "admin.tls");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message(),
             "config key \"admin.tls.key_file\": required when admin.tls.cert_file is set");
-  r = LoadServerTls({.cert_file = Path("admin.key"), .key_file = Path("admin.key")}, "admin.tls");
+  r = LoadServerTls({.cert_file = Path("server.key"), .key_file = Path("server.key")}, "admin.tls");
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().message(), "config key \"admin.tls.cert_file\": " + Path("admin.key") +
+  EXPECT_EQ(r.error().message(), "config key \"admin.tls.cert_file\": " + Path("server.key") +
                                      " holds no PEM certificate");
   auto t = ReadTokenFile(Path("absent"), "admin.bearer_token_file");
   ASSERT_FALSE(t.ok());
