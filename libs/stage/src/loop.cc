@@ -61,7 +61,10 @@ class LoopImpl final : public Loop {
   Status Drain(Status result);
   Status WriteDlqReferences();
   void DeliveredToDlq(const InputPosition& in, const kafka::DeliveryReport& r, const Status& reason,
-                      bool has_value);
+                      const kafka::Headers* headers);
+  // Queues a reference record for `in` whose `value_bytes` value the DLQ refused (`why`).
+  void QueueDlqReference(const InputPosition& in, std::string_view key, kafka::Headers headers,
+                         const Status& reason, size_t value_bytes, const Status& why);
 
   // A DLQ record the broker refused as too large: written again without its value (a
   // reference: the input stays at source.offset), from the loop thread.
@@ -231,20 +234,14 @@ Status LoopImpl::DeadLetter(const kafka::Message& in, const Status& reason) {
                                        {"offset", static_cast<long long>(pos.offset)},
                                        {"error", reason}});
   acks_.Extend(pos.topic, pos.partition, pos.offset, 1);
-  const bool has_value = !in.value().empty();
-  Status s =
-      dlq_->Write(in, reason, [this, pos, reason, has_value](const kafka::DeliveryReport& r) {
-        DeliveredToDlq(pos, r, reason, has_value);
-      });
-  if (s.code() == StatusCode::kOutOfRange && has_value) {
-    // Over the producer's own message.max.bytes: a reference record instead (as below).
-    std::lock_guard lock(dlq_refs_mu_);
-    dlq_refs_.push_back(
-        {pos,
-         std::string(in.key()),
-         {},
-         Status(reason.code(), fmt::format("{} (the record's {} byte value is not kept: {})",
-                                           reason.message(), in.value().size(), s.message()))});
+  // The headers are kept for a reference record, should the DLQ refuse the value.
+  const kafka::Headers headers = in.value().empty() ? kafka::Headers{} : in.headers();
+  Status s = dlq_->Write(in, reason, [this, pos, reason, headers](const kafka::DeliveryReport& r) {
+    DeliveredToDlq(pos, r, reason, r.value.empty() ? nullptr : &headers);
+  });
+  if (s.code() == StatusCode::kOutOfRange && !in.value().empty()) {
+    // Over the producer's own message.max.bytes: a reference record instead.
+    QueueDlqReference(pos, in.key(), headers, reason, in.value().size(), s);
     return OkStatus();
   }
   if (!s.ok()) failure_.Set(s.WithContext("DLQ produce"));
@@ -252,23 +249,28 @@ Status LoopImpl::DeadLetter(const kafka::Message& in, const Status& reason) {
 }
 
 void LoopImpl::DeliveredToDlq(const InputPosition& in, const kafka::DeliveryReport& r,
-                              const Status& reason, bool has_value) {
+                              const Status& reason, const kafka::Headers* headers) {
   if (r.status.ok()) {
     metrics_.dlq_records.Inc();
     acks_.Ack(in.topic, in.partition, in.offset);
-  } else if (r.too_large && has_value) {
-    // The record fits its own topic but not the DLQ's limits: keep the reason and where the
-    // record is (source.* headers), not its value. Retrying as is would never succeed.
-    std::lock_guard lock(dlq_refs_mu_);
-    dlq_refs_.push_back(
-        {in,
-         std::string(r.key),
-         {},
-         Status(reason.code(), fmt::format("{} (the record's {} byte value is not kept: {})",
-                                           reason.message(), r.value.size(), r.status.message()))});
+  } else if (r.too_large && headers != nullptr) {
+    // The record fits its own topic but not the DLQ's limits. Retrying as is would never
+    // succeed.
+    QueueDlqReference(in, r.key, *headers, reason, r.value.size(), r.status);
   } else {
     failure_.Set(r.status.WithContext("DLQ delivery failed"));
   }
+}
+
+void LoopImpl::QueueDlqReference(const InputPosition& in, std::string_view key,
+                                 kafka::Headers headers, const Status& reason, size_t value_bytes,
+                                 const Status& why) {
+  // Keeps the reason and where the record is (source.* headers), not its value.
+  std::lock_guard lock(dlq_refs_mu_);
+  dlq_refs_.push_back(
+      {in, std::string(key), std::move(headers),
+       Status(reason.code(), fmt::format("{} (the record's {} byte value is not kept: {})",
+                                         reason.message(), value_bytes, why.message()))});
 }
 
 Status LoopImpl::WriteDlqReferences() {
@@ -284,7 +286,7 @@ Status LoopImpl::WriteDlqReferences() {
     FS_RETURN_IF_ERROR(
         dlq_->Write(record, ref.reason,
                     [this, in = ref.input, reason = ref.reason](const kafka::DeliveryReport& r) {
-                      DeliveredToDlq(in, r, reason, /*has_value=*/false);
+                      DeliveredToDlq(in, r, reason, /*headers=*/nullptr);
                     }));
   }
   return OkStatus();
