@@ -46,17 +46,14 @@ constexpr std::string_view kSpansMetadataPrefix = "fs-corr from=";
 constexpr auto kPendingRefresh = std::chrono::milliseconds(50);
 constexpr auto kSeekRetry = std::chrono::milliseconds(500);
 
-struct Committed {
-  int64_t offset = kafka::kOffsetInvalid;
-  std::string metadata;
-};
-
 // The committed offset and metadata of (topic, p) for the consumer's group.
-Committed QueryCommitted(kafka::Consumer& consumer, const std::string& topic, int32_t p) {
-  Result<kafka::TopicPartitions> got =
-      consumer.Committed({{topic, p, kafka::kOffsetInvalid, {}}}, std::chrono::seconds(10));
-  if (!got.ok() || got->empty()) return {};
-  return {got->front().offset, got->front().metadata};
+// kOffsetInvalid and no metadata when there is none or the broker does not answer.
+kafka::TopicPartition QueryCommitted(kafka::Consumer& consumer, const std::string& topic,
+                                     int32_t p) {
+  kafka::TopicPartition none{topic, p, kafka::kOffsetInvalid, {}};
+  Result<kafka::TopicPartitions> got = consumer.Committed({none}, std::chrono::seconds(10));
+  if (!got.ok() || got->empty()) return none;
+  return std::move(got->front());
 }
 
 std::optional<int64_t> ParseMetadata(std::string_view md, std::string_view prefix) {
@@ -83,11 +80,8 @@ void ApplyReplayMode(StageConfig& config) {
 
 Status CheckCopartitioned(kafka::Producer& producer, const std::string& samples_topic,
                           const std::string& spans_topic, std::chrono::milliseconds timeout) {
-  auto count = [&](const std::string& topic) -> Result<int> {
-    return producer.PartitionCount(topic, timeout);
-  };
-  FS_ASSIGN_OR_RETURN(const int samples, count(samples_topic));
-  FS_ASSIGN_OR_RETURN(const int spans, count(spans_topic));
+  FS_ASSIGN_OR_RETURN(const int samples, producer.PartitionCount(samples_topic, timeout));
+  FS_ASSIGN_OR_RETURN(const int spans, producer.PartitionCount(spans_topic, timeout));
   if (samples != spans) {
     return FailedPrecondition(
         "topics are not co-partitioned: {} has {} partitions, {} has {}; the correlator needs "
@@ -638,7 +632,7 @@ struct CorrelatorStage::State {
   // On assignment of samples partition `p`: where reading starts (for the pending state).
   void StartSamples(int32_t p) {
     Partition& part = Part(p);
-    const Committed c = QueryCommitted(*consumer, config.samples_topic, p);
+    const kafka::TopicPartition c = QueryCommitted(*consumer, config.samples_topic, p);
     if (c.offset >= 0) {
       part.samples_next = c.offset;
     } else if (Result<kafka::Watermarks> w =
@@ -689,8 +683,10 @@ struct CorrelatorStage::State {
     part.seek_checked = false;
     part.seek_target.reset();
     part.span_records.clear();
-    const Committed committed =
-        config.commit_span_offsets ? QueryCommitted(*consumer, config.spans_topic, p) : Committed{};
+    const kafka::TopicPartition committed =
+        config.commit_span_offsets
+            ? QueryCommitted(*consumer, config.spans_topic, p)
+            : kafka::TopicPartition{config.spans_topic, p, kafka::kOffsetInvalid, {}};
     part.spans_committed = committed.offset;
     part.spans_commit_pos = committed.offset;
     part.spans_commit_from = kafka::kOffsetInvalid;
