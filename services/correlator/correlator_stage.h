@@ -7,29 +7,25 @@
 //   correlator::CorrelatorStage stage(cfg, ctx.metrics);
 //   Status st = stage.Run(ctx);        // until ctx.stop; then flushes, produces, commits
 //
-// How it works (ARCHITECTURE.md, "Correlation" and "Contracts"):
-// - One consumer reads the samples topic and the keyed-spans topic with range assignment, so
-//   partition p of both lands on the same instance; Run() refuses to start when the two
-//   topics' partition counts differ.
+// How it works (ARCHITECTURE.md, "Correlation" and "Contracts"), on the shared stage loop
+// (stage/loop.h) with a handler:
+// - The loop's consumer reads the samples topic and the keyed-spans topic with range
+//   assignment, so partition p of both lands on the same instance; Run() refuses to start
+//   when the two topics' partition counts differ.
 // - One correlate::JoinEngine per owned partition. Spans go in with AddSpan; each sample of a
 //   batch with AddSample (cookie = batch, row); samples whose batch already names their span
 //   (span_index) join on those ids directly. Advance() runs after every poll.
-// - A batch is written once all its samples are emitted, with the input's key and headers
-//   (symbol-epoch passes through): span_index per sample (InternSpan of trace id, span id,
-//   name, service) and Process.service_name from the process's learned service. Unmatched
-//   samples keep span_index 0.
-// - Commits: a samples offset is committed only once its correlated batch is acknowledged (a
-//   batch still held in the engine counts as unacknowledged); the commit's metadata records
-//   the earliest span end R the uncommitted samples may need. A keyed-span offset is committed
-//   as the position read (spans produce nothing; a DLQ'd one waits for its DLQ record), with
-//   metadata "from=<offset>": the first record holding a span that ends at or after R.
-// - Rebuild: on every assignment the samples partition stays paused until the spans partition
-//   has been re-read, from that "from" offset, up to its end as of the assignment. So a
-//   restart rebuilds the span state (about one lateness window of records, not the topic)
-//   before joining again, and matches do not change (spans are idempotent in the engine).
-//   Without a spans commit (first start; replay mode, which commits no spans) the re-read
-//   starts at the earliest record, skipping ahead by time to R minus max_clock_skew where the
-//   broker can look offsets up by time.
+// - A batch's input is held until all its samples are emitted; it is then written with the
+//   input's key and headers (batch_assembly.h: span_index per sample, Process.service_name).
+// - Commits follow the restart protocol (commit_plan.h): samples offsets once their batches
+//   are acknowledged, with the earliest span end the uncommitted samples may need; keyed-span
+//   offsets as the position read, with the first record a restart must re-read.
+// - Rebuild (span_rebuild.h): on every assignment the samples partition stays paused until the
+//   spans partition has been re-read from that record up to its end as of the assignment, so
+//   matches do not change across restarts (spans are idempotent in the engine). Without a
+//   spans commit (first start; replay mode, which commits no spans) the re-read starts at the
+//   earliest record, skipping ahead by time to R minus max_clock_skew where the broker can
+//   look offsets up by time.
 // - Idle partitions: the engine's idle rule (watermark follows processing time) runs only
 //   while the partition is caught up -- both its samples and its spans read up to their high
 //   watermarks, no rebuild, nothing deferred -- so a backlog after a pause keeps its spans.

@@ -1,9 +1,9 @@
 // flamestream-correlator: joins symbolized samples with trace spans (see ARCHITECTURE.md).
 #include "correlator_stage.h"
 #include "flamestream/batch/split.h"
-#include "span_intake.h"
 #include "flamestream/log/log.h"
 #include "flamestream/service/service.h"
+#include "span_intake.h"
 
 namespace {
 

@@ -26,9 +26,9 @@
 namespace flamestream::correlator {
 
 struct SpanIntakeConfig {
-  bool enabled = true;           // correlator.spans: run the span router in this process
-  bool otlp_receivers = true;    // correlator.otlp.enabled
-  bool kafka_intake = true;      // correlator.otlp_spans.enabled
+  bool enabled = true;         // correlator.spans: run the span router in this process
+  bool otlp_receivers = true;  // correlator.otlp.enabled
+  bool kafka_intake = true;    // correlator.otlp_spans.enabled
   spans::SpanRouterConfig router;
   spans::ReceiverConfig receivers;
   spans::OtlpKafkaIntakeConfig intake;

@@ -577,9 +577,13 @@ TEST(CorrelatorStage, RestartRereadsSpansFromTheCommittedPositionNotTheBeginning
     {
       RunningStage first(cfg);
       const auto deadline = std::chrono::steady_clock::now() + 60s;
+      // Both counters: they are exported one after the other, so seeing one complete does
+      // not mean the other already is.
       while (std::chrono::steady_clock::now() < deadline &&
-             first.Counter("fs_correlator_samples_total",
-                           {{"result", "matched"}, {"stage", "correlator"}}) < kRecords) {
+             (first.Counter("fs_correlator_samples_total",
+                            {{"result", "matched"}, {"stage", "correlator"}}) < kRecords ||
+              first.Counter("fs_correlator_spans_total",
+                            {{"kind", "replayed"}, {"stage", "correlator"}}) < kRecords)) {
         std::this_thread::sleep_for(100ms);
       }
       ASSERT_EQ(first.Counter("fs_correlator_samples_total",

@@ -92,6 +92,16 @@ void AckTracker::Forget(const TopicPartitions& partitions) {
   }
 }
 
+void AckTracker::Rewind(const std::string& topic, int32_t partition) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = parts_.find({topic, partition});
+  if (it == parts_.end()) return;
+  PartitionState& st = it->second;
+  st.inputs.clear();
+  st.last_tracked = -1;
+  st.committable = kOffsetInvalid;
+}
+
 size_t AckTracker::Pending() const {
   std::lock_guard<std::mutex> lock(mu_);
   size_t n = 0;

@@ -157,5 +157,23 @@ TEST(AckTracker, ConcurrentAcksFromAnotherThread) {
   EXPECT_EQ(t.CommittableOffsets(), (TopicPartitions{{kTopic, 0, kInputs}}));
 }
 
+TEST(AckTracker, RewindLetsTheRereadRecordsInButNeverCommitsBackwards) {
+  AckTracker t;
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(t.Track(kTopic, 0, i, 0));
+  t.MarkCommitted(t.CommittableOffsets());  // committed 10
+  ASSERT_TRUE(t.Track(kTopic, 0, 10, 1));   // in flight
+  EXPECT_FALSE(t.Track(kTopic, 0, 7, 0));   // a repeat: ignored
+  t.Rewind(kTopic, 0);                      // a seek back to 7
+  EXPECT_FALSE(t.Ack(kTopic, 0, 10));       // forgotten with the rewind
+  EXPECT_EQ(t.Pending(), 0u);
+  for (int i = 7; i < 10; ++i) ASSERT_TRUE(t.Track(kTopic, 0, i, 0));
+  EXPECT_TRUE(t.CommittableOffsets().empty());  // 10 again: not past the commit
+  ASSERT_TRUE(t.Track(kTopic, 0, 10, 0));
+  ASSERT_TRUE(t.Track(kTopic, 0, 11, 0));
+  EXPECT_EQ(t.CommittableOffsets(), (TopicPartitions{{kTopic, 0, 12}}));
+  t.Rewind(kTopic, 1);  // an unknown partition: nothing happens
+  EXPECT_EQ(t.CommittableOffsets(), (TopicPartitions{{kTopic, 0, 12}}));
+}
+
 }  // namespace
 }  // namespace flamestream::kafka

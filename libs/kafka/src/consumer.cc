@@ -578,13 +578,18 @@ Status Consumer::Resume(const TopicPartitions& partitions) {
   if (!rk_) {
     return FailedPrecondition("kafka consumer {} is closed", config_.group_id);
   }
+  for (const TopicPartition& tp : partitions) {
+    paused_.erase({tp.topic, tp.partition});
+  }
+  if (pause_all_) {
+    // PauseAll holds every partition: these stay paused until ResumeAll.
+    for (const TopicPartition& tp : partitions) paused_by_all_.insert({tp.topic, tp.partition});
+    return OkStatus();
+  }
   PartitionList list = ToPartitionList(partitions);
   if (rd_kafka_resp_err_t err = rd_kafka_resume_partitions(rk_.get(), list.get());
       err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return ErrStatus(err, "kafka resume");
-  }
-  for (const TopicPartition& tp : partitions) {
-    paused_.erase({tp.topic, tp.partition});
   }
   return OkStatus();
 }

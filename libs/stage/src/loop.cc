@@ -33,7 +33,18 @@ class LoopImpl final : public Loop {
   Status Run();
 
   Status Emit(const kafka::Message& in, std::vector<Output> outputs) override;
-  Status DeadLetter(const kafka::Message& in, const Status& reason) override;
+  Status EmitHeld(const InputToken& token, std::vector<Output> outputs) override;
+  Status DeadLetter(const kafka::Message& in, const Status& reason) override {
+    return DeadLetter(kafka::FailedRecord{in.topic(), in.partition(), in.offset(), in.key(),
+                                          in.value(), in.headers()},
+                      reason);
+  }
+  Status DeadLetter(const kafka::FailedRecord& in, const Status& reason) override;
+  Status Seek(const kafka::TopicPartition& to, std::chrono::milliseconds timeout) override {
+    FS_RETURN_IF_ERROR(consumer_->Seek(to, timeout));
+    acks_.Rewind(to.topic, to.partition);
+    return OkStatus();
+  }
   InputToken Hold(const kafka::Message& in) override {
     InputToken t{{std::string(in.topic()), in.partition(), in.offset()}};
     acks_.Extend(t.position.topic, t.position.partition, t.position.offset, 1);
@@ -52,6 +63,11 @@ class LoopImpl final : public Loop {
 
  private:
   Status Create();
+  [[nodiscard]] bool crashing() const { return env_.crash != nullptr && env_.crash->load(); }
+  // Produces `outputs` for input `pos`; one that does not fit goes to `too_large`.
+  Status Produce(const InputPosition& pos, std::vector<Output> outputs,
+                 const std::function<Status(const Status&, const Output&)>& too_large);
+  kafka::TopicPartitions CommitPlan();
   void Commit(const char* when);
   void CommitAsync();
   void CommitDone(const kafka::TopicPartitions& offsets, const Status& result, const char* when);
@@ -120,6 +136,7 @@ Status LoopImpl::Create() {
   // handles again what was handled since the last commit (at-least-once; batch ids let the
   // next stage drop the duplicates). Counted as a commit error and logged.
   ccfg.on_revoked = [this](const kafka::TopicPartitions& parts, bool lost) {
+    if (crashing()) return;
     if (!lost) {
       (void)producer_->Flush(config_.drain_timeout);
       if (consumer_ != nullptr) Commit("before revocation");
@@ -134,8 +151,14 @@ Status LoopImpl::Create() {
   return OkStatus();
 }
 
+kafka::TopicPartitions LoopImpl::CommitPlan() {
+  kafka::TopicPartitions offsets = acks_.CommittableOffsets();
+  handler_.PrepareCommit(*this, offsets);
+  return offsets;
+}
+
 void LoopImpl::Commit(const char* when) {
-  const kafka::TopicPartitions offsets = acks_.CommittableOffsets();
+  const kafka::TopicPartitions offsets = CommitPlan();
   if (offsets.empty()) return;
   CommitDone(offsets, consumer_->Commit(offsets), when);
 }
@@ -144,7 +167,7 @@ void LoopImpl::CommitAsync() {
   // A sync commit waits behind any fetch the coordinator holds on its connection (up to
   // fetch.wait.max.ms): periodic commits do not stop the loop. One at a time.
   if (consumer_->commits_in_flight() > 0) return;
-  const kafka::TopicPartitions offsets = acks_.CommittableOffsets();
+  const kafka::TopicPartitions offsets = CommitPlan();
   if (offsets.empty()) return;
   Status s = consumer_->CommitAsync(
       offsets, [this](const kafka::TopicPartitions& committed, const Status& result) {
@@ -155,6 +178,7 @@ void LoopImpl::CommitAsync() {
 
 void LoopImpl::CommitDone(const kafka::TopicPartitions& offsets, const Status& result,
                           const char* when) {
+  handler_.Committed(*this, offsets, result);
   if (result.ok()) {
     acks_.MarkCommitted(offsets);
     return;
@@ -193,29 +217,48 @@ void LoopImpl::UpdatePause() {
 }
 
 Status LoopImpl::Emit(const kafka::Message& in, std::vector<Output> outputs) {
-  const std::string topic(in.topic());
-  const int32_t partition = in.partition();
-  const int64_t offset = in.offset();
   // Outputs larger than Kafka takes are split, or fail the input like a decode error: it
   // would fail again after every restart.
+  return Produce({std::string(in.topic()), in.partition(), in.offset()}, std::move(outputs),
+                 [&](const Status& why, const Output&) { return DeadLetter(in, why); });
+}
+
+Status LoopImpl::EmitHeld(const InputToken& token, std::vector<Output> outputs) {
+  // The input was read long ago: an output that cannot be sent becomes a reference to it.
+  const InputPosition& pos = token.position;
+  started_ = Clock::now();
+  Status s = Produce(pos, std::move(outputs), [&](const Status& why, const Output& out) {
+    return DeadLetter(
+        kafka::FailedRecord{pos.topic, pos.partition, pos.offset, out.key, "", out.headers}, why);
+  });
+  Release(token);
+  return s;
+}
+
+Status LoopImpl::Produce(const InputPosition& pos, std::vector<Output> outputs,
+                         const std::function<Status(const Status&, const Output&)>& too_large) {
   const size_t limit = producer_->max_message_bytes();
   std::vector<Output> fitted;
   for (Output& out : outputs) {
-    Result<std::vector<Output>> pieces = FitOutput(std::move(out), limit, config_.split);
+    if (RecordBytes(out.key, out.value, out.headers) <= limit) {
+      fitted.push_back(std::move(out));
+      continue;
+    }
+    Result<std::vector<Output>> pieces = FitOutput(out, limit, config_.split);  // rare: a copy
     if (!pieces.ok()) {
       metrics_.Errors("too_large").Inc();
-      return DeadLetter(in, pieces.error());
+      return too_large(pieces.error(), out);
     }
     std::move(pieces->begin(), pieces->end(), std::back_inserter(fitted));
   }
   if (fitted.empty()) return OkStatus();
-  acks_.Extend(topic, partition, offset, static_cast<uint32_t>(fitted.size()));
+  acks_.Extend(pos.topic, pos.partition, pos.offset, static_cast<uint32_t>(fitted.size()));
   for (Output& out : fitted) {
-    Status s = ProduceAcked(*producer_, {topic, partition, offset}, started_, out.topic, out.key,
-                            out.value, out.headers, metrics_, acks_, failure_, &refused_);
+    Status s = ProduceAcked(*producer_, pos, started_, out.topic, out.key, out.value, out.headers,
+                            metrics_, acks_, failure_, &refused_);
     if (s.code() == StatusCode::kOutOfRange) {
       // Over the producer's own limit after all (framing): split it like a refusal.
-      refused_.Push({{topic, partition, offset}, std::move(out)});
+      refused_.Push({pos, std::move(out)});
       continue;
     }
     if (!s.ok()) {
@@ -226,8 +269,8 @@ Status LoopImpl::Emit(const kafka::Message& in, std::vector<Output> outputs) {
   return OkStatus();
 }
 
-Status LoopImpl::DeadLetter(const kafka::Message& in, const Status& reason) {
-  InputPosition pos{std::string(in.topic()), in.partition(), in.offset()};
+Status LoopImpl::DeadLetter(const kafka::FailedRecord& in, const Status& reason) {
+  InputPosition pos{std::string(in.topic), in.partition, in.offset};
   log::Warn("record sent to the DLQ", {{"stage", config_.stage},
                                        {"topic", pos.topic},
                                        {"partition", pos.partition},
@@ -235,13 +278,13 @@ Status LoopImpl::DeadLetter(const kafka::Message& in, const Status& reason) {
                                        {"error", reason}});
   acks_.Extend(pos.topic, pos.partition, pos.offset, 1);
   // The headers are kept for a reference record, should the DLQ refuse the value.
-  const kafka::Headers headers = in.value().empty() ? kafka::Headers{} : in.headers();
+  const kafka::Headers headers = in.value.empty() ? kafka::Headers{} : in.headers;
   Status s = dlq_->Write(in, reason, [this, pos, reason, headers](const kafka::DeliveryReport& r) {
     DeliveredToDlq(pos, r, reason, r.value.empty() ? nullptr : &headers);
   });
-  if (s.code() == StatusCode::kOutOfRange && !in.value().empty()) {
+  if (s.code() == StatusCode::kOutOfRange && !in.value.empty()) {
     // Over the producer's own message.max.bytes: a reference record instead.
-    QueueDlqReference(pos, in.key(), headers, reason, in.value().size(), s);
+    QueueDlqReference(pos, in.key, headers, reason, in.value.size(), s);
     return OkStatus();
   }
   if (!s.ok()) failure_.Set(s.WithContext("DLQ produce"));
@@ -324,6 +367,11 @@ Status LoopImpl::HandleRecord(const kafka::Message& msg) {
 
 Status LoopImpl::Run() {
   FS_RETURN_IF_ERROR(Create());
+  if (Status s = handler_.Started(*this); !s.ok()) {
+    log::Error("refusing to start", {{"stage", config_.stage}, {"error", s}});
+    consumer_->Abandon();  // never joined: nothing to leave or commit
+    return s;
+  }
   Clock::time_point last_commit = Clock::now();
   Status result;
   while (!env_.stop.stop_requested()) {
@@ -373,6 +421,11 @@ Status LoopImpl::Run() {
       RefreshLag();
       last_commit = Clock::now();
     }
+  }
+  if (crashing()) {
+    log::Warn("stopping like a crash: no drain, no commit", {{"stage", config_.stage}});
+    consumer_->Abandon();
+    return result;
   }
   return Drain(result);
 }

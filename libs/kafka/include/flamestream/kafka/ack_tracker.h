@@ -44,6 +44,10 @@ class AckTracker {
   void MarkCommitted(const TopicPartitions& offsets);
   // Drops the state of revoked partitions.
   void Forget(const TopicPartitions& partitions);
+  // The partition is read again from an earlier offset (a seek back): its tracked inputs are
+  // dropped, so the re-read ones can be tracked; what was committed is kept, so the
+  // committable offset does not move back past it.
+  void Rewind(const std::string& topic, int32_t partition);
   // Inputs tracked but not yet fully acknowledged (all partitions).
   [[nodiscard]] size_t Pending() const;
 

@@ -165,7 +165,8 @@ class Consumer {
   Status Pause(const TopicPartitions& partitions);
   Status Resume(const TopicPartitions& partitions);
   // Pauses every partition, those assigned later included, until ResumeAll() (backpressure,
-  // a sink outage): a rebalance does not let input in behind the caller's back.
+  // a sink outage): a rebalance does not let input in behind the caller's back. The two
+  // compose: Resume() meanwhile takes effect at ResumeAll(), which leaves Pause()d ones paused.
   Status PauseAll();
   Status ResumeAll();
   [[nodiscard]] bool paused_all() const { return pause_all_; }

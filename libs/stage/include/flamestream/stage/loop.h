@@ -17,11 +17,18 @@
 //   return stage::RunLoop(cfg, ctx, handler);   // until ctx.stop, then drains
 //
 // Inputs finished later (a window that is delivered minutes after its records were read):
-// `InputToken t = loop.Hold(in)` in Record, `loop.Release(t)` when done (any thread). Until
-// then the input's offset (and every later one of its partition) stays uncommitted, so a
-// restart reads it again: at-least-once, with batch ids to drop repeats downstream.
+// `InputToken t = loop.Hold(in)` in Record, then `loop.EmitHeld(t, outputs)` or
+// `loop.Release(t)` when done. Until then the input's offset (and every later one of its
+// partition) stays uncommitted, so a restart reads it again: at-least-once, with batch ids to
+// drop repeats downstream.
+//
+// Stages with their own restart protocol (the correlator) shape every commit in
+// Handler::PrepareCommit (drop partitions, add metadata), pause single partitions through
+// consumer().Pause/Resume (the loop's own pause composes with them), and move a partition's
+// position with Loop::Seek, which lets the re-read records through again.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -32,6 +39,7 @@
 
 #include "flamestream/common/status.h"
 #include "flamestream/kafka/consumer.h"
+#include "flamestream/kafka/dlq.h"
 #include "flamestream/kafka/producer.h"
 #include "flamestream/kafka/types.h"
 #include "flamestream/obs/metrics.h"
@@ -91,6 +99,15 @@ class Handler {
   // Stopping: finish what can be finished (deliver open windows, ...) before the final flush
   // and commit. Whatever stays held is read again by the next owner.
   virtual void Drain(Loop& /*loop*/) {}
+  // Once the clients exist, before the first poll: an error stops the stage before it reads
+  // anything (a precondition on the topics).
+  virtual Status Started(Loop& /*loop*/) { return OkStatus(); }
+  // Before every commit (periodic, before a revocation, on drain) with the offsets the acks
+  // allow: the handler may drop entries, add some and set their metadata. Committed() gets
+  // the outcome (periodic commits: inside a later poll, on the loop's thread).
+  virtual void PrepareCommit(Loop& /*loop*/, kafka::TopicPartitions& /*offsets*/) {}
+  virtual void Committed(Loop& /*loop*/, const kafka::TopicPartitions& /*offsets*/,
+                         const Status& /*result*/) {}
   // Replay's stop condition also waits for this (nothing buffered, nothing in delivery).
   [[nodiscard]] virtual bool Idle() const { return true; }
   // Pause input while true (a sink that is behind), besides the loop's own in-flight limit.
@@ -108,9 +125,19 @@ class Loop {
   // Sends `in` to `<topic>.dlq` with `reason`; committable once the DLQ has it. The DLQ
   // delivery failing stops the stage (never a silent hole in the commits).
   virtual Status DeadLetter(const kafka::Message& in, const Status& reason) = 0;
+  // The same for a record no longer at hand (one the handler kept, see kafka::FailedRecord).
+  virtual Status DeadLetter(const kafka::FailedRecord& in, const Status& reason) = 0;
   // `in` stays uncommitted until Release(token) (thread-safe).
   virtual InputToken Hold(const kafka::Message& in) = 0;
   virtual void Release(const InputToken& token) = 0;
+  // Emit() for a held input, then Release(token) (loop thread). An output too large to fit
+  // or split becomes a DLQ reference record (the output's key and headers, no value) to the
+  // input, which stays in its topic.
+  virtual Status EmitHeld(const InputToken& token, std::vector<Output> outputs) = 0;
+  // Moves an assigned partition's read position (timeout 0: asynchronous). The records from
+  // there on are handled even when this assignment handled them already; commits never move
+  // back past what was committed.
+  virtual Status Seek(const kafka::TopicPartition& to, std::chrono::milliseconds timeout) = 0;
   // Stops the stage with `error` (the first one wins); the loop drains and returns it.
   virtual void Fail(Status error) = 0;
 
@@ -129,6 +156,9 @@ struct LoopEnv {
   obs::Registry& metrics;
   std::stop_token stop;
   std::function<void(bool)> set_ready;  // may be empty
+  // Tests: once set, stopping behaves like a crash (no drain, no commit, the group is not
+  // left). May be null.
+  const std::atomic<bool>* crash = nullptr;
 };
 
 // Runs until `stop` (or caught up with stop_when_caught_up, or a failure), then drains:
