@@ -3,6 +3,7 @@
 #include <cctype>
 #include <memory>
 
+#include "flamestream/common/identity.h"
 #include "flamestream/bpf/capabilities.h"
 #include "flamestream/bpf/clock_offset.h"
 #include "flamestream/bpf/sampler.h"
@@ -126,7 +127,7 @@ std::string AgentId(const std::string& cluster, const std::string& node) {
     }
     if (!hex.empty()) boot = hex.substr(0, 8);
   }
-  return service::RecordKey(cluster, node) + "/" + boot;
+  return common::NodeKey::Of(cluster, node).str() + "/" + boot;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "flamestream/batch/batch.h"
 #include "flamestream/batch/split.h"
+#include "flamestream/common/identity.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/kafka/topics.h"
 #include "flamestream/log/log.h"
@@ -37,7 +38,9 @@ int64_t WallNowNs() {
 
 std::string Publisher::ProcessKey(const std::string& cluster, const std::string& node,
                                   const proc::ProcessInfo& p) {
-  return fmt::format("{}/{}/{}", service::RecordKey(cluster, node), p.pid, p.start_ticks);
+  return common::ProcessKey{common::NodeKey::Of(cluster, node), static_cast<uint32_t>(p.pid),
+                            static_cast<uint64_t>(p.start_ticks)}
+      .str();
 }
 
 v1::ProcessRecord Publisher::ToProcessRecord(const std::string& cluster, const std::string& node,
@@ -73,7 +76,7 @@ v1::ProcessRecord Publisher::ToProcessRecord(const std::string& cluster, const s
 Publisher::Publisher(PublisherOptions options, const bpf::ClockOffset* clock,
                      const proc::KernelSymbols* kernel, obs::Registry* metrics)
     : options_(std::move(options)),
-      key_(service::RecordKey(options_.cluster, options_.node)),
+      key_(common::NodeKey::Of(options_.cluster, options_.node).str()),
       clock_(clock) {
   (void)kernel;
   obs::Registry& r = *metrics;

@@ -14,6 +14,7 @@
 
 #include "batch_assembly.h"
 #include "commit_plan.h"
+#include "flamestream/common/identity.h"
 #include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/dlq.h"
 #include "flamestream/log/log.h"
@@ -368,7 +369,7 @@ Status CorrelatorHandler::OnSpans(stage::Loop& loop, const kafka::Message& msg) 
   std::string fallback_key;
   std::string_view key = msg.key();
   if (key.empty()) {
-    fallback_key = fmt::format("{}/{}", spans.cluster(), spans.node());
+    fallback_key = common::NodeKey::Of(spans.cluster(), spans.node()).str();
     key = fallback_key;
   }
   int64_t max_end = std::numeric_limits<int64_t>::min();
@@ -425,10 +426,11 @@ void CorrelatorHandler::JoinSamples(stage::Loop& loop, const stage::InputToken& 
   ++pending_batches_;
   // The join key is the record key (spans carry the same); a keyless record falls back to the
   // batch's own cluster/node. The output keeps the input's key either way.
-  const std::string fallback_key = held.key.empty()
-                                       ? fmt::format("{}/{}", held.batch.builder.batch().cluster(),
-                                                     held.batch.builder.batch().node())
-                                       : std::string();
+  const std::string fallback_key =
+      held.key.empty() ? common::NodeKey::Of(held.batch.builder.batch().cluster(),
+                                             held.batch.builder.batch().node())
+                             .str()
+                       : std::string();
   const std::string_view join_key = held.key.empty() ? fallback_key : held.key;
   for (size_t i = 0; i < held.batch.rows.size(); ++i) {
     const batch::SampleRow& r = held.batch.rows[i];

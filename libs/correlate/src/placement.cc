@@ -1,9 +1,9 @@
 #include "flamestream/correlate/placement.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <tuple>
-
-#include <fmt/format.h>
 
 #include "flamestream/common/strings.h"
 
@@ -60,7 +60,8 @@ bool ProcessTable::Remove(std::string_view cluster, std::string_view node, uint3
 }
 
 void ProcessTable::Unindex(const std::string& host_key, const ProcessRecord& r) {
-  if (!r.container_id.empty()) EraseValue(by_container_, PairKey(r.cluster, r.container_id), host_key);
+  if (!r.container_id.empty())
+    EraseValue(by_container_, PairKey(r.cluster, r.container_id), host_key);
   if (!r.pod_uid.empty()) EraseValue(by_pod_, PairKey(r.cluster, r.pod_uid), host_key);
 }
 
@@ -125,8 +126,8 @@ std::vector<std::string> ProcessTable::NodesOfPod(std::string_view cluster,
 
 Placement SpanPlacer::Place(const SpanResource& res, int64_t span_start_ns) {
   Placement p;
-  const std::string cluster =
-      common::ToLower(res.cluster.empty() ? std::string_view(config_.default_cluster) : res.cluster);
+  const std::string cluster = common::ToLower(
+      res.cluster.empty() ? std::string_view(config_.default_cluster) : res.cluster);
 
   // Node.
   std::string node;
@@ -159,7 +160,8 @@ Placement SpanPlacer::Place(const SpanResource& res, int64_t span_start_ns) {
     return p;
   }
   p.placed_ok = true;
-  p.node_key = fmt::format("{}/{}", cluster, node);
+  p.node = common::NodeKey::Of(cluster, node);
+  p.node_key = p.node.str();
 
   // Process.
   auto started_after_span = [&](const ProcessRecord& r) {
@@ -214,44 +216,77 @@ Placement SpanPlacer::Place(const SpanResource& res, int64_t span_start_ns) {
 void SpanPlacer::Count(const Placement& p) {
   if (!p.placed()) {
     switch (p.reason) {
-      case UnplacedReason::kNoNodeIdentity: ++counters_.unplaced_no_node_identity; break;
-      case UnplacedReason::kUnknownContainer: ++counters_.unplaced_unknown_container; break;
-      case UnplacedReason::kUnknownPod: ++counters_.unplaced_unknown_pod; break;
-      case UnplacedReason::kAmbiguousNode: ++counters_.unplaced_ambiguous_node; break;
+      case UnplacedReason::kNoNodeIdentity:
+        ++counters_.unplaced_no_node_identity;
+        break;
+      case UnplacedReason::kUnknownContainer:
+        ++counters_.unplaced_unknown_container;
+        break;
+      case UnplacedReason::kUnknownPod:
+        ++counters_.unplaced_unknown_pod;
+        break;
+      case UnplacedReason::kAmbiguousNode:
+        ++counters_.unplaced_ambiguous_node;
+        break;
     }
     return;
   }
   ++counters_.placed;
   switch (p.process) {
-    case ProcessResolution::kResolved: ++counters_.process_resolved; break;
-    case ProcessResolution::kNoPid: ++counters_.process_no_pid; break;
-    case ProcessResolution::kContainerProcessUnknown: ++counters_.process_container_unknown; break;
-    case ProcessResolution::kPodProcessUnknown: ++counters_.process_pod_unknown; break;
-    case ProcessResolution::kAmbiguousPodProcess: ++counters_.process_pod_ambiguous; break;
-    case ProcessResolution::kPidNamespaceMismatch: ++counters_.process_pid_namespace_mismatch; break;
-    case ProcessResolution::kPidReused: ++counters_.process_pid_reused; break;
+    case ProcessResolution::kResolved:
+      ++counters_.process_resolved;
+      break;
+    case ProcessResolution::kNoPid:
+      ++counters_.process_no_pid;
+      break;
+    case ProcessResolution::kContainerProcessUnknown:
+      ++counters_.process_container_unknown;
+      break;
+    case ProcessResolution::kPodProcessUnknown:
+      ++counters_.process_pod_unknown;
+      break;
+    case ProcessResolution::kAmbiguousPodProcess:
+      ++counters_.process_pod_ambiguous;
+      break;
+    case ProcessResolution::kPidNamespaceMismatch:
+      ++counters_.process_pid_namespace_mismatch;
+      break;
+    case ProcessResolution::kPidReused:
+      ++counters_.process_pid_reused;
+      break;
   }
 }
 
 std::string_view UnplacedReasonName(UnplacedReason reason) {
   switch (reason) {
-    case UnplacedReason::kNoNodeIdentity: return "no_node_identity";
-    case UnplacedReason::kUnknownContainer: return "unknown_container";
-    case UnplacedReason::kUnknownPod: return "unknown_pod";
-    case UnplacedReason::kAmbiguousNode: return "ambiguous_node";
+    case UnplacedReason::kNoNodeIdentity:
+      return "no_node_identity";
+    case UnplacedReason::kUnknownContainer:
+      return "unknown_container";
+    case UnplacedReason::kUnknownPod:
+      return "unknown_pod";
+    case UnplacedReason::kAmbiguousNode:
+      return "ambiguous_node";
   }
   return "unknown";
 }
 
 std::string_view ProcessResolutionName(ProcessResolution resolution) {
   switch (resolution) {
-    case ProcessResolution::kResolved: return "resolved";
-    case ProcessResolution::kNoPid: return "no_pid";
-    case ProcessResolution::kContainerProcessUnknown: return "container_process_unknown";
-    case ProcessResolution::kPodProcessUnknown: return "pod_process_unknown";
-    case ProcessResolution::kAmbiguousPodProcess: return "ambiguous_pod_process";
-    case ProcessResolution::kPidNamespaceMismatch: return "pid_namespace_mismatch";
-    case ProcessResolution::kPidReused: return "pid_reused";
+    case ProcessResolution::kResolved:
+      return "resolved";
+    case ProcessResolution::kNoPid:
+      return "no_pid";
+    case ProcessResolution::kContainerProcessUnknown:
+      return "container_process_unknown";
+    case ProcessResolution::kPodProcessUnknown:
+      return "pod_process_unknown";
+    case ProcessResolution::kAmbiguousPodProcess:
+      return "ambiguous_pod_process";
+    case ProcessResolution::kPidNamespaceMismatch:
+      return "pid_namespace_mismatch";
+    case ProcessResolution::kPidReused:
+      return "pid_reused";
   }
   return "unknown";
 }

@@ -243,8 +243,4 @@ std::string DefaultNodeName() {
   return common::ToLower(host);
 }
 
-std::string RecordKey(const std::string& cluster, const std::string& node) {
-  return common::ToLower(cluster) + "/" + common::ToLower(node);
-}
-
 }  // namespace flamestream::service

@@ -5,6 +5,7 @@
 #include <array>
 #include <future>
 
+#include "flamestream/common/identity.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/config/config.h"
 #include "flamestream/log/log.h"
@@ -16,8 +17,7 @@ namespace {
 using opentelemetry::proto::common::v1::AnyValue;
 using opentelemetry::proto::common::v1::KeyValue;
 
-constexpr std::array<std::string_view, 4> kSourceNames = {"unspecified", "kafka", "grpc",
-                                                          "http"};
+constexpr std::array<std::string_view, 4> kSourceNames = {"unspecified", "kafka", "grpc", "http"};
 
 std::string_view SourceName(v1::SpanSource source) {
   const auto i = static_cast<size_t>(source);
@@ -26,11 +26,16 @@ std::string_view SourceName(v1::SpanSource source) {
 
 std::string AnyValueText(const AnyValue& v) {
   switch (v.value_case()) {
-    case AnyValue::kStringValue: return v.string_value();
-    case AnyValue::kBoolValue: return v.bool_value() ? "true" : "false";
-    case AnyValue::kIntValue: return std::to_string(v.int_value());
-    case AnyValue::kDoubleValue: return fmt::format("{}", v.double_value());
-    case AnyValue::kBytesValue: return common::HexEncode(v.bytes_value());
+    case AnyValue::kStringValue:
+      return v.string_value();
+    case AnyValue::kBoolValue:
+      return v.bool_value() ? "true" : "false";
+    case AnyValue::kIntValue:
+      return std::to_string(v.int_value());
+    case AnyValue::kDoubleValue:
+      return fmt::format("{}", v.double_value());
+    case AnyValue::kBytesValue:
+      return common::HexEncode(v.bytes_value());
     case AnyValue::kArrayValue: {
       std::vector<std::string> parts;
       for (const auto& e : v.array_value().values()) parts.push_back(AnyValueText(e));
@@ -43,7 +48,8 @@ std::string AnyValueText(const AnyValue& v) {
       }
       return "{" + common::Join(parts, ",") + "}";
     }
-    default: return "";
+    default:
+      return "";
   }
 }
 
@@ -54,8 +60,8 @@ std::optional<int64_t> AnyValueInt(const AnyValue& v) {
     auto r = common::ParseInt<int64_t>(v.string_value());
     if (r.ok()) return *r;
   }
-  if (v.value_case() == AnyValue::kDoubleValue && v.double_value() == static_cast<double>(
-                                                       static_cast<int64_t>(v.double_value()))) {
+  if (v.value_case() == AnyValue::kDoubleValue &&
+      v.double_value() == static_cast<double>(static_cast<int64_t>(v.double_value()))) {
     return static_cast<int64_t>(v.double_value());
   }
   return std::nullopt;
@@ -160,7 +166,7 @@ void SpanRouterConfig::Declare(config::Schema& schema, const std::string& prefix
 }
 
 std::string SpanKey(const v1::KeyedSpan& span) {
-  return fmt::format("{}/{}", span.cluster(), span.node());
+  return common::NodeKey::Of(span.cluster(), span.node()).str();
 }
 
 struct SpanRouter::Extracted {
@@ -211,7 +217,8 @@ struct SpanRouter::Pending {
       if (!r.status.ok()) r.accepted = 0;
       if (r.rejected > 0) {
         std::vector<std::string> counts;
-        for (const auto& [reason, n] : r.rejected_by) counts.push_back(fmt::format("{} {}", n, reason));
+        for (const auto& [reason, n] : r.rejected_by)
+          counts.push_back(fmt::format("{} {}", n, reason));
         r.rejection = fmt::format("{} of {} spans rejected ({}); first: {}", r.rejected, received,
                                   common::Join(counts, ", "), first_detail);
       }
@@ -263,12 +270,13 @@ SpanRouter::SpanRouter(SpanRouterConfig config, SpanSink& sink, obs::Registry& m
   writer_->instance_id = config_.instance_id;
   writer_->inflight_gauge = &metrics_.Gauge(
       "fs_span_router_inflight_bytes", "bytes of keyed spans written and not yet acknowledged");
-  writer_->too_large_spans = &metrics_.Counter(
-      "fs_spans_rejected_total",
-      "spans dropped (malformed ids, or not placeable on a node), by reason",
-      {{"reason", "too_large_for_kafka"}});
-  writer_->splits = &metrics_.Counter(
-      "fs_span_batches_split_total", "keyed span batches split because Kafka refused them as too large");
+  writer_->too_large_spans =
+      &metrics_.Counter("fs_spans_rejected_total",
+                        "spans dropped (malformed ids, or not placeable on a node), by reason",
+                        {{"reason", "too_large_for_kafka"}});
+  writer_->splits =
+      &metrics_.Counter("fs_span_batches_split_total",
+                        "keyed span batches split because Kafka refused them as too large");
   timer_thread_ = std::thread([this] { RunTimers(); });
 }
 
@@ -291,10 +299,9 @@ void SpanRouter::Reject(Extracted* out, const std::string& reason_label,
 
 void SpanRouter::Extract(const otlp::ExportTraceServiceRequest& request, v1::SpanSource source,
                          Extracted* out) {
-  const auto now_ns = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  const auto now_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count());
   std::lock_guard lock(table_mu_);
   for (int ri = 0; ri < request.resource_spans_size(); ++ri) {
     const auto& rs = request.resource_spans(ri);
@@ -309,17 +316,16 @@ void SpanRouter::Extract(const otlp::ExportTraceServiceRequest& request, v1::Spa
           return fmt::format("resource_spans[{}].scope_spans[{}].spans[{}].{}", ri, si, k, field);
         };
         if (span.trace_id().size() != 16 || AllZero(span.trace_id())) {
-          Reject(out, "invalid_trace_id",
-                 fmt::format("{}: {} bytes{}, want 16 non-zero bytes", where("trace_id"),
-                             span.trace_id().size(),
-                             span.trace_id().size() == 16 ? " all zero" : ""));
+          Reject(
+              out, "invalid_trace_id",
+              fmt::format("{}: {} bytes{}, want 16 non-zero bytes", where("trace_id"),
+                          span.trace_id().size(), span.trace_id().size() == 16 ? " all zero" : ""));
           continue;
         }
         if (span.span_id().size() != 8 || AllZero(span.span_id())) {
           Reject(out, "invalid_span_id",
                  fmt::format("{}: {} bytes{}, want 8 non-zero bytes", where("span_id"),
-                             span.span_id().size(),
-                             span.span_id().size() == 8 ? " all zero" : ""));
+                             span.span_id().size(), span.span_id().size() == 8 ? " all zero" : ""));
           continue;
         }
         if (!span.parent_span_id().empty() && span.parent_span_id().size() != 8) {
@@ -344,14 +350,10 @@ void SpanRouter::Extract(const otlp::ExportTraceServiceRequest& request, v1::Spa
                              ri, reason));
           continue;
         }
-        const size_t slash = p.node_key.find('/');
-        std::string cluster = p.node_key.substr(0, slash);
-        std::string node = slash == std::string::npos ? "" : p.node_key.substr(slash + 1);
-
         v1::SpanBatch& batch = out->batches[p.node_key];
         if (batch.spans_size() == 0) {
-          batch.set_cluster(cluster);
-          batch.set_node(node);
+          batch.set_cluster(p.node.cluster);
+          batch.set_node(p.node.node);
         }
         v1::KeyedSpan* ks = batch.add_spans();
         ks->set_trace_id(span.trace_id());
@@ -366,8 +368,8 @@ void SpanRouter::Extract(const otlp::ExportTraceServiceRequest& request, v1::Spa
         ks->set_end_time_unix_ns(span.end_time_unix_nano());
         ks->set_host_name(id.host_name);
         ks->set_k8s_node_name(id.k8s_node_name);
-        ks->set_cluster(std::move(cluster));
-        ks->set_node(std::move(node));
+        ks->set_cluster(p.node.cluster);
+        ks->set_node(p.node.node);
         ks->set_pid(id.pid);
         ks->set_container_id(id.container_id);
         ks->set_k8s_pod_uid(id.pod_uid);
@@ -386,7 +388,8 @@ void SpanRouter::Extract(const otlp::ExportTraceServiceRequest& request, v1::Spa
         ks->set_received_unix_ns(now_ns);
         if (!keep_.empty()) {
           for (const KeyValue& kv : rattrs) {
-            if (keep_.contains(kv.key())) (*ks->mutable_attributes())[kv.key()] = AnyValueText(kv.value());
+            if (keep_.contains(kv.key()))
+              (*ks->mutable_attributes())[kv.key()] = AnyValueText(kv.value());
           }
         }
         for (const KeyValue& kv : span.attributes()) {
@@ -404,9 +407,8 @@ void SpanRouter::Extract(const otlp::ExportTraceServiceRequest& request, v1::Spa
   }
 }
 
-void SpanRouter::WriteBatch(const std::shared_ptr<Writer>& w,
-                            const std::shared_ptr<Pending>& p, const std::string& key,
-                            v1::SpanBatch batch) {
+void SpanRouter::WriteBatch(const std::shared_ptr<Writer>& w, const std::shared_ptr<Pending>& p,
+                            const std::string& key, v1::SpanBatch batch) {
   v1::BatchId* bid = batch.mutable_id();
   bid->set_agent_id(w->instance_id);
   bid->set_sequence(w->sequence.fetch_add(1, std::memory_order_relaxed) + 1);
@@ -425,9 +427,10 @@ void SpanRouter::WriteBatch(const std::shared_ptr<Writer>& w,
       w->too_large_spans->Inc();
       log::Warn("keyed span larger than a Kafka message rejected",
                 {{"key", key}, {"bytes", static_cast<long long>(bytes)}, {"error", st}});
-      p->RejectTooLarge(fmt::format("a span of {} bytes keyed {} is larger than a Kafka message "
-                                    "({})",
-                                    bytes, key, st.message()));
+      p->RejectTooLarge(
+          fmt::format("a span of {} bytes keyed {} is larger than a Kafka message "
+                      "({})",
+                      bytes, key, st.message()));
       p->BatchDone(OkStatus());
       return;
     }
@@ -438,9 +441,8 @@ void SpanRouter::WriteBatch(const std::shared_ptr<Writer>& w,
   });
 }
 
-void SpanRouter::RouteAsync(const otlp::ExportTraceServiceRequest& request,
-                            v1::SpanSource source, std::chrono::milliseconds timeout,
-                            RouteCallback done) {
+void SpanRouter::RouteAsync(const otlp::ExportTraceServiceRequest& request, v1::SpanSource source,
+                            std::chrono::milliseconds timeout, RouteCallback done) {
   Extracted ex;
   Extract(request, source, &ex);
   const obs::Labels source_label = {{"source", std::string(SourceName(source))}};
@@ -490,13 +492,12 @@ void SpanRouter::RouteAsync(const otlp::ExportTraceServiceRequest& request,
   pending->result.rejected_by = ex.rejected_by;
   pending->received = ex.received;
   pending->first_detail = ex.first_detail;
-  pending->accepted =
-      &metrics_.Counter("fs_spans_accepted_total", "spans acknowledged by Kafka, by source",
-                        source_label);
-  pending->failed_batches = &metrics_.Counter(
-      "fs_span_batches_failed_total", "keyed span batches the sink failed to write");
-  pending->timeouts = &metrics_.Counter(
-      "fs_span_ack_timeouts_total", "requests answered unavailable: Kafka did not ack in time");
+  pending->accepted = &metrics_.Counter("fs_spans_accepted_total",
+                                        "spans acknowledged by Kafka, by source", source_label);
+  pending->failed_batches = &metrics_.Counter("fs_span_batches_failed_total",
+                                              "keyed span batches the sink failed to write");
+  pending->timeouts = &metrics_.Counter("fs_span_ack_timeouts_total",
+                                        "requests answered unavailable: Kafka did not ack in time");
   std::vector<std::pair<std::string, v1::SpanBatch>> batches;
   for (auto& [key, batch] : ex.batches) {
     for (v1::SpanBatch& b : SplitBySize(std::move(batch), config_.max_batch_bytes)) {
@@ -512,8 +513,8 @@ void SpanRouter::RouteAsync(const otlp::ExportTraceServiceRequest& request,
   for (auto& [key, batch] : batches) WriteBatch(writer_, pending, key, std::move(batch));
 }
 
-RouteResult SpanRouter::Route(const otlp::ExportTraceServiceRequest& request,
-                              v1::SpanSource source, std::chrono::milliseconds timeout) {
+RouteResult SpanRouter::Route(const otlp::ExportTraceServiceRequest& request, v1::SpanSource source,
+                              std::chrono::milliseconds timeout) {
   auto promise = std::make_shared<std::promise<RouteResult>>();
   std::future<RouteResult> future = promise->get_future();
   RouteAsync(request, source, timeout,
@@ -567,23 +568,14 @@ void SpanRouter::RunTimers() {
   for (auto& p : left) p->Finish(Unavailable("span router shutting down"));
 }
 
-Status SpanRouter::ApplyProcessRecord(std::string_view key,
-                                      std::optional<std::string_view> value) {
-  // Key: "<cluster>/<node>/<host_pid>/<start_time_ticks>".
-  const std::vector<std::string> parts = common::Split(key, '/');
-  if (parts.size() != 4) {
-    return InvalidArgument("processes record key \"{}\" is not <cluster>/<node>/<pid>/<ticks>",
-                           key);
-  }
-  auto pid = common::ParseInt<uint32_t>(parts[2]);
-  if (!pid.ok()) return InvalidArgument("processes record key \"{}\": bad pid", key);
-  const std::string host_key =
-      fmt::format("{}/{}/{}", common::ToLower(parts[0]), common::ToLower(parts[1]), *pid);
+Status SpanRouter::ApplyProcessRecord(std::string_view key, std::optional<std::string_view> value) {
+  FS_ASSIGN_OR_RETURN(const common::ProcessKey pk, common::ProcessKey::Parse(key));
+  const std::string host_key = pk.PidKey();
   std::lock_guard lock(table_mu_);
   if (!value.has_value()) {
     auto it = live_keys_.find(host_key);
     if (it != live_keys_.end() && it->second == key) {
-      table_.Remove(parts[0], parts[1], *pid);
+      table_.Remove(pk.node.cluster, pk.node.node, pk.pid);
       live_keys_.erase(it);
     }
     return OkStatus();
@@ -592,9 +584,9 @@ Status SpanRouter::ApplyProcessRecord(std::string_view key,
   if (!rec.ParseFromArray(value->data(), static_cast<int>(value->size()))) {
     return InvalidArgument("processes record \"{}\": value is not a ProcessRecord", key);
   }
-  table_.Upsert({.cluster = rec.cluster().empty() ? parts[0] : rec.cluster(),
-                 .node = rec.node().empty() ? parts[1] : rec.node(),
-                 .host_pid = rec.host_pid() != 0 ? rec.host_pid() : *pid,
+  table_.Upsert({.cluster = rec.cluster().empty() ? pk.node.cluster : rec.cluster(),
+                 .node = rec.node().empty() ? pk.node.node : rec.node(),
+                 .host_pid = rec.host_pid() != 0 ? rec.host_pid() : pk.pid,
                  .ns_pid = rec.ns_pid() != 0 ? rec.ns_pid() : rec.host_pid(),
                  .container_id = rec.container_id(),
                  .pod_uid = rec.pod_uid(),

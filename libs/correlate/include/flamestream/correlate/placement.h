@@ -41,6 +41,8 @@
 
 #include <absl/container/flat_hash_map.h>
 
+#include "flamestream/common/identity.h"
+
 namespace flamestream::correlate {
 
 // One record of flamestream.processes.v1.
@@ -119,7 +121,8 @@ enum class ProcessResolution : uint8_t {
 struct Placement {
   bool placed_ok = false;
   UnplacedReason reason = UnplacedReason::kNoNodeIdentity;  // when !placed_ok
-  std::string node_key;  // "<cluster>/<node>" when placed
+  common::NodeKey node;  // when placed
+  std::string node_key;  // node.str(), "<cluster>/<node>": the keyed spans' record key
   ProcessResolution process = ProcessResolution::kNoPid;
   uint32_t host_pid = 0;  // when process == kResolved
 

@@ -76,9 +76,8 @@ struct CommonConfig {
 
 int Main(int argc, char** argv, const Spec& spec);
 
-// Cluster and node identity used in record keys: `<cluster>/<node>`, lower case. The node
-// comes from NODE_NAME (the Kubernetes downward API) when set, else the host name.
+// This node's name for record keys (common::NodeKey): NODE_NAME (the Kubernetes downward API)
+// when set, else the host name; lower case.
 std::string DefaultNodeName();
-std::string RecordKey(const std::string& cluster, const std::string& node);
 
 }  // namespace flamestream::service
