@@ -3,14 +3,15 @@
 #include <cctype>
 #include <memory>
 
-#include "flamestream/common/identity.h"
 #include "flamestream/bpf/capabilities.h"
 #include "flamestream/bpf/clock_offset.h"
 #include "flamestream/bpf/sampler.h"
+#include "flamestream/common/identity.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/log/log.h"
 #include "flamestream/proc/kallsyms.h"
 #include "flamestream/proc/process.h"
+#include "flamestream_service_keys.h"
 #include "print_sink.h"
 #include "processor.h"
 #include "publisher.h"
@@ -38,18 +39,19 @@ class CounterMirror {
 }  // namespace
 
 void AgentConfig::Declare(config::Schema& s) {
-  s.Add("agent.frequency", &frequency_hz, "samples per second per CPU (1..10000)", "--frequency");
+  s.Add(keys::agent::kFrequency, &frequency_hz, "samples per second per CPU (1..10000)",
+        "--frequency");
   s.Require(
-      "agent.frequency",
+      keys::agent::kFrequency,
       [this] { return frequency_hz >= 1 && frequency_hz <= bpf::kMaxFrequencyHz; }, "1..10000");
   s.Add("agent.print", &print, "print folded stacks to stdout at exit instead of publishing",
         "--print");
   s.Add("agent.print_symbolize", &print_symbolize,
         "in print mode, name user frames with the symbolizer library (functions, inlined "
         "calls); false: basename+0xoffset");
-  s.Add("agent.pids", &pids, "host pids to sample (repeatable); empty = all", "--pid");
+  s.Add(keys::agent::kPids, &pids, "host pids to sample (repeatable); empty = all", "--pid");
   s.Require(
-      "agent.pids",
+      keys::agent::kPids,
       [this] {
         for (const std::string& p : pids) {
           if (!common::ParseInt<uint32_t>(p).ok()) return false;
@@ -57,7 +59,7 @@ void AgentConfig::Declare(config::Schema& s) {
         return true;
       },
       "a list of process ids");
-  s.Add("agent.comm", &comm, "regex on comm or exe name; empty = all", "--comm");
+  s.Add(keys::agent::kComm, &comm, "regex on comm or exe name; empty = all", "--comm");
   s.Add("agent.container_ids", &container_ids,
         "sample only processes in these containers (ids or unique prefixes); empty = all",
         "--container");

@@ -34,16 +34,6 @@ constexpr auto kPendingRefresh = std::chrono::milliseconds(50);
 constexpr auto kSeekRetry = std::chrono::milliseconds(500);
 constexpr auto kGaugeInterval = std::chrono::seconds(1);
 
-// The committed offset and metadata of (topic, p) for the consumer's group.
-// kOffsetInvalid and no metadata when there is none or the broker does not answer.
-kafka::TopicPartition QueryCommitted(kafka::Consumer& consumer, const std::string& topic,
-                                     int32_t p) {
-  kafka::TopicPartition none{topic, p, kafka::kOffsetInvalid, {}};
-  Result<kafka::TopicPartitions> got = consumer.Committed({none}, std::chrono::seconds(10));
-  if (!got.ok() || got->empty()) return none;
-  return std::move(got->front());
-}
-
 // A batch waiting for its samples to be emitted; its input is held until it is written.
 struct PendingBatch {
   stage::InputToken input;
@@ -169,8 +159,11 @@ class CorrelatorHandler final : public stage::Handler {
   void OnEmission(stage::Loop& loop, Partition& part, const correlate::Emission& e);
   void Write(stage::Loop& loop, PendingBatch pb);
 
-  void StartSamples(stage::Loop& loop, int32_t p);
-  void StartRebuild(stage::Loop& loop, int32_t p);
+  void StartPartitions(stage::Loop& loop, const kafka::TopicPartitions& fresh);
+  void StartSamples(int32_t p, const kafka::TopicPartition& committed,
+                    const kafka::Watermarks& marks);
+  void StartRebuild(stage::Loop& loop, int32_t p, const kafka::TopicPartition& committed,
+                    const kafka::Watermarks& marks);
   void FinishRebuilds(stage::Loop& loop);
   void PauseSamples(stage::Loop& loop, int32_t p, bool pause);
   bool Behind(stage::Loop& loop, const std::string& topic, int32_t p, int64_t next);
@@ -202,38 +195,64 @@ Status CorrelatorHandler::Started(stage::Loop& loop) {
   return check;
 }
 
-void CorrelatorHandler::StartSamples(stage::Loop& loop, int32_t p) {
+// On assignment: where reading starts (committed offsets and watermarks of every new
+// partition, asked for together: one broker round trip, not one per partition).
+void CorrelatorHandler::StartPartitions(stage::Loop& loop, const kafka::TopicPartitions& fresh) {
+  kafka::TopicPartitions query;
+  for (const kafka::TopicPartition& tp : fresh) {
+    query.push_back({tp.topic, tp.partition, kafka::kOffsetInvalid, {}});
+  }
+  Result<kafka::TopicPartitions> committed =
+      loop.consumer().Committed(query, std::chrono::seconds(10));
+  if (!committed.ok() || committed->size() != query.size()) {
+    log::Warn(
+        "committed offsets unknown; reading spans from the earliest record",
+        {{"stage", config_.stage_name}, {"error", committed.ok() ? Status() : committed.error()}});
+    committed = query;
+  }
+  const std::vector<kafka::Watermarks> marks =
+      loop.consumer().QueryWatermarks(query, std::chrono::seconds(10));
+  // Samples first: their commit's metadata says which spans the re-read may skip.
+  for (size_t i = 0; i < query.size(); ++i) {
+    if (query[i].topic == config_.samples_topic) {
+      StartSamples(query[i].partition, (*committed)[i], marks[i]);
+    }
+  }
+  for (size_t i = 0; i < query.size(); ++i) {
+    if (query[i].topic != config_.spans_topic) continue;
+    kafka::TopicPartition c = (*committed)[i];
+    if (!config_.commit_span_offsets)
+      c = {config_.spans_topic, c.partition, kafka::kOffsetInvalid, {}};
+    StartRebuild(loop, query[i].partition, c, marks[i]);
+  }
+}
+
+void CorrelatorHandler::StartSamples(int32_t p, const kafka::TopicPartition& committed,
+                                     const kafka::Watermarks& marks) {
   Partition& part = Part(p);
-  const kafka::TopicPartition c = QueryCommitted(loop.consumer(), config_.samples_topic, p);
-  part.replay_from = ParseCommitMetadata(c.metadata, kSamplesMetadataPrefix);
-  if (c.offset >= 0) {
-    part.samples_next = c.offset;
-  } else if (Result<kafka::Watermarks> w =
-                 loop.consumer().GetWatermarks(config_.samples_topic, p, std::chrono::seconds(10));
-             w.ok()) {
-    part.samples_next = w->low;  // auto.offset.reset=earliest
+  part.replay_from = ParseCommitMetadata(committed.metadata, kSamplesMetadataPrefix);
+  if (committed.offset >= 0) {
+    part.samples_next = committed.offset;
+  } else if (marks.low >= 0) {
+    part.samples_next = marks.low;  // auto.offset.reset=earliest
   }
 }
 
 // On assignment: the samples of `p` wait until its spans partition has been re-read up to its
 // current end (span_rebuild.h says from where).
-void CorrelatorHandler::StartRebuild(stage::Loop& loop, int32_t p) {
+void CorrelatorHandler::StartRebuild(stage::Loop& loop, int32_t p,
+                                     const kafka::TopicPartition& committed,
+                                     const kafka::Watermarks& marks) {
   Partition& part = Part(p);
   part.seek_checked = false;
   part.seek_target.reset();
   part.log.span_records.clear();
-  const kafka::TopicPartition committed =
-      config_.commit_span_offsets
-          ? QueryCommitted(loop.consumer(), config_.spans_topic, p)
-          : kafka::TopicPartition{config_.spans_topic, p, kafka::kOffsetInvalid, {}};
   part.log.spans_committed = committed.offset;
   part.log.spans_commit_pos = committed.offset;
   part.log.spans_commit_from = kafka::kOffsetInvalid;
   part.log.rebuilding = false;
-  Result<kafka::Watermarks> marks =
-      loop.consumer().GetWatermarks(config_.spans_topic, p, std::chrono::seconds(10));
-  if (!marks.ok()) return;
-  const RebuildPlan plan = PlanRebuild(committed, *marks);
+  if (marks.high < 0) return;  // the broker did not answer: join without a rebuild
+  const RebuildPlan plan = PlanRebuild(committed, marks);
   part.spans_next = plan.start;
   if (!plan.rebuild) return;
   part.log.rebuilding = true;
@@ -426,11 +445,11 @@ void CorrelatorHandler::JoinSamples(stage::Loop& loop, const stage::InputToken& 
   ++pending_batches_;
   // The join key is the record key (spans carry the same); a keyless record falls back to the
   // batch's own cluster/node. The output keeps the input's key either way.
-  const std::string fallback_key =
-      held.key.empty() ? common::NodeKey::Of(held.batch.builder.batch().cluster(),
-                                             held.batch.builder.batch().node())
-                             .str()
-                       : std::string();
+  const std::string fallback_key = held.key.empty()
+                                       ? common::NodeKey::Of(held.batch.builder.batch().cluster(),
+                                                             held.batch.builder.batch().node())
+                                             .str()
+                                       : std::string();
   const std::string_view join_key = held.key.empty() ? fallback_key : held.key;
   for (size_t i = 0; i < held.batch.rows.size(); ++i) {
     const batch::SampleRow& r = held.batch.rows[i];
@@ -508,13 +527,7 @@ void CorrelatorHandler::Tick(stage::Loop& loop) {
   if (!newly_assigned_.empty()) {
     kafka::TopicPartitions fresh;
     fresh.swap(newly_assigned_);
-    // Samples first: their commit's metadata says which spans the re-read may skip.
-    for (const kafka::TopicPartition& tp : fresh) {
-      if (tp.topic == config_.samples_topic) StartSamples(loop, tp.partition);
-    }
-    for (const kafka::TopicPartition& tp : fresh) {
-      if (tp.topic == config_.spans_topic) StartRebuild(loop, tp.partition);
-    }
+    StartPartitions(loop, fresh);
   }
   FinishRebuilds(loop);
   for (auto& [p, part] : parts_) {

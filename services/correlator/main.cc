@@ -3,11 +3,13 @@
 #include "flamestream/batch/split.h"
 #include "flamestream/log/log.h"
 #include "flamestream/service/service.h"
+#include "flamestream_service_keys.h"
 #include "span_intake.h"
 
 namespace {
 
 namespace correlator = flamestream::correlator;
+namespace keys = flamestream::keys;
 
 struct CorrelatorConfig {
   std::map<std::string, std::string> kafka;
@@ -26,7 +28,7 @@ struct CorrelatorConfig {
     spans.Declare(s);
     s.AddPassthrough("kafka", &kafka, "librdkafka properties, e.g. kafka.bootstrap.servers");
     s.Add("correlator.group", &group, "consumer group id", "--group");
-    s.Add("correlator.lateness", &lateness,
+    s.Add(keys::correlator::kLateness, &lateness,
           "how long a sample waits for its span (allowed lateness of the event-time join)",
           "--lateness");
     s.Add("correlator.idle_timeout", &idle_timeout,
@@ -43,7 +45,7 @@ struct CorrelatorConfig {
           "unacknowledged output batches above which the samples partitions are paused");
     s.Add("correlator.drain_timeout", &drain_timeout,
           "how long draining waits for outstanding outputs on stop");
-    s.Add("correlator.replay", &replay,
+    s.Add(keys::correlator::kReplay, &replay,
           "replay mode: read flamestream.samples.symbolized.v1.replay, write "
           "flamestream.samples.correlated.v1.replay in group <group>-replay, stop when caught up",
           "--replay");

@@ -2,6 +2,7 @@
 
 #include "flamestream/kafka/topics.h"
 #include "flamestream/log/log.h"
+#include "flamestream_service_keys.h"
 
 namespace flamestream::correlator {
 
@@ -13,7 +14,7 @@ void SpanIntakeConfig::Declare(config::Schema& schema) {
   schema.Add("correlator.otlp_spans.enabled", &kafka_intake,
              "read spans the OpenTelemetry Collector's Kafka exporter writes (otlp_spans)");
   router.Declare(schema, "spans");
-  receivers.Declare(schema, "correlator.otlp");
+  receivers.Declare(schema, keys::correlator::kOtlpPrefix);
   intake.Declare(schema, "spans.kafka");
 }
 

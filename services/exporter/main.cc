@@ -15,10 +15,12 @@
 #include "flamestream/sinks/file_sink.h"
 #include "flamestream/sinks/otlp_sink.h"
 #include "flamestream/sinks/pyroscope_sink.h"
+#include "flamestream_service_keys.h"
 
 namespace {
 
 namespace fs_sinks = flamestream::sinks;
+namespace keys = flamestream::keys;
 
 // exporter.<sink>.tls.{ca_file,cert_file,key_file,insecure_skip_verify}.
 void DeclareTls(flamestream::config::Schema& s, const std::string& prefix,
@@ -68,10 +70,11 @@ struct ExporterConfig {
 
   void Declare(flamestream::config::Schema& s) {
     s.AddPassthrough("kafka", &kafka, "librdkafka properties, e.g. kafka.bootstrap.servers");
-    s.Add("exporter.sinks", &sinks, "sinks to run: file, pyroscope, otlp (repeatable)", "--sink");
+    s.Add(keys::exporter::kSinks, &sinks, "sinks to run: file, pyroscope, otlp (repeatable)",
+          "--sink");
     s.Add("exporter.topic", &topic, "input topic (the correlated topic or its .replay variant)",
           "--topic");
-    s.Add("exporter.window", &window, "aggregation window (aligned)", "--window");
+    s.Add(keys::exporter::kWindow, &window, "aggregation window (aligned)", "--window");
     s.Add("exporter.lateness", &lateness, "a window closes when event time passes its end by this");
     s.Add("exporter.idle_flush", &idle_flush, "close every window after this long without input");
     s.Add("exporter.max_clock_skew", &max_clock_skew,
@@ -85,7 +88,7 @@ struct ExporterConfig {
     s.Add("exporter.retry.max", &retry_max, "longest retry delay");
     s.Add("exporter.max_pending_windows", &max_pending_windows,
           "pause input beyond this many undelivered windows");
-    s.Add("exporter.file.out", &file.out_dir, "output directory of the file sink", "--out");
+    s.Add(keys::exporter::kFileOut, &file.out_dir, "output directory of the file sink", "--out");
     s.Add("exporter.file.views", &file.views, "write <service>.folded and <service>.html");
     s.Add("exporter.file.view_windows", &file.view_windows, "windows the folded/html views cover");
     s.Add("exporter.file.page_template", &page_template,
@@ -121,7 +124,7 @@ struct ExporterConfig {
       }
       return flamestream::OkStatus();
     });
-    s.Add("exporter.pyroscope.url", &pyroscope.url, "Pyroscope/Phlare base URL");
+    s.Add(keys::exporter::kPyroscopeUrl, &pyroscope.url, "Pyroscope/Phlare base URL");
     s.Add("exporter.pyroscope.tenant", &pyroscope.tenant, "X-Scope-OrgID");
     s.Add("exporter.pyroscope.basic_user", &pyroscope.basic_user, "basic auth user");
     s.Add("exporter.pyroscope.basic_password", &pyroscope.basic_password, "basic auth password");
@@ -133,7 +136,7 @@ struct ExporterConfig {
     s.Add("exporter.pyroscope.max_series_per_request", &pyroscope.max_series_per_request,
           "series per Push");
     s.AddChoice("exporter.otlp.protocol", &otlp.protocol, {"grpc", "http"}, "OTLP transport", "");
-    s.Add("exporter.otlp.endpoint", &otlp.endpoint, "gRPC host:port or HTTP base URL");
+    s.Add(keys::exporter::kOtlpEndpoint, &otlp.endpoint, "gRPC host:port or HTTP base URL");
     s.Add("exporter.otlp.headers", &otlp_headers, "request headers k=v");
     s.Add("exporter.otlp.tls.enabled", &otlp.tls.enabled,
           "gRPC over TLS (HTTP: use an https:// endpoint)");
@@ -141,7 +144,7 @@ struct ExporterConfig {
     s.Add("exporter.otlp.gzip", &otlp.gzip, "gzip HTTP bodies");
     s.Add("exporter.otlp.resource_attributes", &otlp_resource, "extra resource attributes k=v");
     s.Add("exporter.otlp.timeout", &otlp_timeout, "request timeout");
-    s.Add("exporter.replay", &replay,
+    s.Add(keys::exporter::kReplay, &replay,
           "replay mode: read <topic>.replay in groups flamestream-exporter-replay-<sink>, "
           "deliver every window and exit once caught up (ARCHITECTURE.md, Replay)",
           "--replay");

@@ -19,6 +19,7 @@
 #include "flamestream/symbols/batch_symbolizer.h"
 #include "flamestream/symbols/redis_cache.h"
 #include "flamestream/symbols/symbolizer.h"
+#include "flamestream_service_keys.h"
 #include "resolve_mode.h"
 
 namespace flamestream::symbolizer {
@@ -75,7 +76,7 @@ struct Config {
           "--sysroot");
     s.Add("symbolizer.host_paths", &host_paths,
           "read mapped paths on this host (local mode: agent and symbolizer share a file system)");
-    s.Add("symbolizer.debug_dirs", &debug_dirs,
+    s.Add(keys::symbolizer::kDebugDirs, &debug_dirs,
           "debug directories (build-id layout and .gnu_debuglink)", "--debug-dir");
     s.Add("symbolizer.debuginfod", &debuginfod,
           "ask the debuginfod servers in DEBUGINFOD_URLS for unknown build ids");
@@ -97,7 +98,7 @@ struct Config {
     s.Add("symbolizer.dwarf_timeout", &dwarf_timeout,
           "how long the DWARF worker may take on one request before it counts as hung (killed; "
           "that debug file becomes an error for its build id)");
-    s.Add("symbolizer.redis.address", &redis_address,
+    s.Add(keys::symbolizer::kRedisAddress, &redis_address,
           "Redis shared by the replicas (host:port or redis://[:password@]host:port/db); "
           "empty = in-process cache only",
           "--redis");
@@ -107,17 +108,17 @@ struct Config {
           "connect and command timeout: a slow Redis turns into misses, never a stall");
     s.Add("symbolizer.max_in_flight", &max_in_flight,
           "unacknowledged output batches above which input is paused");
-    s.Add("symbolizer.replay", &replay, "replay mode: re-symbolize [from, to] and stop",
+    s.Add(keys::symbolizer::kReplay, &replay, "replay mode: re-symbolize [from, to] and stop",
           "--replay");
-    s.Add("symbolizer.replay.from", &from, "replay start: now, -1h, RFC 3339 UTC or Unix time",
+    s.Add(keys::symbolizer::kReplayFrom, &from, "replay start: now, -1h, RFC 3339 UTC or Unix time",
           "--from");
-    s.Add("symbolizer.replay.to", &to, "replay end (same forms as --from)", "--to");
-    s.Add("symbolizer.replay.build_ids", &build_ids,
+    s.Add(keys::symbolizer::kReplayTo, &to, "replay end (same forms as --from)", "--to");
+    s.Add(keys::symbolizer::kReplayBuildIds, &build_ids,
           "build ids (hex) whose cached symbols are dropped before the replay", "--build-id");
     s.Add("symbolizer.replay.max_spool_age", &max_spool_age,
           "the agents' maximum spool age: replay reads from `from` minus this, since records "
           "can arrive that much later than their samples");
-    s.Add("symbolizer.replay.epoch", &epoch,
+    s.Add(keys::symbolizer::kReplayEpoch, &epoch,
           "symbol-epoch written on replay output (0 = the replay's start time in ms)");
     s.Require(
         "symbolizer.dwarf_timeout", [this] { return dwarf_timeout.count() > 0; },
@@ -138,7 +139,7 @@ struct Config {
         "symbolizer.debuginfod.max_pending", [this] { return debuginfod_max_pending >= 1; },
         "1 or more");
     s.Require(
-        "symbolizer.replay.from", [this] { return !replay || !from.empty(); },
+        keys::symbolizer::kReplayFrom, [this] { return !replay || !from.empty(); },
         "a start time when symbolizer.replay is on (--from)");
   }
 };
@@ -174,7 +175,8 @@ Status Run(const Config& cfg, service::Context& ctx) {
     rc.command_timeout = cfg.redis_timeout;
     auto created = symbols::RedisSymbolCache::Create(rc);
     if (!created.ok()) {
-      return created.error().WithContext("config key \"symbolizer.redis.address\"");
+      return created.error().WithContext(
+          fmt::format("config key \"{}\"", keys::symbolizer::kRedisAddress));
     }
     redis = std::move(*created);
   }

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "flamestream/testing/subprocess.h"
+#include "flamestream_service_keys.h"
 
 namespace flamestream {
 namespace {
@@ -48,6 +49,33 @@ TEST_P(ServiceBinary, HelpListsUsageAndCommonKeys) {
   EXPECT_NE(out.find("Usage: " + GetParam()), std::string::npos) << out;
   for (const char* key : {"admin.listen", "log.level", "shutdown.deadline", "--config FILE"}) {
     EXPECT_NE(out.find(key), std::string::npos) << key;
+  }
+}
+
+// The keys `flamestream up` and `replay` set (flamestream_service_keys.h) are keys the
+// service declares: its --help lists each as a config key ("  <key>  (type, default ...").
+TEST(ServiceKeys, EveryKeyTheCliSetsIsDeclaredByItsService) {
+  const std::vector<std::pair<std::string, std::vector<const char*>>> kExported = {
+      {"flamestream-agent", {keys::agent::kFrequency, keys::agent::kPids, keys::agent::kComm}},
+      {"flamestream-symbolizer",
+       {keys::symbolizer::kRedisAddress, keys::symbolizer::kDebugDirs, keys::symbolizer::kReplay,
+        keys::symbolizer::kReplayFrom, keys::symbolizer::kReplayTo,
+        keys::symbolizer::kReplayBuildIds, keys::symbolizer::kReplayEpoch}},
+      {"flamestream-correlator",
+       {keys::correlator::kLateness, keys::correlator::kReplay, keys::correlator::kOtlpGrpcListen,
+        keys::correlator::kOtlpHttpListen}},
+      {"flamestream-exporter",
+       {keys::exporter::kSinks, keys::exporter::kFileOut, keys::exporter::kPyroscopeUrl,
+        keys::exporter::kOtlpEndpoint, keys::exporter::kWindow, keys::exporter::kReplay}},
+  };
+  for (const auto& [bin, exported] : kExported) {
+    auto [code, out] = RunToExit({Bin(bin), "--help"});
+    ASSERT_EQ(code, 0) << bin;
+    EXPECT_NE(out.find(keys::kAdminListenFlag), std::string::npos) << bin;
+    for (const char* key : exported) {
+      EXPECT_NE(out.find("\n  " + std::string(key) + "  ("), std::string::npos)
+          << bin << " does not declare " << key;
+    }
   }
 }
 

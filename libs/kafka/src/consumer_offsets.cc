@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "conf.h"
 #include "flamestream/kafka/consumer.h"
@@ -205,6 +206,29 @@ Result<Watermarks> Consumer::GetWatermarks(const std::string& topic, int32_t par
     return ErrStatus(err, fmt::format("kafka watermarks {}[{}]", topic, partition));
   }
   return w;
+}
+
+std::vector<Watermarks> Consumer::QueryWatermarks(const TopicPartitions& partitions,
+                                                  std::chrono::milliseconds timeout) {
+  std::vector<Watermarks> out(partitions.size());
+  if (!rk_) return out;
+  // librdkafka's watermark query is one blocking request per partition (thread-safe): each
+  // waits behind whatever the broker holds on the connection (a fetch up to fetch.wait.max.ms),
+  // so they run side by side.
+  std::vector<std::thread> threads;
+  threads.reserve(partitions.size());
+  for (size_t i = 0; i < partitions.size(); ++i) {
+    threads.emplace_back([this, &partitions, &out, i, timeout] {
+      Watermarks w;
+      if (rd_kafka_query_watermark_offsets(
+              rk_.get(), partitions[i].topic.c_str(), partitions[i].partition, &w.low, &w.high,
+              static_cast<int>(timeout.count())) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        out[i] = w;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  return out;
 }
 
 Result<int64_t> Consumer::OffsetForTime(const std::string& topic, int32_t partition,

@@ -17,38 +17,38 @@
 #include <vector>
 
 #include "flamestream/common/status.h"
+#include "flamestream_service_keys.h"
 #include "supervisor.h"
 
 namespace flamestream::cli {
 
-// The config keys `up` passes to each stage as `--set key=value`. The stages are still
-// settling their keys: this is the ONE place to adjust them.
+// What `up` and `replay` pass to each stage: the services' own key names
+// (flamestream_service_keys.h), and what the CLI itself looks for in their output.
 struct StageKeys {
-  const char* kafka_bootstrap = "kafka.bootstrap.servers";  // every Kafka stage (passthrough)
-  const char* agent_frequency = "agent.frequency";
-  const char* agent_pids = "agent.pids";                    // list, "1,2,3"
-  const char* agent_comm = "agent.comm";                    // regex
-  const char* symbolizer_redis = "symbolizer.redis.address";  // host:port
-  const char* symbolizer_debug_dirs = "symbolizer.debug_dirs";  // list, searched in order
-  const char* default_debug_dir = "/usr/lib/debug";             // the symbolizer's default
+  const char* kafka_bootstrap = keys::kKafkaBootstrap;
+  const char* agent_frequency = keys::agent::kFrequency;
+  const char* agent_pids = keys::agent::kPids;
+  const char* agent_comm = keys::agent::kComm;
+  const char* symbolizer_redis = keys::symbolizer::kRedisAddress;
+  const char* symbolizer_debug_dirs = keys::symbolizer::kDebugDirs;
+  const char* default_debug_dir = keys::symbolizer::kDefaultDebugDir;
   // Replay mode of each stage (ARCHITECTURE.md, "Replay").
-  const char* symbolizer_replay = "symbolizer.replay";
-  const char* symbolizer_replay_from = "symbolizer.replay.from";  // Unix ns (19 digits)
-  const char* symbolizer_replay_to = "symbolizer.replay.to";
-  const char* symbolizer_replay_build_ids = "symbolizer.replay.build_ids";  // list
-  const char* symbolizer_replay_epoch = "symbolizer.replay.epoch";
-  const char* correlator_replay = "correlator.replay";
-  const char* exporter_replay = "exporter.replay";
-  const char* correlator_lateness = "correlator.lateness";
-  const char* correlator_otlp_grpc_listen = "correlator.otlp.grpc.listen";  // host:port
-  const char* correlator_otlp_http_listen = "correlator.otlp.http.listen";  // host:port
-  const char* exporter_sinks = "exporter.sinks";            // list: file,pyroscope,otlp
-  const char* exporter_file_out = "exporter.file.out";      // directory
-  const char* exporter_pyroscope_url = "exporter.pyroscope.url";
-  const char* exporter_otlp_endpoint = "exporter.otlp.endpoint";
-  const char* exporter_window = "exporter.window";
-  // Every service: the admin listener (/metrics, /readyz) up scrapes and checks.
-  const char* admin_listen_flag = "--admin-listen";
+  const char* symbolizer_replay = keys::symbolizer::kReplay;
+  const char* symbolizer_replay_from = keys::symbolizer::kReplayFrom;
+  const char* symbolizer_replay_to = keys::symbolizer::kReplayTo;
+  const char* symbolizer_replay_build_ids = keys::symbolizer::kReplayBuildIds;
+  const char* symbolizer_replay_epoch = keys::symbolizer::kReplayEpoch;
+  const char* correlator_replay = keys::correlator::kReplay;
+  const char* exporter_replay = keys::exporter::kReplay;
+  const char* correlator_lateness = keys::correlator::kLateness;
+  const char* correlator_otlp_grpc_listen = keys::correlator::kOtlpGrpcListen;
+  const char* correlator_otlp_http_listen = keys::correlator::kOtlpHttpListen;
+  const char* exporter_sinks = keys::exporter::kSinks;
+  const char* exporter_file_out = keys::exporter::kFileOut;
+  const char* exporter_pyroscope_url = keys::exporter::kPyroscopeUrl;
+  const char* exporter_otlp_endpoint = keys::exporter::kOtlpEndpoint;
+  const char* exporter_window = keys::exporter::kWindow;
+  const char* admin_listen_flag = keys::kAdminListenFlag;
   // The file sink writes one page per service into its output directory: <service>.html.
   const char* flame_graph_extension = ".html";
   // Counters shown as <n>/s in the status line.

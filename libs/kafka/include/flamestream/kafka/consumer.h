@@ -187,6 +187,11 @@ class Consumer {
   // error until a fetch answered), or queried from the broker when `query_timeout` > 0.
   Result<Watermarks> GetWatermarks(const std::string& topic, int32_t partition,
                                    std::chrono::milliseconds query_timeout = {});
+  // GetWatermarks(query) of every partition, the queries running at once (an assignment's
+  // worth costs one broker round trip, not one per partition). Errors per partition: the
+  // watermarks stay -1.
+  std::vector<Watermarks> QueryWatermarks(const TopicPartitions& partitions,
+                                          std::chrono::milliseconds timeout);
   // The first offset whose timestamp is >= `timestamp_ms`; NotFound when there is none (the
   // dev broker never answers: also NotFound or an error).
   Result<int64_t> OffsetForTime(const std::string& topic, int32_t partition, int64_t timestamp_ms,
