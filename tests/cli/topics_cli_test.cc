@@ -1,16 +1,16 @@
 // `flamestream topics check|create` against the dev broker (librdkafka's mock cluster) and,
 // for the paths the mock cluster cannot serve (CreateTopics, DescribeConfigs: it has no
-// controller), against fake_kafka_controller.py, a Kafka-protocol server that decodes and
+// controller), against testing::FakeKafkaController, a Kafka-protocol server that decodes and
 // validates those requests and records each one as a JSON line.
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli_test_util.h"
 #include "flamestream/kafka/topics.h"
+#include "flamestream/testing/fake_kafka_controller.h"
 
 namespace flamestream::cli_test {
 namespace {
@@ -18,39 +18,14 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-// fake_kafka_controller.py on 127.0.0.1:<port>, recording requests into a temp file.
-class FakeController {
- public:
-  static Result<std::unique_ptr<FakeController>> Start(std::vector<std::string> args = {}) {
-    auto fake = std::unique_ptr<FakeController>(new FakeController());
-    std::vector<std::string> argv = {"python3", FS_FAKE_KAFKA_CONTROLLER, "--record",
-                                     fake->record_path()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    FS_ASSIGN_OR_RETURN(fake->proc_, testing::Subprocess::Start({.argv = argv}));
-    FS_ASSIGN_OR_RETURN(std::string line,
-                        fake->proc_->WaitForLine(
-                            [](std::string_view l) { return l.starts_with("listening "); }, 20s));
-    fake->bootstrap_ = "127.0.0.1:" + line.substr(std::string("listening ").size());
-    return fake;
-  }
+using FakeController = testing::FakeKafkaController;
 
-  [[nodiscard]] const std::string& bootstrap() const { return bootstrap_; }
-  [[nodiscard]] std::string record_path() const { return dir_ / "requests.jsonl"; }
-
-  // Every recorded request so far, in order.
-  [[nodiscard]] std::vector<json> Requests() const {
-    std::vector<json> out;
-    std::ifstream in(record_path());
-    for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
-    return out;
-  }
-
- private:
-  FakeController() = default;
-  TempDir dir_;
-  std::unique_ptr<testing::Subprocess> proc_;
-  std::string bootstrap_;
-};
+// Every request the fake recorded so far, in order.
+std::vector<json> Requests(const FakeController& fake) {
+  std::vector<json> out;
+  for (const std::string& line : fake.Requests()) out.push_back(json::parse(line));
+  return out;
+}
 
 const std::string kProcesses(kafka::topics::kProcesses);
 
@@ -107,7 +82,7 @@ TEST(FlamestreamTopics, CreateSendsEveryTopicWithPartitionsReplicationAndConfigs
   CliRun r = RunCli(CreateArgs((*fake)->bootstrap(), "3"));
   EXPECT_EQ(r.exit, 0) << r.output;
   EXPECT_EQ(r.output, CreatedReport());
-  const std::vector<json> requests = (*fake)->Requests();
+  const std::vector<json> requests = Requests(**fake);
   ASSERT_EQ(requests.size(), 1u);
   EXPECT_EQ(requests[0], WantedCreateTopics()) << requests[0].dump(1);
 }
@@ -123,7 +98,7 @@ TEST(FlamestreamTopics, CreateAgainReportsEveryTopicAsExisting) {
   for (const std::string& t : kafka::topics::All()) want += "exists   " + t + "\n";
   EXPECT_EQ(again.output, want);
   // The second run asked for the same topics again; the cluster said they exist.
-  const std::vector<json> requests = (*fake)->Requests();
+  const std::vector<json> requests = Requests(**fake);
   ASSERT_EQ(requests.size(), 2u);
   EXPECT_EQ(requests[1], WantedCreateTopics()) << requests[1].dump(1);
 }
@@ -147,7 +122,7 @@ TEST(FlamestreamTopics, CheckReportsPartitionsReplicationAndConfigsOfCreatedTopi
   }
   // Exactly the report: in particular no "(topic configs not checked: ...)" line.
   EXPECT_EQ(r.output, want);
-  const std::vector<json> requests = (*fake)->Requests();
+  const std::vector<json> requests = Requests(**fake);
   ASSERT_EQ(requests.size(), 2u);
   // librdkafka asks for every config of each topic (no key filter), with synonyms.
   EXPECT_EQ(requests[1], json({{"api", "DescribeConfigs"},

@@ -5,7 +5,6 @@
 // only after acceptance, so a restart reads nothing twice.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <librdkafka/rdkafka.h>
 
 #include <atomic>
 #include <map>
@@ -15,6 +14,7 @@
 
 #include "exporter_stage.h"
 #include "flamestream/batch/cursor.h"
+#include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/producer.h"
 #include "flamestream/profile/test_batches.h"
 #include "flamestream/sinks/otlp_sink.h"
@@ -37,36 +37,35 @@ constexpr auto kOutage = seconds(30);
 constexpr auto kRetryAfterPhase = seconds(15);  // 503 + Retry-After: 2, then plain 503
 constexpr int64_t kWindowNs = 1'000'000'000;
 
-// Committed offsets of a group without joining it (joining would take the stage's partitions).
+// Committed offsets of a group without joining it (joining would take the stage's partitions):
+// a table consumer (whole_topics) assigns the partitions to itself and never joins the group
+// whose commits it reads.
 class CommittedReader {
  public:
   CommittedReader(const std::string& bootstrap, const std::string& group) {
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    char err[256];
-    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof(err));
-    rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof(err));
-    rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-  }
-  ~CommittedReader() {
-    if (rk_ != nullptr) rd_kafka_destroy(rk_);
+    kafka::ConsumerConfig cfg;
+    cfg.properties = {{"bootstrap.servers", bootstrap}};
+    cfg.group_id = group;
+    cfg.topics = {std::string(kTopic)};
+    cfg.whole_topics = true;
+    Result<std::unique_ptr<kafka::Consumer>> c = kafka::Consumer::Create(std::move(cfg));
+    EXPECT_TRUE(c.ok()) << c.error();
+    if (c.ok()) consumer_ = std::move(*c);
   }
   // Sum over partitions of the committed offsets (= records committed); -1 on error.
   int64_t Total() {
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(kPartitions);
-    for (int p = 0; p < kPartitions; ++p) {
-      rd_kafka_topic_partition_list_add(list, std::string(kTopic).c_str(), p);
-    }
-    int64_t total = -1;
-    if (rd_kafka_committed(rk_, list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      total = 0;
-      for (int i = 0; i < list->cnt; ++i) total += std::max<int64_t>(0, list->elems[i].offset);
-    }
-    rd_kafka_topic_partition_list_destroy(list);
+    if (!consumer_) return -1;
+    kafka::TopicPartitions partitions;
+    for (int p = 0; p < kPartitions; ++p) partitions.push_back({std::string(kTopic), p});
+    Result<kafka::TopicPartitions> committed = consumer_->Committed(partitions, seconds(5));
+    if (!committed.ok()) return -1;
+    int64_t total = 0;
+    for (const kafka::TopicPartition& tp : *committed) total += std::max<int64_t>(0, tp.offset);
     return total;
   }
 
  private:
-  rd_kafka_t* rk_ = nullptr;
+  std::unique_ptr<kafka::Consumer> consumer_;
 };
 
 // Input samples per window start, computed from the batches' own rows (not the aggregator).

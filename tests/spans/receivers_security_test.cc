@@ -10,11 +10,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 
+#include "flamestream/spans/counting_sink.h"
 #include "flamestream/spans/receivers.h"
 #include "flamestream/testing/certs.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
@@ -24,25 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using opentelemetry::proto::collector::trace::v1::TraceService;
-
-class CountingSink : public SpanSink {
- public:
-  void Write(const std::string& /*key*/, v1::SpanBatch batch, Done done) override {
-    {
-      std::lock_guard lock(mu_);
-      spans_ += static_cast<size_t>(batch.spans_size());
-    }
-    done(OkStatus());
-  }
-  size_t spans() {
-    std::lock_guard lock(mu_);
-    return spans_;
-  }
-
- private:
-  std::mutex mu_;
-  size_t spans_ = 0;
-};
 
 otlp::ExportTraceServiceRequest Request(int spans) {
   otlp::ExportTraceServiceRequest req;
@@ -74,7 +55,7 @@ class ReceiverSecurityTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / ("fs-otlp-tls-" + std::to_string(::getpid()));
     // other-ca signs a client (stranger.pem) the receivers must refuse.
-    ok_ = testing::TestCerts::Make(dir_).ok() &&
+    ok_ = flamestream::testing::TestCerts::Make(dir_).ok() &&
           std::system(
               ("printf 's3cret-token\\n' > '" + (dir_ / "token.txt").string() + "'").c_str()) == 0;
   }
@@ -156,7 +137,7 @@ class ReceiverSecurityTest : public ::testing::Test {
   static inline fs::path dir_;
   static inline bool ok_ = false;
   obs::Registry metrics_;
-  CountingSink sink_;
+  testing::CountingSink sink_;
   std::unique_ptr<SpanRouter> router_;
   std::unique_ptr<OtlpReceivers> receivers_;
 };

@@ -40,26 +40,29 @@ void LogCallback(const rd_kafka_t* rk, int level, const char* fac, const char* b
 
 void SetLogger(rd_kafka_conf_t* conf) { rd_kafka_conf_set_log_cb(conf, LogCallback); }
 
-Status ErrStatus(rd_kafka_resp_err_t err, std::string_view what) {
-  std::string msg = fmt::format("{}: {}", what, rd_kafka_err2str(err));
+StatusCode ErrCode(rd_kafka_resp_err_t err) {
   switch (err) {
     case RD_KAFKA_RESP_ERR__TIMED_OUT:
     case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
-      return Status(StatusCode::kDeadlineExceeded, std::move(msg));
+      return StatusCode::kDeadlineExceeded;
     case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-      return Status(StatusCode::kResourceExhausted, std::move(msg));
+      return StatusCode::kResourceExhausted;
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-      return Status(StatusCode::kInvalidArgument, std::move(msg));
+      return StatusCode::kInvalidArgument;
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-      return Status(StatusCode::kOutOfRange, std::move(msg));
+      return StatusCode::kOutOfRange;
     case RD_KAFKA_RESP_ERR__STATE:
     case RD_KAFKA_RESP_ERR__FATAL:
-      return Status(StatusCode::kFailedPrecondition, std::move(msg));
+      return StatusCode::kFailedPrecondition;
     default:
-      return Status(StatusCode::kUnavailable, std::move(msg));
+      return StatusCode::kUnavailable;
   }
+}
+
+Status ErrStatus(rd_kafka_resp_err_t err, std::string_view what) {
+  return Status(ErrCode(err), fmt::format("{}: {}", what, rd_kafka_err2str(err)));
 }
 
 }  // namespace flamestream::kafka::internal

@@ -10,6 +10,7 @@
 #include "conf.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/log/log.h"
+#include "metadata.h"
 
 namespace flamestream::kafka {
 
@@ -334,22 +335,16 @@ Status Consumer::AssignWholeTopics() {
   }
   TopicPartitions wanted;
   for (const std::string& topic : config_.topics) {
-    KafkaTopic rkt(rd_kafka_topic_new(rk_.get(), topic.c_str(), nullptr));
-    const rd_kafka_metadata_t* md = nullptr;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), 0, rkt.get(), &md, 2000);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return ErrStatus(err, "kafka metadata " + topic);
-    }
-    const KafkaMetadata held(md);
-    for (int t = 0; t < md->topic_cnt; ++t) {
-      const rd_kafka_metadata_topic_t& mt = md->topics[t];
+    FS_ASSIGN_OR_RETURN(const std::vector<internal::TopicMetadata> md,
+                        internal::DescribeTopics(rk_.get(), topic, std::chrono::seconds(2)));
+    for (const internal::TopicMetadata& mt : md) {
       if (mt.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         log::Debug("kafka table consumer: topic not ready",
                    {{"topic", topic}, {"error", rd_kafka_err2str(mt.err)}});
         continue;
       }
-      for (int p = 0; p < mt.partition_cnt; ++p) {
-        TopicPartition tp{topic, mt.partitions[p].id, kOffsetBeginning};
+      for (const int32_t partition : mt.partitions) {
+        TopicPartition tp{topic, partition, kOffsetBeginning};
         for (const TopicPartition& have : current) {
           if (have.topic == tp.topic && have.partition == tp.partition) {
             tp.offset = have.offset >= 0 ? have.offset : kOffsetBeginning;

@@ -3,9 +3,11 @@
 #include <array>
 #include <cstdlib>
 #include <utility>
+#include <vector>
 
 #include "conf.h"
 #include "flamestream/log/log.h"
+#include "metadata.h"
 
 namespace flamestream::kafka {
 
@@ -184,16 +186,11 @@ int Producer::Poll(std::chrono::milliseconds timeout) {
 void Producer::PurgeQueued() { (void)rd_kafka_purge(rk_.get(), RD_KAFKA_PURGE_F_QUEUE); }
 
 Result<int> Producer::PartitionCount(const std::string& topic, std::chrono::milliseconds timeout) {
-  const rd_kafka_metadata_t* raw = nullptr;
-  const rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), /*all_topics=*/1, nullptr, &raw,
-                                                    static_cast<int>(timeout.count()));
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return internal::ErrStatus(err, "kafka metadata");
-  }
-  const KafkaMetadata md(raw);
-  for (int i = 0; i < md->topic_cnt; ++i) {
-    if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return md->topics[i].partition_cnt;
+  FS_ASSIGN_OR_RETURN(const std::vector<internal::TopicMetadata> md,
+                      internal::DescribeTopics(rk_.get(), std::nullopt, timeout));
+  for (const internal::TopicMetadata& t : md) {
+    if (t.name == topic && t.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return static_cast<int>(t.partitions.size());
     }
   }
   return NotFound("topic {} does not exist", topic);

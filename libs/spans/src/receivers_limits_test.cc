@@ -2,16 +2,15 @@
 // at the decompressed cap (streamed, never inflated whole), requests over a decode limit get
 // 413 / RESOURCE_EXHAUSTED with the reason, and every refusal is counted by reason.
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <sys/resource.h>
 #include <zlib.h>
 
-#include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
+#include "flamestream/spans/counting_sink.h"
 #include "flamestream/spans/receivers.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
 
@@ -20,25 +19,6 @@ namespace {
 
 using opentelemetry::proto::collector::trace::v1::TraceService;
 using opentelemetry::proto::trace::v1::Span;
-
-class CountingSink : public SpanSink {
- public:
-  void Write(const std::string& /*key*/, v1::SpanBatch batch, Done done) override {
-    {
-      std::lock_guard lock(mu_);
-      spans_ += static_cast<size_t>(batch.spans_size());
-    }
-    done(OkStatus());
-  }
-  size_t spans() {
-    std::lock_guard lock(mu_);
-    return spans_;
-  }
-
- private:
-  std::mutex mu_;
-  size_t spans_ = 0;
-};
 
 // `inflated` zero bytes, gzip-compressed as a stream (the test never holds them inflated).
 std::string GzipZeros(size_t inflated) {
@@ -98,8 +78,8 @@ otlp::ExportTraceServiceRequest Request(int spans, int attributes) {
 class ReceiverLimitsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    router_ = std::make_unique<SpanRouter>(SpanRouterConfig{.default_cluster = "c1"}, sink_,
-                                           metrics_);
+    router_ =
+        std::make_unique<SpanRouter>(SpanRouterConfig{.default_cluster = "c1"}, sink_, metrics_);
     ReceiverConfig cfg;
     cfg.grpc_listen = "127.0.0.1:0";
     cfg.http_listen = "127.0.0.1:0";
@@ -118,7 +98,7 @@ class ReceiverLimitsTest : public ::testing::Test {
   }
 
   obs::Registry metrics_;
-  CountingSink sink_;
+  testing::CountingSink sink_;
   std::unique_ptr<SpanRouter> router_;
   std::unique_ptr<OtlpReceivers> receivers_;
 };
@@ -219,8 +199,7 @@ TEST_F(ReceiverLimitsTest, GrpcRefusesOverLimitRequestsWithResourceExhausted) {
 
   // Undecodable stays INVALID_ARGUMENT, counted as "invalid".
   otlp::ExportTraceServiceRequest bad_utf8 = Request(1, 0);
-  bad_utf8.mutable_resource_spans(0)->mutable_scope_spans(0)->mutable_spans(0)->set_name(
-      "caf\xc3");
+  bad_utf8.mutable_resource_spans(0)->mutable_scope_spans(0)->mutable_spans(0)->set_name("caf\xc3");
   st = export_(bad_utf8);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(Refused("grpc", "invalid"), 1u);

@@ -1,226 +1,29 @@
-// RedisSymbolCache against a real redis-server (libs/testing's RedisServer fixture), and a tiny
-// C program compiled here with `gcc -O2 -g` for the Symbolizer-level tests.
+// RedisSymbolCache against a real redis-server (libs/testing's RedisServer fixture): address
+// parsing, round trips, a second Symbolizer hitting the shared cache, DropBuildId, negative
+// entries and TTLs. Outages are in redis_cache_outage_test.cc.
 #include "flamestream/symbols/redis_cache.h"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <hiredis/hiredis.h>
 #include <httplib.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "flamestream/common/strings.h"
-#include "flamestream/symbols/elf_file.h"
 #include "flamestream/symbols/symbolizer.h"
 #include "flamestream/testing/redis_server.h"
+#include "redis_cache_test_util.h"
 
-namespace flamestream::symbols {
+namespace flamestream::symbols::redis_test {
 namespace {
-
-using std::chrono::milliseconds;
-using Clock = std::chrono::steady_clock;
-using testing::RedisServer;
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-
-struct ContextDeleter {
-  void operator()(redisContext* c) const { redisFree(c); }
-};
-struct ReplyDeleter {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using RawContext = std::unique_ptr<redisContext, ContextDeleter>;
-using RawReply = std::unique_ptr<redisReply, ReplyDeleter>;
-
-// A direct connection for inspecting what the cache wrote.
-class Inspector {
- public:
-  explicit Inspector(int port) : c_(redisConnect("127.0.0.1", port)) {}
-  RawReply Command(const std::vector<std::string>& args) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const std::string& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    return RawReply(static_cast<redisReply*>(
-        redisCommandArgv(c_.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
-  }
-  std::set<std::string> Keys(const std::string& pattern) {
-    std::set<std::string> keys;
-    RawReply r = Command({"KEYS", pattern});
-    for (size_t i = 0; r != nullptr && i < r->elements; ++i) {
-      keys.emplace(r->element[i]->str, r->element[i]->len);
-    }
-    return keys;
-  }
-  long long Integer(const std::vector<std::string>& args) {
-    RawReply r = Command(args);
-    return r != nullptr && r->type == REDIS_REPLY_INTEGER ? r->integer : -999;
-  }
-  pid_t ServerPid() {
-    RawReply r = Command({"INFO", "server"});
-    if (r == nullptr || r->type != REDIS_REPLY_STRING) return -1;
-    std::istringstream in(std::string(r->str, r->len));
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.starts_with("process_id:")) return std::atoi(line.c_str() + 11);
-    }
-    return -1;
-  }
-
- private:
-  RawContext c_;
-};
-
-// Forwards to another cache and records the longest call, to check that the Symbolizer never
-// waits on Redis for longer than the timeouts allow.
-class TimingCache final : public SymbolCache {
- public:
-  explicit TimingCache(SymbolCache* inner) : inner_(inner) {}
-  void GetBatch(std::span<const CacheKey> keys, std::span<LocationPtr> out) override {
-    auto start = Clock::now();
-    inner_->GetBatch(keys, out);
-    Record(Clock::now() - start);
-  }
-  void PutBatch(std::span<const CacheKey> keys, std::span<const LocationPtr> values) override {
-    auto start = Clock::now();
-    inner_->PutBatch(keys, values);
-    Record(Clock::now() - start);
-  }
-  bool DropBuildId(std::string_view build_id) override { return inner_->DropBuildId(build_id); }
-  [[nodiscard]] Clock::duration longest() const { return longest_; }
-  void Reset() { longest_ = {}; }
-
- private:
-  void Record(Clock::duration d) { longest_ = std::max(longest_, d); }
-  SymbolCache* inner_;
-  Clock::duration longest_{};
-};
-
-RedisCacheConfig FastConfig(const RedisServer& redis) {
-  RedisCacheConfig c;
-  c.address = redis.address();
-  c.backoff_min = milliseconds(20);
-  c.backoff_max = milliseconds(200);
-  return c;
-}
-
-std::unique_ptr<RedisSymbolCache> MakeCache(const RedisCacheConfig& config) {
-  auto cache = RedisSymbolCache::Create(config);
-  EXPECT_TRUE(cache.ok()) << cache.error();
-  return cache.ok() ? std::move(cache).value() : nullptr;
-}
-
-void ExpectSameLocation(const Location& a, const Location& b) {
-  EXPECT_EQ(a.resolved, b.resolved);
-  EXPECT_EQ(a.display_name, b.display_name);
-  EXPECT_EQ(a.frames, b.frames);
-}
-
-LocationPtr MakeLocation(std::vector<SourceFrame> frames) {
-  auto loc = std::make_shared<Location>();
-  loc->resolved = !frames.empty();
-  loc->display_name = frames.empty() ? "libfoo.so+0x10" : frames.front().function;
-  loc->frames = std::move(frames);
-  return loc;
-}
-
-constexpr std::string_view kBuildA = "4f1e0c0ffee0000000000000000000000000000a";
-constexpr std::string_view kBuildB = "4f1e0c0ffee0000000000000000000000000000b";
-
-// A tiny C program with an inlined chain, built with the system gcc.
-constexpr const char* kTinySource = R"(
-static inline __attribute__((always_inline)) int leaf(int x) { return x * 3 + (x >> 2); }
-static inline __attribute__((always_inline)) int middle(int x) {
-  int s = 0;
-  for (int i = 0; i < x; i++) s += leaf(i ^ s);
-  return s;
-}
-__attribute__((noinline)) int outer(int x) { return middle(x) + middle(x + 7); }
-__attribute__((noinline)) int other(int x) { return outer(x) * outer(x + 1); }
-int main(int argc, char** argv) { (void)argv; return other(argc) & 0x7f; }
-)";
-
-struct TinyBinary {
-  std::string dir;
-  std::string path;
-  ElfInfo info;
-  std::vector<FrameRequest> frames;  // every byte of outer/other/main, as file offsets
-};
-
-std::string RunShell(const std::string& cmd) {
-  std::string out;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  ::pclose(pipe);
-  return out;
-}
-
-const TinyBinary& Tiny() {
-  static const TinyBinary* tiny = [] {
-    auto* t = new TinyBinary;
-    char tmpl[] = "/tmp/fs-redis-cache-test-XXXXXX";
-    t->dir = ::mkdtemp(tmpl);
-    t->path = t->dir + "/tiny";
-    std::ofstream(t->dir + "/tiny.c") << kTinySource;
-    std::string cmd = "gcc -O2 -g -Wl,--build-id -o " + t->path + " " + t->dir + "/tiny.c 2>&1";
-    std::string out = RunShell(cmd);
-    auto info = ReadElfInfo(t->path);
-    if (!info.ok()) {
-      ADD_FAILURE() << "gcc failed: " << out << " " << info.error();
-      return t;
-    }
-    t->info = *info;
-    std::istringstream nm(RunShell("nm -S --defined-only " + t->path));
-    std::string line;
-    while (std::getline(nm, line)) {
-      auto p = common::SplitNonEmpty(line, ' ');
-      if (p.size() != 4 || (p[3] != "outer" && p[3] != "other" && p[3] != "main")) continue;
-      uint64_t addr = *common::ParseInt<uint64_t>(p[0], 16);
-      uint64_t size = *common::ParseInt<uint64_t>(p[1], 16);
-      for (uint64_t a = addr; a < addr + size; ++a) {
-        for (const LoadSegment& s : t->info.segments) {
-          if (a >= s.vaddr && a < s.vaddr + s.filesz) {
-            t->frames.push_back({t->info.build_id, t->path, a - s.vaddr + s.offset, false});
-          }
-        }
-      }
-    }
-    return t;
-  }();
-  return *tiny;
-}
-
-SymbolizerConfig TinyConfig() {
-  SymbolizerConfig c;
-  c.locator.debug_dirs = {};
-  c.locator.debuginfod = false;
-  return c;
-}
-
-std::unique_ptr<Symbolizer> MakeSymbolizer(SymbolCache* shared, size_t lru_bytes = 64 << 20) {
-  SymbolizerConfig c = TinyConfig();
-  c.lru_bytes = lru_bytes;
-  auto s = Symbolizer::Create(c, shared);
-  EXPECT_TRUE(s.ok()) << s.error();
-  return s.ok() ? std::move(s).value() : nullptr;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Address parsing (no server)
@@ -470,180 +273,7 @@ TEST(RedisSymbolCache, SecondSymbolizerGetsSharedHitsWithSameResults) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// (3) Outages: killed, hung, restarted
-
-TEST(RedisSymbolCache, KilledRedisMeansMissesNotStallsAndHitsResumeAfterRestart) {
-  const TinyBinary& tiny = Tiny();
-  ASSERT_GT(tiny.frames.size(), 50u);
-  auto redis = RedisServer::Start();
-  ASSERT_TRUE(redis.ok()) << redis.error();
-  auto cache = MakeCache(FastConfig(**redis));
-  ASSERT_NE(cache, nullptr);
-
-  // Warm Redis; these are the answers every later phase must reproduce.
-  std::vector<LocationPtr> want = MakeSymbolizer(cache.get())->ResolveBatch(tiny.frames);
-
-  // Mid-stream: a fresh symbolizer (empty LRU) reads batches of 16 from Redis, and Redis dies
-  // after the second batch. No cache call may take longer than the command timeout (200 ms)
-  // plus scheduling slack.
-  TimingCache timed(cache.get());
-  auto during = MakeSymbolizer(&timed);
-  const size_t kBatch = 16;
-  size_t batches = 0;
-  for (size_t pos = 0; pos < tiny.frames.size(); pos += kBatch, ++batches) {
-    if (batches == 2) {
-      (*redis)->Kill();
-    }
-    size_t n = std::min(kBatch, tiny.frames.size() - pos);
-    std::vector<LocationPtr> got = during->ResolveBatch(std::span(tiny.frames).subspan(pos, n));
-    ASSERT_EQ(got.size(), n);
-    for (size_t i = 0; i < n; ++i) {
-      SCOPED_TRACE(fmt::format("frame {}", pos + i));
-      ExpectSameLocation(*got[i], *want[pos + i]);
-    }
-  }
-  EXPECT_LT(timed.longest(), milliseconds(400));
-  Symbolizer::Stats ds = during->stats();
-  EXPECT_EQ(ds.shared_hits, 2 * kBatch);
-  EXPECT_EQ(ds.resolved, tiny.frames.size() - 2 * kBatch);  // the rest came from DWARF
-  EXPECT_EQ(ds.unresolved, 0u);
-  RedisSymbolCache::Stats s = cache->stats();
-  EXPECT_FALSE(s.up);
-  EXPECT_GE(s.errors, 1u);
-
-  // While down, a lookup does not wait for anything.
-  std::vector<CacheKey> keys = {{tiny.info.build_id, tiny.frames[0].file_offset}};
-  std::vector<LocationPtr> out(1);
-  auto start = Clock::now();
-  cache->GetBatch(keys, out);
-  EXPECT_LT(Clock::now() - start, milliseconds(100));
-  EXPECT_EQ(out[0], nullptr);
-
-  // Restarted (empty, no persistence): after the backoff, writes and hits resume.
-  ASSERT_TRUE((*redis)->Restart().ok());
-  const auto deadline = Clock::now() + std::chrono::seconds(5);
-  uint64_t shared_hits = 0;
-  while (Clock::now() < deadline && shared_hits < tiny.frames.size()) {
-    MakeSymbolizer(cache.get())->ResolveBatch(tiny.frames);  // resolves and writes back
-    auto after = MakeSymbolizer(cache.get());
-    std::vector<LocationPtr> got = after->ResolveBatch(tiny.frames);
-    shared_hits = after->stats().shared_hits;
-    for (size_t i = 0; i < got.size(); ++i) {
-      ExpectSameLocation(*got[i], *want[i]);
-    }
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  EXPECT_EQ(shared_hits, tiny.frames.size());
-  s = cache->stats();
-  EXPECT_TRUE(s.up);
-  EXPECT_GE(s.reconnects, 1u);
-}
-
-TEST(RedisSymbolCache, HungRedisTimesOutWithinCommandTimeout) {
-  auto redis = RedisServer::Start();
-  ASSERT_TRUE(redis.ok()) << redis.error();
-  RedisCacheConfig config = FastConfig(**redis);
-  config.command_timeout = milliseconds(300);
-  config.backoff_min = milliseconds(1000);
-  config.backoff_max = milliseconds(1000);
-  auto cache = MakeCache(config);
-  ASSERT_NE(cache, nullptr);
-  std::vector<CacheKey> keys = {{kBuildA, 1}};
-  std::vector<LocationPtr> values = {MakeLocation({{"f", "f", "/a.c", 1, 1}})};
-  cache->PutBatch(keys, values);
-
-  pid_t pid = Inspector((*redis)->port()).ServerPid();
-  ASSERT_GT(pid, 0);
-  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
-  std::vector<LocationPtr> out(1);
-  auto start = Clock::now();
-  cache->GetBatch(keys, out);
-  auto took = Clock::now() - start;
-  EXPECT_EQ(out[0], nullptr);
-  EXPECT_GE(took, milliseconds(290));  // it did wait for the reply, as long as allowed
-  EXPECT_LT(took, milliseconds(800));
-  EXPECT_FALSE(cache->up());
-  // Within the backoff, no further waiting.
-  start = Clock::now();
-  cache->GetBatch(keys, out);
-  EXPECT_LT(Clock::now() - start, milliseconds(100));
-  ASSERT_EQ(::kill(pid, SIGCONT), 0);
-
-  const auto deadline = Clock::now() + std::chrono::seconds(5);
-  while (Clock::now() < deadline && out[0] == nullptr) {
-    cache->GetBatch(keys, out);
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  ASSERT_NE(out[0], nullptr);
-  EXPECT_EQ(out[0]->frames.at(0).function, "f");
-  EXPECT_EQ(cache->stats().reconnects, 1u);
-}
-
-TEST(RedisSymbolCache, StartsDownWhenRedisIsUnreachableAndConnectsLater) {
-  auto redis = RedisServer::Start();
-  ASSERT_TRUE(redis.ok()) << redis.error();
-  RedisCacheConfig config = FastConfig(**redis);
-  (*redis)->Kill();
-  auto cache = MakeCache(config);  // not an error: the stage runs without Redis
-  ASSERT_NE(cache, nullptr);
-  EXPECT_FALSE(cache->up());
-  EXPECT_FALSE(cache->Ping());
-  ASSERT_TRUE((*redis)->Restart().ok());
-  const auto deadline = Clock::now() + std::chrono::seconds(5);
-  while (Clock::now() < deadline && !cache->Ping()) {
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  EXPECT_TRUE(cache->up());
-  EXPECT_EQ(cache->stats().reconnects, 0u);  // the first successful connect is not a reconnect
-}
-
-TEST(RedisSymbolCache, ConcurrentCallersSurviveAnOutage) {
-  auto redis = RedisServer::Start();
-  ASSERT_TRUE(redis.ok()) << redis.error();
-  auto cache = MakeCache(FastConfig(**redis));
-  ASSERT_NE(cache, nullptr);
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> calls{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      std::string build = fmt::format("{:040x}", t + 1);
-      std::vector<CacheKey> keys;
-      std::vector<LocationPtr> values;
-      for (uint64_t i = 0; i < 64; ++i) {
-        keys.push_back({build, i});
-        values.push_back(MakeLocation({{fmt::format("f{}", i), "", "/a.c", 1, 1}}));
-      }
-      while (!stop.load()) {
-        std::vector<LocationPtr> out(keys.size());
-        cache->GetBatch(keys, out);
-        for (size_t i = 0; i < out.size(); ++i) {
-          if (out[i] != nullptr) {
-            ASSERT_EQ(out[i]->frames.at(0).function, fmt::format("f{}", i));
-          }
-        }
-        cache->PutBatch(keys, values);
-        calls.fetch_add(1);
-      }
-    });
-  }
-  std::this_thread::sleep_for(milliseconds(200));
-  (*redis)->Kill();
-  std::this_thread::sleep_for(milliseconds(200));
-  ASSERT_TRUE((*redis)->Restart().ok());
-  std::this_thread::sleep_for(milliseconds(500));
-  stop = true;
-  for (auto& t : threads) t.join();
-  RedisSymbolCache::Stats s = cache->stats();
-  EXPECT_GT(calls.load(), 20u);
-  EXPECT_TRUE(s.up);
-  EXPECT_GE(s.reconnects, 1u);
-  EXPECT_GT(s.hits, 0u);
-  EXPECT_EQ(s.hits + s.misses, calls.load() * 64);
-}
-
-// ---------------------------------------------------------------------------------------------
-// (4) DropBuildId, negative entries
+// (3) DropBuildId, negative entries
 
 TEST(RedisSymbolCache, DropBuildIdRemovesOnlyThatBuildIdsKeys) {
   auto redis = RedisServer::Start();
@@ -810,7 +440,7 @@ TEST(RedisSymbolCache, NegativeEntriesHaveTheirOwnTtl) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// (5) TTL
+// (4) TTL
 
 TEST(RedisSymbolCache, WritesCarryTheConfiguredTtl) {
   auto redis = RedisServer::Start();
@@ -840,4 +470,4 @@ TEST(RedisSymbolCache, WritesCarryTheConfiguredTtl) {
 }
 
 }  // namespace
-}  // namespace flamestream::symbols
+}  // namespace flamestream::symbols::redis_test

@@ -83,4 +83,25 @@ struct MetadataDeleter {
 };
 using KafkaMetadata = std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter>;
 
+// Admin API (kafka::Admin).
+struct NewTopicDeleter {
+  void operator()(rd_kafka_NewTopic_t* t) const { rd_kafka_NewTopic_destroy(t); }
+};
+using KafkaNewTopic = std::unique_ptr<rd_kafka_NewTopic_t, NewTopicDeleter>;
+
+struct AdminOptionsDeleter {
+  void operator()(rd_kafka_AdminOptions_t* o) const { rd_kafka_AdminOptions_destroy(o); }
+};
+using KafkaAdminOptions = std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter>;
+
+struct ConfigResourceDeleter {
+  void operator()(rd_kafka_ConfigResource_t* r) const { rd_kafka_ConfigResource_destroy(r); }
+};
+using KafkaConfigResource = std::unique_ptr<rd_kafka_ConfigResource_t, ConfigResourceDeleter>;
+
+struct EventDeleter {
+  void operator()(rd_kafka_event_t* e) const { rd_kafka_event_destroy(e); }
+};
+using KafkaEvent = std::unique_ptr<rd_kafka_event_t, EventDeleter>;
+
 }  // namespace flamestream::kafka

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A single-node Kafka-protocol server for testing `flamestream topics create|check`.
+"""A single-node Kafka-protocol server for testing kafka::Admin and `flamestream topics`.
 
 No real Kafka can run on the test machine, and the dev broker (librdkafka's mock cluster) has
 no controller and implements neither CreateTopics nor DescribeConfigs. This server speaks just
