@@ -83,14 +83,9 @@ std::string FinishBatch(JoinBatch jb) {
     b.AddProcess(proc);
   }
   for (size_t i = 0; i < jb.rows.size(); ++i) {
-    const batch::SampleRow& r = jb.rows[i];
-    b.AddSample({.stack_index = r.stack_index,
-                 .pid = r.pid,
-                 .tid = r.tid,
-                 .cpu = r.cpu,
-                 .timestamp_ns = r.timestamp_ns,
-                 .value_ns = r.value_ns,
-                 .span_index = jb.span_index[i]});
+    batch::SampleInput in = batch::ToSampleInput(jb.rows[i]);
+    in.span_index = jb.span_index[i];
+    b.AddSample(in);
   }
   b.mutable_batch().set_stage(v1::STAGE_CORRELATED);
   return b.Finish().SerializeAsString();

@@ -126,12 +126,7 @@ class CorrelatorHandler final : public stage::Handler {
     return std::none_of(parts_.begin(), parts_.end(),
                         [](const auto& p) { return p.second->log.rebuilding; });
   }
-  [[nodiscard]] bool WantsPause() const override {
-    // Hysteresis: paused above the limit, resumed at half.
-    want_pause_ = pending_batches_ > config_.max_pending_batches ||
-                  (want_pause_ && pending_batches_ > config_.max_pending_batches / 2);
-    return want_pause_;
-  }
+  [[nodiscard]] bool WantsPause() const override { return want_pause_; }
 
  private:
   Partition& Part(int32_t p) {
@@ -176,7 +171,7 @@ class CorrelatorHandler final : public stage::Handler {
   std::map<int32_t, std::unique_ptr<Partition>> parts_;
   kafka::TopicPartitions newly_assigned_;
   size_t pending_batches_ = 0;
-  mutable bool want_pause_ = false;
+  bool want_pause_ = false;  // batches held in the engines over the bound (Tick)
   Clock::time_point last_pending_refresh_ = Clock::now();
   Clock::time_point last_gauges_ = Clock::now();
 };
@@ -542,6 +537,9 @@ void CorrelatorHandler::Tick(stage::Loop& loop) {
     last_pending_refresh_ = Clock::now();
   }
   Advance(loop, /*flush=*/false);
+  // Hysteresis: input paused above the bound, resumed at half (the loop asks before its poll).
+  want_pause_ = pending_batches_ > config_.max_pending_batches ||
+                (want_pause_ && pending_batches_ > config_.max_pending_batches / 2);
   if (Clock::now() - last_gauges_ >= kGaugeInterval) {
     UpdateGauges();
     last_gauges_ = Clock::now();

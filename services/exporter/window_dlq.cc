@@ -23,19 +23,14 @@ Status KeepSamplesOfSeries(v1::SampleBatch& batch, const SeriesSelection& only, 
                      only.series.end()) {
       continue;
     }
-    keep.push_back({.stack_index = r.stack_index,
-                    .pid = r.pid,
-                    .tid = r.tid,
-                    .cpu = r.cpu,
-                    .timestamp_ns = r.timestamp_ns,
-                    .value_ns = r.value_ns,
-                    .span_index = r.span_index});
+    keep.push_back(batch::ToSampleInput(r));
   }
   *kept = keep.size();
   if (keep.size() == rows.size() || keep.empty()) return OkStatus();
   const batch::SampleEncoding encoding = batch::EncodingOf(batch);
   batch.clear_samples();
-  FS_ASSIGN_OR_RETURN(batch::BatchBuilder builder, batch::BatchBuilder::FromBatch(std::move(batch)));
+  FS_ASSIGN_OR_RETURN(batch::BatchBuilder builder,
+                      batch::BatchBuilder::FromBatch(std::move(batch)));
   builder.set_encoding(encoding);
   for (const batch::SampleInput& s : keep) builder.AddSample(s);
   batch = builder.Finish();
@@ -83,11 +78,13 @@ Status WindowDlq::Write(const std::vector<std::shared_ptr<const InputRecord>>& i
     }
     const std::string value = cut.ok() ? batch.SerializeAsString() : in->value;
     kafka::Headers headers = in->headers;
-    kafka::SetHeader(headers, kDlqHeaderReason,
-                     only == nullptr
-                         ? fmt::format("sink {} refused the window permanently", sink_)
-                         : fmt::format("sink {} refused series {} permanently (the rest of the window was delivered)",
-                                       sink_, services));
+    kafka::SetHeader(
+        headers, kDlqHeaderReason,
+        only == nullptr
+            ? fmt::format("sink {} refused the window permanently", sink_)
+            : fmt::format(
+                  "sink {} refused series {} permanently (the rest of the window was delivered)",
+                  sink_, services));
     if (only != nullptr) kafka::SetHeader(headers, kDlqHeaderSeries, services);
     kafka::SetHeader(headers, kDlqHeaderSink, sink_);
     kafka::SetHeader(headers, kDlqHeaderWindowStart, std::to_string(start_ns));

@@ -14,13 +14,7 @@ Status KeepSamplesInRange(v1::SampleBatch& batch, int64_t from_ns, int64_t to_ns
   keep.reserve(rows.size());
   for (const SampleRow& r : rows) {
     if (r.timestamp_ns >= from_ns && r.timestamp_ns <= to_ns) {
-      keep.push_back({.stack_index = r.stack_index,
-                      .pid = r.pid,
-                      .tid = r.tid,
-                      .cpu = r.cpu,
-                      .timestamp_ns = r.timestamp_ns,
-                      .value_ns = r.value_ns,
-                      .span_index = r.span_index});
+      keep.push_back(ToSampleInput(r));
     }
   }
   if (kept != nullptr) {

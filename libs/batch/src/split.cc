@@ -213,13 +213,10 @@ class Splitter {
           threads_.Set(it->second, 1);
         }
       }
-      b.AddSample({.stack_index = MapStack(b, r.stack_index),
-                   .pid = r.pid,
-                   .tid = r.tid,
-                   .cpu = r.cpu,
-                   .timestamp_ns = r.timestamp_ns,
-                   .value_ns = r.value_ns,
-                   .span_index = span});
+      SampleInput in = ToSampleInput(r);
+      in.stack_index = MapStack(b, r.stack_index);
+      in.span_index = span;
+      b.AddSample(in);
     }
     strings_.Reset();
     mappings_.Reset();

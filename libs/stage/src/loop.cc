@@ -64,8 +64,9 @@ class LoopImpl final : public Loop {
  private:
   Status Create();
   [[nodiscard]] bool crashing() const { return env_.crash != nullptr && env_.crash->load(); }
-  // Produces `outputs` for input `pos`; one that does not fit goes to `too_large`.
-  Status Produce(const InputPosition& pos, std::vector<Output> outputs,
+  // Produces `outputs` for input `pos` (handled since `started`); one that does not fit goes
+  // to `too_large`.
+  Status Produce(const InputPosition& pos, Clock::time_point started, std::vector<Output> outputs,
                  const std::function<Status(const Status&, const Output&)>& too_large);
   kafka::TopicPartitions CommitPlan();
   void Commit(const char* when);
@@ -219,23 +220,26 @@ void LoopImpl::UpdatePause() {
 Status LoopImpl::Emit(const kafka::Message& in, std::vector<Output> outputs) {
   // Outputs larger than Kafka takes are split, or fail the input like a decode error: it
   // would fail again after every restart.
-  return Produce({std::string(in.topic()), in.partition(), in.offset()}, std::move(outputs),
+  return Produce({std::string(in.topic()), in.partition(), in.offset()}, started_,
+                 std::move(outputs),
                  [&](const Status& why, const Output&) { return DeadLetter(in, why); });
 }
 
 Status LoopImpl::EmitHeld(const InputToken& token, std::vector<Output> outputs) {
   // The input was read long ago: an output that cannot be sent becomes a reference to it.
   const InputPosition& pos = token.position;
-  started_ = Clock::now();
-  Status s = Produce(pos, std::move(outputs), [&](const Status& why, const Output& out) {
-    return DeadLetter(
-        kafka::FailedRecord{pos.topic, pos.partition, pos.offset, out.key, "", out.headers}, why);
-  });
+  Status s =
+      Produce(pos, Clock::now(), std::move(outputs), [&](const Status& why, const Output& out) {
+        return DeadLetter(
+            kafka::FailedRecord{pos.topic, pos.partition, pos.offset, out.key, "", out.headers},
+            why);
+      });
   Release(token);
   return s;
 }
 
-Status LoopImpl::Produce(const InputPosition& pos, std::vector<Output> outputs,
+Status LoopImpl::Produce(const InputPosition& pos, Clock::time_point started,
+                         std::vector<Output> outputs,
                          const std::function<Status(const Status&, const Output&)>& too_large) {
   const size_t limit = producer_->max_message_bytes();
   std::vector<Output> fitted;
@@ -254,7 +258,7 @@ Status LoopImpl::Produce(const InputPosition& pos, std::vector<Output> outputs,
   if (fitted.empty()) return OkStatus();
   acks_.Extend(pos.topic, pos.partition, pos.offset, static_cast<uint32_t>(fitted.size()));
   for (Output& out : fitted) {
-    Status s = ProduceAcked(*producer_, pos, started_, out.topic, out.key, out.value, out.headers,
+    Status s = ProduceAcked(*producer_, pos, started, out.topic, out.key, out.value, out.headers,
                             metrics_, acks_, failure_, &refused_);
     if (s.code() == StatusCode::kOutOfRange) {
       // Over the producer's own limit after all (framing): split it like a refusal.

@@ -82,6 +82,17 @@ struct SampleInput {
   uint32_t span_index = 0;   // 1-based; 0 = none
 };
 
+// A decoded row as the input that appends it again (a filter, a split, a re-written batch).
+inline SampleInput ToSampleInput(const SampleRow& r) {
+  return {.stack_index = r.stack_index,
+          .pid = r.pid,
+          .tid = r.tid,
+          .cpu = r.cpu,
+          .timestamp_ns = r.timestamp_ns,
+          .value_ns = r.value_ns,
+          .span_index = r.span_index};
+}
+
 class BatchBuilder {
  public:
   BatchBuilder();
