@@ -28,7 +28,7 @@ namespace {
 constexpr uint32_t kMaxSpansPerRequest = 100'000;  // ReceiverConfig's default
 
 // Acknowledges every batch at once; checks each is a well-formed KeyedSpan batch.
-class AckingSink : public spans::SpanSink {
+class AckingSpanWriter : public spans::SpanWriter {
  public:
   void Write(const std::string& key, v1::SpanBatch batch, Done done) override {
     {
@@ -57,7 +57,7 @@ class AckingSink : public spans::SpanSink {
 
 struct Router {
   flamestream::obs::Registry metrics;
-  AckingSink sink;
+  AckingSpanWriter sink;
   spans::SpanRouter router{{.default_cluster = "fuzz",
                             .keep_attributes = {"http.route", "service.name", "k8s.pod.name",
                                                 "a"},

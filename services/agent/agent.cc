@@ -12,7 +12,7 @@
 #include "flamestream/proc/kallsyms.h"
 #include "flamestream/proc/process.h"
 #include "flamestream_service_keys.h"
-#include "print_sink.h"
+#include "folded_printer.h"
 #include "processor.h"
 #include "publisher.h"
 #include "symbolizer_namer.h"
@@ -20,21 +20,6 @@
 namespace flamestream::agent {
 namespace {
 
-// Prometheus counters only go up; the sampler reports running totals, so feed the difference.
-class CounterMirror {
- public:
-  CounterMirror(obs::Registry& r, const std::string& name, const std::string& help,
-                const obs::Labels& labels = {})
-      : counter_(r.Counter(name, help, labels)) {}
-  void Update(uint64_t total) {
-    if (total > last_) counter_.Inc(total - last_);
-    last_ = total;
-  }
-
- private:
-  obs::Counter& counter_;
-  uint64_t last_ = 0;
-};
 
 }  // namespace
 
@@ -178,9 +163,9 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
   FS_RETURN_IF_ERROR(clock.StartWatching());
 
   OffsetFrameNamer namer(ksyms);
-  std::unique_ptr<FoldedSink> folded;
+  std::unique_ptr<FoldedPrinter> folded;
   std::unique_ptr<Publisher> publisher;
-  SampleSink* sink = nullptr;
+  SampleWriter* sink = nullptr;
   std::unique_ptr<SymbolizerFrameNamer> symbolizing_namer;
   if (config.print && config.print_symbolize) {
     auto created = SymbolizerFrameNamer::Create(ksyms);
@@ -191,7 +176,7 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
     }
   }
   if (config.print) {
-    folded = std::make_unique<FoldedSink>(
+    folded = std::make_unique<FoldedPrinter>(
         symbolizing_namer != nullptr ? static_cast<FrameNamer*>(symbolizing_namer.get()) : &namer);
     sink = folded.get();
   } else {
@@ -234,19 +219,19 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
   ctx.set_ready(true);
 
   obs::Registry& m = ctx.metrics;
-  CounterMirror samples(m, "fs_agent_samples_total", "samples written by BPF");
-  CounterMirror processed(m, "fs_agent_samples_processed_total", "samples handed to the sink");
-  CounterMirror ring_drops(m, "fs_agent_dropped_samples_total", "samples dropped",
-                           {{"where", "ring"}});
-  CounterMirror queue_drops(m, "fs_agent_dropped_samples_total", "samples dropped",
-                            {{"where", "queue"}});
-  CounterMirror user_trunc(m, "fs_agent_truncated_stacks_total", "stacks cut at the depth limit",
-                           {{"kind", "user"}});
-  CounterMirror kernel_trunc(m, "fs_agent_truncated_stacks_total", "stacks cut at the depth limit",
-                             {{"kind", "kernel"}});
-  CounterMirror unknown(m, "fs_agent_unknown_mappings_total", "user frames in no mapping");
-  CounterMirror bpf_ns(m, "fs_agent_bpf_run_time_ns_total", "BPF program run time (BPF stats)");
-  CounterMirror bpf_runs(m, "fs_agent_bpf_runs_total", "BPF program runs (BPF stats)");
+  obs::TotalMirror samples(m.Counter("fs_agent_samples_total", "samples written by BPF"));
+  obs::TotalMirror processed(m.Counter("fs_agent_samples_processed_total", "samples handed to the sink"));
+  obs::TotalMirror ring_drops(m.Counter("fs_agent_dropped_samples_total", "samples dropped",
+                           {{"where", "ring"}}));
+  obs::TotalMirror queue_drops(m.Counter("fs_agent_dropped_samples_total", "samples dropped",
+                            {{"where", "queue"}}));
+  obs::TotalMirror user_trunc(m.Counter("fs_agent_truncated_stacks_total", "stacks cut at the depth limit",
+                           {{"kind", "user"}}));
+  obs::TotalMirror kernel_trunc(m.Counter("fs_agent_truncated_stacks_total", "stacks cut at the depth limit",
+                             {{"kind", "kernel"}}));
+  obs::TotalMirror unknown(m.Counter("fs_agent_unknown_mappings_total", "user frames in no mapping"));
+  obs::TotalMirror bpf_ns(m.Counter("fs_agent_bpf_run_time_ns_total", "BPF program run time (BPF stats)"));
+  obs::TotalMirror bpf_runs(m.Counter("fs_agent_bpf_runs_total", "BPF program runs (BPF stats)"));
   obs::Gauge& offset = m.Gauge("fs_agent_clock_offset_ns", "realtime minus monotonic");
   auto update = [&] {
     const bpf::SamplerStats st = sampler->Stats();

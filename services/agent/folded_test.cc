@@ -4,7 +4,7 @@
 
 #include "folded.h"
 #include "frame_namer.h"
-#include "print_sink.h"
+#include "folded_printer.h"
 
 namespace flamestream::agent {
 namespace {
@@ -68,7 +68,7 @@ TEST(OffsetFrameNamer, NamesEachMappingKind) {
   EXPECT_EQ(namer.NameKernel(0xffffffff81000000), "0xffffffff81000000");
 }
 
-TEST(FoldedSink, UserRootFirstThenKernelWithSuffix) {
+TEST(FoldedPrinter, UserRootFirstThenKernelWithSuffix) {
   Result<proc::KernelSymbols> ks =
       proc::KernelSymbols::Parse("ffffffff81000000 T entry_SYSCALL_64\nffffffff81000100 T ksys_read\n");
   ASSERT_TRUE(ks.ok());
@@ -79,7 +79,7 @@ TEST(FoldedSink, UserRootFirstThenKernelWithSuffix) {
             Frame(proc::MappingKind::kFile, "/bin/app", 2, 0x20),
             Frame(proc::MappingKind::kFile, "/bin/app", 3, 0x10)};  // root
   s.kernel = {0xffffffff81000110, 0xffffffff81000005};                 // leaf first
-  EXPECT_EQ(FoldedSink::Frames(s, namer),
+  EXPECT_EQ(FoldedPrinter::Frames(s, namer),
             (std::vector<std::string>{"app", "app+0x10", "app+0x20", "app+0x30",
                                       "entry_SYSCALL_64+0x5_[k]", "ksys_read+0x10_[k]"}));
 }

@@ -6,8 +6,8 @@ namespace flamestream::agent {
 
 Result<std::unique_ptr<SampleProcessor>> SampleProcessor::Create(ProcessorOptions options,
                                                                  const bpf::ClockOffset* clock,
-                                                                 SampleSink* sink) {
-  auto p = std::unique_ptr<SampleProcessor>(new SampleProcessor(std::move(options), clock, sink));
+                                                                 SampleWriter* writer) {
+  auto p = std::unique_ptr<SampleProcessor>(new SampleProcessor(std::move(options), clock, writer));
   if (!p->options_.comm.empty()) {
     try {
       p->comm_re_.emplace(p->options_.comm, std::regex::ECMAScript | std::regex::optimize);
@@ -28,10 +28,10 @@ Result<std::unique_ptr<SampleProcessor>> SampleProcessor::Create(ProcessorOption
 }
 
 SampleProcessor::SampleProcessor(ProcessorOptions options, const bpf::ClockOffset* clock,
-                                 SampleSink* sink)
+                                 SampleWriter* writer)
     : options_(std::move(options)),
       clock_(clock),
-      sink_(sink),
+      writer_(writer),
       maps_(proc::MapsCacheOptions{.proc_root = options_.proc_root}) {}
 
 SampleProcessor::Process& SampleProcessor::Lookup(uint32_t pid, const std::string& comm) {
@@ -96,7 +96,7 @@ void SampleProcessor::Retire(uint32_t pid) {
   if (it == processes_.end()) return;
   if (it->second.announced) {
     stats_.exits.fetch_add(1, std::memory_order_relaxed);
-    sink_->OnExit(it->second.info);
+    writer_->OnExit(it->second.info);
   }
   processes_.erase(it);
 }
@@ -110,7 +110,7 @@ void SampleProcessor::CheckExits() {
       gone.push_back(pid);
     }
   }
-  std::sort(gone.begin(), gone.end());  // deterministic order of the sink's OnExit calls
+  std::sort(gone.begin(), gone.end());  // deterministic order of the writer's OnExit calls
   for (uint32_t pid : gone) {
     if (processes_.at(pid).announced) {
       stats_.exits_found_by_check.fetch_add(1, std::memory_order_relaxed);
@@ -143,7 +143,7 @@ void SampleProcessor::Handle(bpf::RawSample&& raw) {
   }
   if (!p.announced) {
     p.announced = true;
-    sink_->OnProcess(p.info);
+    writer_->OnProcess(p.info);
   }
   ResolvedSample s;
   s.monotonic_ns = raw.monotonic_ns;
@@ -169,7 +169,7 @@ void SampleProcessor::Handle(bpf::RawSample&& raw) {
     }
     s.user.push_back(std::move(f));
   }
-  sink_->OnSample(s, p.info);
+  writer_->OnSample(s, p.info);
   stats_.samples.fetch_add(1, std::memory_order_relaxed);
 }
 

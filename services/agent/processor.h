@@ -1,8 +1,8 @@
-// The agent's per-sample pipeline between the sampler and a sink: wall-clock time, process
+// The agent's per-sample pipeline between the sampler and a writer: wall-clock time, process
 // metadata (once per process), comm filtering, and user frames resolved to mappings.
 //
 //   bpf::ClockOffset clock;
-//   FoldedSink folded(&namer);                       // or, later, a Kafka Publisher
+//   FoldedPrinter folded(&namer);                       // or, later, a Kafka Publisher
 //   SampleProcessor processor({.comm = "^python"}, &clock, &folded);
 //   auto sampler = bpf::Sampler::Create(cfg, [&](bpf::RawSample&& s) {
 //     processor.Handle(std::move(s));                // the sampler's dispatch thread only
@@ -42,9 +42,9 @@ struct ResolvedSample {
 };
 
 // Where processed samples go: print mode's folded stacks, or the Kafka publisher.
-class SampleSink {
+class SampleWriter {
  public:
-  virtual ~SampleSink() = default;
+  virtual ~SampleWriter() = default;
   virtual void OnProcess(const proc::ProcessInfo& process) { (void)process; }
   virtual void OnSample(const ResolvedSample& sample, const proc::ProcessInfo& process) = 0;
   // An announced process exited (BPF exit event, or /proc/<pid> gone at a periodic check).
@@ -66,7 +66,7 @@ struct ProcessorOptions {
 };
 
 struct ProcessorStats {
-  std::atomic<uint64_t> samples{0};            // handed to the sink
+  std::atomic<uint64_t> samples{0};            // handed to the writer
   std::atomic<uint64_t> filtered_by_comm{0};       // samples dropped by any process filter
   std::atomic<uint64_t> unknown_mappings{0};   // user frames in no mapping
   std::atomic<uint64_t> processes{0};          // processes announced
@@ -77,10 +77,10 @@ struct ProcessorStats {
 
 class SampleProcessor {
  public:
-  // `clock` and `sink` must outlive the processor. Fails on a bad comm or cgroup regex.
+  // `clock` and `writer` must outlive the processor. Fails on a bad comm or cgroup regex.
   static Result<std::unique_ptr<SampleProcessor>> Create(ProcessorOptions options,
                                                          const bpf::ClockOffset* clock,
-                                                         SampleSink* sink);
+                                                         SampleWriter* writer);
 
   void Handle(bpf::RawSample&& raw);
   [[nodiscard]] const ProcessorStats& stats() const { return stats_; }
@@ -94,10 +94,10 @@ class SampleProcessor {
     bool announced = false;          // OnProcess called
   };
 
-  SampleProcessor(ProcessorOptions options, const bpf::ClockOffset* clock, SampleSink* sink);
+  SampleProcessor(ProcessorOptions options, const bpf::ClockOffset* clock, SampleWriter* writer);
   Process& Lookup(uint32_t pid, const std::string& comm);
   bool Matches(Process& p, const std::string& thread_comm);
-  // Forgets `pid`, telling the sink when it had been announced.
+  // Forgets `pid`, telling the writer when it had been announced.
   void Retire(uint32_t pid);
   // Retires processes whose /proc entry is gone or belongs to a new process (pid reuse).
   void CheckExits();
@@ -106,7 +106,7 @@ class SampleProcessor {
   std::optional<std::regex> comm_re_;
   std::optional<std::regex> cgroup_re_;
   const bpf::ClockOffset* clock_;
-  SampleSink* sink_;
+  SampleWriter* writer_;
   proc::MapsCache maps_;
   std::unordered_map<uint32_t, Process> processes_;
   ProcessorStats stats_;

@@ -12,7 +12,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class CountingSink : public SampleSink {
+class CountingSpanWriter : public SampleWriter {
  public:
   void OnSample(const ResolvedSample& s, const proc::ProcessInfo&) override { pids.push_back(s.pid); }
   std::vector<uint32_t> pids;
@@ -50,7 +50,7 @@ class ProcessFilters : public ::testing::Test {
 
   std::vector<uint32_t> Run(ProcessorOptions options) {
     options.proc_root = root_.string();
-    CountingSink sink;
+    CountingSpanWriter sink;
     bpf::ClockOffset clock;
     auto p = SampleProcessor::Create(std::move(options), &clock, &sink);
     EXPECT_TRUE(p.ok()) << p.error();
@@ -93,14 +93,14 @@ TEST_F(ProcessFilters, SelectByContainerIdPrefixCgroupRegexAndComm) {
 
 TEST_F(ProcessFilters, BadCgroupRegexIsAnError) {
   bpf::ClockOffset clock;
-  CountingSink sink;
+  CountingSpanWriter sink;
   auto p = SampleProcessor::Create({.cgroup = "("}, &clock, &sink);
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.error().message().find("cgroup filter \"(\""), std::string::npos);
 }
 
 // Records announcements and exits, in order: "+101" / "-101".
-class LifecycleSink : public SampleSink {
+class LifecycleWriter : public SampleWriter {
  public:
   void OnProcess(const proc::ProcessInfo& p) override { events.push_back(fmt("+", p)); }
   void OnSample(const ResolvedSample&, const proc::ProcessInfo&) override {}
@@ -123,7 +123,7 @@ bpf::RawSample Event(bpf::EventKind kind, uint32_t pid, uint64_t monotonic_ns = 
 
 TEST_F(ProcessFilters, ExitEventRetiresAnAnnouncedProcessOnce) {
   bpf::ClockOffset clock;
-  LifecycleSink sink;
+  LifecycleWriter sink;
   auto p = SampleProcessor::Create({.comm = "^(nginx|bash)$", .proc_root = root_.string()},
                                    &clock, &sink);
   ASSERT_TRUE(p.ok());
@@ -140,7 +140,7 @@ TEST_F(ProcessFilters, ExitEventRetiresAnAnnouncedProcessOnce) {
 
 TEST_F(ProcessFilters, ProcCheckRetiresVanishedAndReusedPids) {
   bpf::ClockOffset clock;
-  LifecycleSink sink;
+  LifecycleWriter sink;
   auto p = SampleProcessor::Create(
       {.proc_root = root_.string(), .exit_check_interval = std::chrono::seconds(10)}, &clock,
       &sink);

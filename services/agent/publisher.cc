@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "flamestream/common/clock.h"
 #include "flamestream/batch/batch.h"
 #include "flamestream/batch/split.h"
 #include "flamestream/common/identity.h"
@@ -28,11 +29,6 @@ constexpr uint64_t kSequenceLease = 1024;
 // What a raw record costs against message.max.bytes beyond its value (key, framing).
 constexpr size_t kRecordOverhead = 512;
 
-int64_t WallNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -69,7 +65,7 @@ v1::ProcessRecord Publisher::ToProcessRecord(const std::string& cluster, const s
       }
     }
   }
-  r.set_observed_unix_ns(WallNowNs());
+  r.set_observed_unix_ns(UnixNowNs());
   return r;
 }
 
@@ -223,9 +219,8 @@ void Publisher::UpdateSpoolMetrics() {
   const uint64_t dropped = spool_->stats().dropped;
   if (dropped > spool_dropped_seen_) {
     stats_.dropped.fetch_add(dropped - spool_dropped_seen_);
-    m_.dropped->Inc(dropped - spool_dropped_seen_);
-    spool_dropped_seen_ = dropped;
   }
+  obs::AddGrowth(*m_.dropped, dropped, spool_dropped_seen_);
   m_.spool_bytes->Set(static_cast<double>(spool_->bytes()));
   m_.spool_batches->Set(static_cast<double>(spool_->count()));
 }

@@ -88,7 +88,7 @@ struct PublisherStats {
   std::atomic<uint64_t> next_sequence{0};   // sequence the next batch will get
 };
 
-class Publisher : public SampleSink {
+class Publisher : public SampleWriter {
  public:
   // Opens the spool (batches a previous run left are sent first; sequences continue after
   // them), creates the producer and starts the publisher thread. `clock`, `kernel` (may be

@@ -4,7 +4,7 @@
 //
 //   RawBatchEncoder enc({.agent_id = "prod/node-1/4f2a", .cluster = "prod", .node = "node-1",
 //                        .frequency_hz = 99}, &clock, &kernel_symbols);
-//   processor feeds enc (it is a SampleSink) ...
+//   processor feeds enc (it is a SampleWriter) ...
 //   if (std::optional<v1::SampleBatch> b = enc.Flush()) Produce(key, b->SerializeAsString());
 //
 // User frames become (mapping with path + build id, file offset, is_return_address); kernel
@@ -38,7 +38,7 @@ struct RawBatchOptions {
       .compact = true, .timestamp_unit_ns = 1000, .sort_locations = true};
 };
 
-class RawBatchEncoder : public SampleSink {
+class RawBatchEncoder : public SampleWriter {
  public:
   // `clock` and `kernel` (may be null) must outlive the encoder.
   RawBatchEncoder(RawBatchOptions options, const bpf::ClockOffset* clock,

@@ -571,8 +571,7 @@ void CorrelatorHandler::ExportCounters(Partition& part) {
   correlate::JoinCounters& e = part.exported;
   auto add = [&](uint64_t now, uint64_t& before, const std::string& name, const std::string& help,
                  const obs::Labels& labels) {
-    if (now > before) Count(name, help, labels).Inc(now - before);
-    before = now;
+    if (now > before) obs::AddGrowth(Count(name, help, labels), now, before);
   };
   const std::string samples = "fs_correlator_samples_total";
   const std::string samples_help = "samples emitted, by how they joined";

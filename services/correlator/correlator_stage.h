@@ -45,6 +45,7 @@
 #include "flamestream/obs/metrics.h"
 #include "flamestream/service/service.h"
 #include "flamestream/stage/oversize.h"
+#include "flamestream/stage/loop.h"
 
 namespace flamestream::correlator {
 
@@ -60,7 +61,7 @@ struct StageConfig {
   std::chrono::milliseconds commit_interval{1000};
   // Pause the samples partitions while this many outputs are unacknowledged, or this many
   // batches wait in the engines (bounded memory).
-  int max_in_flight = 2000;
+  int max_in_flight = stage::kDefaultMaxInFlight;
   size_t max_pending_batches = 20000;
   // How long draining may wait for outstanding outputs.
   std::chrono::milliseconds drain_timeout{20000};

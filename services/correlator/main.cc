@@ -14,13 +14,14 @@ namespace keys = flamestream::keys;
 struct CorrelatorConfig {
   std::map<std::string, std::string> kafka;
   std::string group = "flamestream-correlator";
-  std::chrono::nanoseconds lateness = std::chrono::seconds(30);
-  std::chrono::nanoseconds idle_timeout = std::chrono::seconds(5);
-  std::chrono::nanoseconds max_clock_skew = std::chrono::seconds(60);
-  uint64_t max_spans = 2'000'000;
-  uint64_t max_held_samples = 8'000'000;
-  int max_in_flight = 2000;
-  std::chrono::nanoseconds drain_timeout = std::chrono::seconds(20);
+  // Defaults are the libraries' own (correlate::JoinConfig, correlator::StageConfig).
+  std::chrono::nanoseconds lateness = correlator::StageConfig{}.join.allowed_lateness;
+  std::chrono::nanoseconds idle_timeout = correlator::StageConfig{}.join.idle_timeout;
+  std::chrono::nanoseconds max_clock_skew = correlator::StageConfig{}.join.max_clock_skew;
+  uint64_t max_spans = correlator::StageConfig{}.join.max_spans;
+  uint64_t max_held_samples = correlator::StageConfig{}.join.max_held_samples;
+  int max_in_flight = correlator::StageConfig{}.max_in_flight;
+  std::chrono::nanoseconds drain_timeout = correlator::StageConfig{}.drain_timeout;
   bool replay = false;
   correlator::SpanIntakeConfig spans;
 

@@ -34,7 +34,7 @@ Result<std::unique_ptr<SpanIntake>> SpanIntake::Start(const SpanIntakeConfig& co
   pcfg.properties = kafka;
   pcfg.queue_full_timeout = std::chrono::seconds(1);
   FS_ASSIGN_OR_RETURN(self->producer_, kafka::Producer::Create(pcfg));
-  self->sink_ = std::make_unique<spans::KafkaSpanSink>(*self->producer_);
+  self->sink_ = std::make_unique<spans::KafkaSpanWriter>(*self->producer_);
   self->router_ = std::make_unique<spans::SpanRouter>(config.router, *self->sink_, ctx.metrics);
 
   // The processes table: every agent's process records, from the start of the compacted topic.
@@ -60,7 +60,7 @@ Result<std::unique_ptr<SpanIntake>> SpanIntake::Start(const SpanIntakeConfig& co
           }
           const kafka::Message& msg = **m;
           std::optional<std::string_view> value;
-          if (msg.raw()->payload != nullptr) {
+          if (!msg.tombstone()) {
             value = msg.value();
           }
           if (Status s = router->ApplyProcessRecord(msg.key(), value); !s.ok()) {

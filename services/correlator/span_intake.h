@@ -19,7 +19,7 @@
 #include "flamestream/kafka/producer.h"
 #include "flamestream/service/service.h"
 #include "flamestream/spans/kafka_intake.h"
-#include "flamestream/spans/kafka_sink.h"
+#include "flamestream/spans/kafka_writer.h"
 #include "flamestream/spans/receivers.h"
 #include "flamestream/spans/router.h"
 
@@ -49,7 +49,7 @@ class SpanIntake {
  private:
   SpanIntake() = default;
   std::unique_ptr<kafka::Producer> producer_;
-  std::unique_ptr<spans::KafkaSpanSink> sink_;
+  std::unique_ptr<spans::KafkaSpanWriter> sink_;
   std::unique_ptr<spans::SpanRouter> router_;
   std::unique_ptr<spans::OtlpReceivers> receivers_;
   std::unique_ptr<spans::OtlpKafkaIntake> intake_;

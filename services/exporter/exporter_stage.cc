@@ -7,6 +7,7 @@
 #include <optional>
 #include <thread>
 
+#include "flamestream/common/clock.h"
 #include "flamestream/batch/batch.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/kafka/ack_tracker.h"
@@ -25,11 +26,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 }  // namespace
 
 ExporterStage::ExporterStage(StageConfig config, std::unique_ptr<sinks::Sink> sink,
@@ -106,7 +102,7 @@ class ExporterHandler final : public stage::Handler {
       dlq_records_.Inc();
       return valid;
     }
-    Result<GuardOutcome> guarded = guard_.Apply(batch, NowNs());
+    Result<GuardOutcome> guarded = guard_.Apply(batch, UnixNowNs());
     if (!guarded.ok()) {
       dlq_records_.Inc();
       return guarded.error();
@@ -203,19 +199,18 @@ class ExporterHandler final : public stage::Handler {
   void Pump(stage::Loop& loop) {
     for (sinks::DeliveryQueue::Done& d : queue_.Pump(Clock::now())) Finish(loop, d);
     SyncCounters();
-    if (queue_.retries() > seen_retries_) {
-      retries_.Inc(queue_.retries() - seen_retries_);
+    if (const uint64_t retried = queue_.retries() - seen_retries_; retried > 0) {
+      obs::AddGrowth(retries_, queue_.retries(), seen_retries_);
       // A sink that is down says why, at most every 10 s (the counter has every attempt).
       if (const auto now = Clock::now(); now >= next_retry_log_) {
         log::Warn("exporter: sink unavailable, retrying (input pauses while windows wait)",
                   {{"sink", sink_name_},
-                   {"retries", static_cast<unsigned long long>(queue_.retries() - seen_retries_)},
+                   {"retries", static_cast<unsigned long long>(retried)},
                    {"pending_windows", static_cast<unsigned long>(queue_.size())},
                    {"error", queue_.last_error()}});
         next_retry_log_ = now + std::chrono::seconds(10);
       }
     }
-    seen_retries_ = queue_.retries();
     pending_.Set(static_cast<double>(queue_.size()));
   }
 
@@ -287,8 +282,7 @@ class ExporterHandler final : public stage::Handler {
       uint64_t& seen = published_[key];
       if (value <= seen) return;
       l.insert(l.begin(), {"sink", sink_name_});
-      metrics_.Counter(name, help, l).Inc(value - seen);
-      seen = value;
+      obs::AddGrowth(metrics_.Counter(name, help, l), value, seen);
     };
     for (size_t r = 0; r < profile::kLabelReasons; ++r) {
       const auto reason = static_cast<profile::LabelReason>(r);

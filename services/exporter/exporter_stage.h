@@ -51,7 +51,7 @@ struct StageConfig {
   int max_windows_per_batch = 64;
   // Pause input while this many closed windows wait for the sink.
   size_t max_pending_windows = 8;
-  sinks::RetryPolicy retry;
+  RetryPolicy retry;
   // Series label caps (exporter.labels.*), applied where series keys are formed.
   profile::LabelLimits label_limits;
   // exporter.labels.allow/deny and exporter.paths.rewrite (profile/privacy.h).

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "collector_scope.h"
+#include "flamestream/common/clock.h"
 #include "flamestream/batch/batch.h"
 #include "flamestream/batch/filter.h"
 #include "flamestream/batch/split.h"
@@ -42,15 +43,15 @@ struct Config {
   std::chrono::nanoseconds debuginfod_timeout = std::chrono::minutes(3);
   std::chrono::nanoseconds debuginfod_batch_deadline = std::chrono::seconds(2);
   int debuginfod_max_pending = 1024;
-  config::Bytes lru{256ULL << 20};
-  std::chrono::nanoseconds negative_ttl = std::chrono::minutes(5);
+  config::Bytes lru{symbols::SymbolizerConfig{}.lru_bytes};
+  std::chrono::nanoseconds negative_ttl = symbols::kDefaultNegativeTtl;
   std::chrono::nanoseconds dwarf_timeout = std::chrono::seconds(60);
-  int max_in_flight = 2000;
+  int max_in_flight = stage::kDefaultMaxInFlight;
   // Shared cache: empty address = no Redis (in-process LRU only).
   std::string redis_address;
-  std::string redis_prefix = "fs:sym:";
-  std::chrono::nanoseconds redis_ttl = std::chrono::hours(24 * 7);
-  std::chrono::nanoseconds redis_timeout = std::chrono::milliseconds(200);
+  std::string redis_prefix = symbols::RedisCacheConfig{}.key_prefix;
+  std::chrono::nanoseconds redis_ttl = symbols::RedisCacheConfig{}.ttl;
+  std::chrono::nanoseconds redis_timeout = symbols::RedisCacheConfig{}.connect_timeout;
   // Replay (re-symbolization of a time range, ARCHITECTURE.md "Replay").
   bool replay = false;
   std::string from;
@@ -144,11 +145,6 @@ struct Config {
   }
 };
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Status Run(const Config& cfg, service::Context& ctx) {
   symbols::SymbolizerConfig scfg;
@@ -271,7 +267,7 @@ Status Run(const Config& cfg, service::Context& ctx) {
   std::string epoch;
   uint64_t epoch_value = 0;
   if (cfg.replay) {
-    const int64_t now = NowNs();
+    const int64_t now = UnixNowNs();
     FS_ASSIGN_OR_RETURN(from_ns, common::ParseTimestampNs(cfg.from, now));
     FS_ASSIGN_OR_RETURN(to_ns, common::ParseTimestampNs(cfg.to, now));
     if (to_ns < from_ns) {

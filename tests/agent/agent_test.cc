@@ -207,7 +207,7 @@ TEST(AgentPrint, RecursionBeyondPerfMaxStackIsWalkedToDepth) {
 }
 
 // The library pipeline: sampler -> processor -> sink, checked on timestamps and build ids.
-class CollectingSink : public agent::SampleSink {
+class CollectingWriter : public agent::SampleWriter {
  public:
   void OnProcess(const proc::ProcessInfo& p) override {
     std::lock_guard lock(mu);
@@ -230,7 +230,7 @@ uint64_t WallNowNs() {
 
 struct SamplingRun {
   std::unique_ptr<bpf::ClockOffset> clock = std::make_unique<bpf::ClockOffset>();
-  CollectingSink sink;
+  CollectingWriter sink;
   uint64_t wall_start = 0, wall_end = 0;
   double cpu_seconds = 0;  // CPU the target's threads used between Start() and Stop()
   std::map<uint32_t, double> thread_cpu;  // the same by tid
@@ -315,8 +315,8 @@ TEST(AgentLibrary, NamedThreadsAreSampledByCpuTimeAndCarryTheirNames) {
   std::mutex mu;
   std::map<uint32_t, size_t> per_thread;
   std::map<uint32_t, std::set<std::string>> comms;
-  struct Tee : agent::SampleSink {
-    agent::SampleSink* next;
+  struct Tee : agent::SampleWriter {
+    agent::SampleWriter* next;
     std::function<void(const agent::ResolvedSample&)> each;
     void OnProcess(const proc::ProcessInfo& p) override { next->OnProcess(p); }
     void OnSample(const agent::ResolvedSample& s, const proc::ProcessInfo& p) override {

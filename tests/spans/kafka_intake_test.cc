@@ -13,7 +13,7 @@
 
 #include "flamestream/common/strings.h"
 #include "flamestream/kafka/topics.h"
-#include "flamestream/spans/kafka_sink.h"
+#include "flamestream/spans/kafka_writer.h"
 #include "flamestream/testing/dev_broker.h"
 
 namespace flamestream::spans {
@@ -103,7 +103,7 @@ TEST_P(KafkaIntakeTest, RoutesCollectorRecordsAndDeadLettersGarbage) {
   ASSERT_TRUE((*producer)->Flush(std::chrono::seconds(10)).ok());
 
   obs::Registry metrics;
-  KafkaSpanSink sink(**producer);
+  KafkaSpanWriter sink(**producer);
   SpanRouter router({.default_cluster = "c1"}, sink, metrics);
   OtlpKafkaIntakeConfig icfg;
   icfg.properties = {{"bootstrap.servers", bootstrap}};

@@ -17,7 +17,7 @@
 namespace flamestream::spans {
 namespace {
 
-class CapturingSink : public SpanSink {
+class CapturingSink : public SpanWriter {
  public:
   void Write(const std::string& key, v1::SpanBatch batch, Done done) override {
     {

@@ -14,7 +14,7 @@
 #include <sstream>
 #include <string>
 
-#include "flamestream/spans/counting_sink.h"
+#include "flamestream/spans/counting_writer.h"
 #include "flamestream/spans/receivers.h"
 #include "flamestream/testing/certs.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
@@ -137,7 +137,7 @@ class ReceiverSecurityTest : public ::testing::Test {
   static inline fs::path dir_;
   static inline bool ok_ = false;
   obs::Registry metrics_;
-  testing::CountingSink sink_;
+  testing::CountingSpanWriter sink_;
   std::unique_ptr<SpanRouter> router_;
   std::unique_ptr<OtlpReceivers> receivers_;
 };

@@ -23,7 +23,7 @@ namespace {
 using opentelemetry::proto::collector::trace::v1::TraceService;
 using opentelemetry::proto::trace::v1::Span;
 
-class FakeSink : public SpanSink {
+class FakeSink : public SpanWriter {
  public:
   void Write(const std::string& key, v1::SpanBatch batch, Done done) override {
     std::lock_guard lock(mu_);

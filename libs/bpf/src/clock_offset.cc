@@ -1,3 +1,4 @@
+#include "flamestream/common/clock.h"
 #include "flamestream/bpf/clock_offset.h"
 
 #include <poll.h>
@@ -15,11 +16,6 @@
 namespace flamestream::bpf {
 namespace {
 
-int64_t Now(clockid_t clock) {
-  timespec ts{};
-  ::clock_gettime(clock, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
 
 // Arms `fd` to expire at the end of time on CLOCK_REALTIME; the only way it fires is a
 // cancellation because the clock was set.
@@ -34,9 +30,9 @@ bool ArmCancelOnSet(int fd) {
 ClockSample MeasureClockOffset(int rounds) {
   ClockSample best{.offset_ns = 0, .uncertainty_ns = std::numeric_limits<int64_t>::max()};
   for (int i = 0; i < rounds; ++i) {
-    const int64_t m1 = Now(CLOCK_MONOTONIC);
-    const int64_t r = Now(CLOCK_REALTIME);
-    const int64_t m2 = Now(CLOCK_MONOTONIC);
+    const int64_t m1 = ClockNs(CLOCK_MONOTONIC);
+    const int64_t r = ClockNs(CLOCK_REALTIME);
+    const int64_t m2 = ClockNs(CLOCK_MONOTONIC);
     const int64_t half_gap = (m2 - m1) / 2;
     if (half_gap < best.uncertainty_ns) {
       best.uncertainty_ns = half_gap;

@@ -1,3 +1,4 @@
+#include "flamestream/common/clock.h"
 #include "flamestream/proc/process.h"
 
 #include <fcntl.h>
@@ -25,11 +26,6 @@ Result<std::vector<uint32_t>> ParsePidList(std::string_view s) {
   return out;
 }
 
-int64_t Now(clockid_t clock) {
-  timespec ts{};
-  ::clock_gettime(clock, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
 
 }  // namespace
 
@@ -102,7 +98,7 @@ Result<ProcStatus> ParseStatus(std::string_view status) {
 
 uint64_t StartTicksToWallNs(uint64_t start_ticks) {
   static const long kTicks = ::sysconf(_SC_CLK_TCK);
-  const int64_t boot_wall = Now(CLOCK_REALTIME) - Now(CLOCK_BOOTTIME);
+  const int64_t boot_wall = ClockNs(CLOCK_REALTIME) - ClockNs(CLOCK_BOOTTIME);
   const auto since_boot =
       static_cast<int64_t>(start_ticks / kTicks) * 1'000'000'000 +
       static_cast<int64_t>(start_ticks % kTicks) * 1'000'000'000 / kTicks;

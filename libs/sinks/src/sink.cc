@@ -69,14 +69,6 @@ std::chrono::milliseconds RetryAfterDelay(std::chrono::milliseconds retry_after,
   return std::clamp(retry_after, std::min(policy.initial, policy.max), policy.max);
 }
 
-std::chrono::milliseconds Backoff::Next() {
-  const double base = static_cast<double>(policy_.initial.count()) *
-                      std::pow(policy_.multiplier, std::min(attempt_, 30));
-  ++attempt_;
-  const double capped = std::min(base, static_cast<double>(policy_.max.count()));
-  std::uniform_real_distribution<double> dist(1.0 - policy_.jitter, 1.0 + policy_.jitter);
-  return std::chrono::milliseconds(static_cast<int64_t>(std::max(1.0, capped * dist(rng_))));
-}
 
 std::vector<DeliveryQueue::Done> DeliveryQueue::Pump(std::chrono::steady_clock::time_point now) {
   std::vector<Done> done;

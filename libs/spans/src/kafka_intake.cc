@@ -7,7 +7,7 @@
 #include "counters.h"
 #include "flamestream/config/config.h"
 #include "flamestream/log/log.h"
-#include "flamestream/spans/kafka_sink.h"
+#include "flamestream/spans/kafka_writer.h"
 #include "flamestream/stage/loop.h"
 
 namespace flamestream::spans {

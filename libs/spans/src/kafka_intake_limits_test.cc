@@ -11,7 +11,7 @@
 
 #include "flamestream/kafka/topics.h"
 #include "flamestream/spans/kafka_intake.h"
-#include "flamestream/spans/kafka_sink.h"
+#include "flamestream/spans/kafka_writer.h"
 #include "flamestream/testing/dev_broker.h"
 
 namespace flamestream::spans {
@@ -109,7 +109,7 @@ TEST(KafkaIntakeLimits, DeadLettersPoisonRecordsSplitsLargeOutputAndKeepsGoing) 
   auto producer = kafka::Producer::Create(out_cfg);
   ASSERT_TRUE(producer.ok()) << producer.error();
   obs::Registry metrics;
-  KafkaSpanSink sink(**producer);
+  KafkaSpanWriter sink(**producer);
   // max_batch_bytes far above the producer's limit: the split below is Kafka's refusal's.
   SpanRouter router(
       {.default_cluster = "c1", .keep_attributes = {"http.route"}, .max_batch_bytes = 1 << 20},

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "flamestream/spans/counting_sink.h"
+#include "flamestream/spans/counting_writer.h"
 #include "flamestream/spans/receivers.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
 
@@ -98,7 +98,7 @@ class ReceiverLimitsTest : public ::testing::Test {
   }
 
   obs::Registry metrics_;
-  testing::CountingSink sink_;
+  testing::CountingSpanWriter sink_;
   std::unique_ptr<SpanRouter> router_;
   std::unique_ptr<OtlpReceivers> receivers_;
 };

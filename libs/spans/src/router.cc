@@ -119,7 +119,7 @@ v1::SpanBatch Slice(const v1::SpanBatch& batch, int begin, int end) {
 }
 
 // Splits `batch` into batches of at most `max_bytes` serialized (a span bigger than that
-// alone stays a batch of one: the sink decides whether Kafka takes it).
+// alone stays a batch of one: the writer decides whether Kafka takes it).
 std::vector<v1::SpanBatch> SplitBySize(v1::SpanBatch batch, uint64_t max_bytes) {
   std::vector<v1::SpanBatch> out;
   if (max_bytes == 0 || batch.ByteSizeLong() <= max_bytes || batch.spans_size() <= 1) {
@@ -180,13 +180,13 @@ struct SpanRouter::Extracted {
 };
 
 struct SpanRouter::Writer {
-  explicit Writer(SpanSink& s) : sink(s) {}
-  SpanSink& sink;
+  explicit Writer(SpanWriter& s) : out(s) {}
+  SpanWriter& out;
   std::string instance_id;
   std::atomic<uint64_t> sequence{0};
   std::atomic<uint64_t> inflight{0};
   // Set when the router is destroyed: a batch failing afterwards is not split and written
-  // again (the sink may be gone too).
+  // again (the writer may be gone too).
   std::atomic<bool> closed{false};
   obs::Gauge* inflight_gauge = nullptr;
   obs::Counter* too_large_spans = nullptr;
@@ -258,15 +258,15 @@ struct SpanRouter::Pending {
   }
 };
 
-SpanRouter::SpanRouter(SpanRouterConfig config, SpanSink& sink, obs::Registry& metrics)
+SpanRouter::SpanRouter(SpanRouterConfig config, SpanWriter& writer, obs::Registry& metrics)
     : config_(std::move(config)),
-      sink_(sink),
+      output_(writer),
       metrics_(metrics),
       keep_(config_.keep_attributes.begin(), config_.keep_attributes.end()),
       placer_(table_, {.default_cluster = common::ToLower(config_.default_cluster),
                        .start_time_tolerance_ns = config_.start_time_tolerance.count()}) {
   if (config_.instance_id.empty()) config_.instance_id = DefaultInstanceId();
-  writer_ = std::make_shared<Writer>(sink_);
+  writer_ = std::make_shared<Writer>(output_);
   writer_->instance_id = config_.instance_id;
   writer_->inflight_gauge = &metrics_.Gauge(
       "fs_span_router_inflight_bytes", "bytes of keyed spans written and not yet acknowledged");
@@ -416,7 +416,7 @@ void SpanRouter::WriteBatch(const std::shared_ptr<Writer>& w, const std::shared_
   w->inflight_gauge->Set(static_cast<double>(w->inflight.fetch_add(bytes) + bytes));
   // Kept for a split; only the spans are needed.
   auto kept = std::make_shared<v1::SpanBatch>(batch);
-  w->sink.Write(key, std::move(batch), [w, p, key, kept, bytes](const Status& st) {
+  w->out.Write(key, std::move(batch), [w, p, key, kept, bytes](const Status& st) {
     w->inflight_gauge->Set(static_cast<double>(w->inflight.fetch_sub(bytes) - bytes));
     if (st.code() != StatusCode::kOutOfRange || w->closed.load()) {
       p->BatchDone(st);
@@ -495,7 +495,7 @@ void SpanRouter::RouteAsync(const otlp::ExportTraceServiceRequest& request, v1::
   pending->accepted = &metrics_.Counter("fs_spans_accepted_total",
                                         "spans acknowledged by Kafka, by source", source_label);
   pending->failed_batches = &metrics_.Counter("fs_span_batches_failed_total",
-                                              "keyed span batches the sink failed to write");
+                                              "keyed span batches the writer failed to write");
   pending->timeouts = &metrics_.Counter("fs_span_ack_timeouts_total",
                                         "requests answered unavailable: Kafka did not ack in time");
   std::vector<std::pair<std::string, v1::SpanBatch>> batches;

@@ -15,10 +15,10 @@ namespace {
 using opentelemetry::proto::trace::v1::Span;
 
 // A sink that records batches and acknowledges them as told.
-class FakeSink : public SpanSink {
+class FakeSpanWriter : public SpanWriter {
  public:
   enum class Mode { kAck, kFail, kNeverAck };
-  explicit FakeSink(Mode mode = Mode::kAck) : mode_(mode) {}
+  explicit FakeSpanWriter(Mode mode = Mode::kAck) : mode_(mode) {}
 
   void Write(const std::string& key, v1::SpanBatch batch, Done done) override {
     {
@@ -87,7 +87,7 @@ uint64_t CounterValue(obs::Registry& r, const std::string& name, const obs::Labe
 
 TEST(SpanRouter, KeysSpansByClusterAndNodeAndKeepsTheirIdentity) {
   obs::Registry metrics;
-  FakeSink sink;
+  FakeSpanWriter sink;
   SpanRouter router({.default_cluster = "Prod", .keep_attributes = {"http.route", "region"},
                      .instance_id = "router-1"},
                     sink, metrics);
@@ -138,7 +138,7 @@ TEST(SpanRouter, KeysSpansByClusterAndNodeAndKeepsTheirIdentity) {
 
 TEST(SpanRouter, PlacesByHostNameOrByTheProcessTable) {
   obs::Registry metrics;
-  FakeSink sink;
+  FakeSpanWriter sink;
   SpanRouter router({.default_cluster = "prod"}, sink, metrics);
   v1::ProcessRecord rec;
   rec.set_cluster("prod");
@@ -184,7 +184,7 @@ TEST(SpanRouter, PlacesByHostNameOrByTheProcessTable) {
 
 TEST(SpanRouter, RejectsUnplaceableAndMalformedSpansWithReasons) {
   obs::Registry metrics;
-  FakeSink sink;
+  FakeSpanWriter sink;
   SpanRouter router({}, sink, metrics);
   otlp::ExportTraceServiceRequest req = Request({{"service.name", "x"}}, {1});  // no node
   auto more = Request({{"host.name", "h"}}, {2, 3, 4, 5});
@@ -215,7 +215,7 @@ TEST(SpanRouter, RejectsUnplaceableAndMalformedSpansWithReasons) {
 
 TEST(SpanRouter, SplitsSpansOfSeveralNodesIntoOneBatchPerKey) {
   obs::Registry metrics;
-  FakeSink sink;
+  FakeSpanWriter sink;
   SpanRouter router({}, sink, metrics);
   otlp::ExportTraceServiceRequest req = Request({{"host.name", "a"}}, {1, 2});
   *req.add_resource_spans() = Request({{"host.name", "b"}}, {3}).resource_spans(0);
@@ -229,11 +229,11 @@ TEST(SpanRouter, SplitsSpansOfSeveralNodesIntoOneBatchPerKey) {
   EXPECT_NE(sink.written[0].second.id().sequence(), sink.written[1].second.id().sequence());
 }
 
-TEST(SpanRouter, AnswersUnavailableWhenTheSinkFailsOrIsTooSlow) {
-  for (auto mode : {FakeSink::Mode::kFail, FakeSink::Mode::kNeverAck}) {
-    SCOPED_TRACE(mode == FakeSink::Mode::kFail ? "fail" : "never ack");
+TEST(SpanRouter, AnswersUnavailableWhenTheWriterFailsOrIsTooSlow) {
+  for (auto mode : {FakeSpanWriter::Mode::kFail, FakeSpanWriter::Mode::kNeverAck}) {
+    SCOPED_TRACE(mode == FakeSpanWriter::Mode::kFail ? "fail" : "never ack");
     obs::Registry metrics;
-    FakeSink sink(mode);
+    FakeSpanWriter sink(mode);
     SpanRouter router({}, sink, metrics);
     const auto start = std::chrono::steady_clock::now();
     RouteResult r = router.Route(Request({{"host.name", "a"}}, {1}), v1::SPAN_SOURCE_OTLP_HTTP,
@@ -241,7 +241,7 @@ TEST(SpanRouter, AnswersUnavailableWhenTheSinkFailsOrIsTooSlow) {
     const auto took = std::chrono::steady_clock::now() - start;
     EXPECT_EQ(r.status.code(), StatusCode::kUnavailable);
     EXPECT_EQ(r.accepted, 0u);
-    if (mode == FakeSink::Mode::kNeverAck) {
+    if (mode == FakeSpanWriter::Mode::kNeverAck) {
       EXPECT_EQ(r.status.message(), "spans not acknowledged by Kafka within the deadline");
       EXPECT_GE(took, std::chrono::milliseconds(200));
       EXPECT_EQ(CounterValue(metrics, "fs_span_ack_timeouts_total", {}), 1u);

@@ -1,4 +1,4 @@
-// flamestream-dwarf-worker: the process the Symbolizer parses DWARF in (see llvm_module.h).
+// flamestream-dwarf-worker: the process the Symbolizer parses DWARF in (see debug_module.h).
 // Started by the Symbolizer with its socket on fd 3; not meant to be run by hand.
 #include <cstdlib>
 #include <cstring>

@@ -1,3 +1,4 @@
+#include "flamestream/common/clock.h"
 #include "flamestream/symbols/redis_cache.h"
 
 #include <absl/container/flat_hash_map.h>
@@ -102,16 +103,13 @@ timeval ToTimeval(nanoseconds d) {
   return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
 }
 
-int64_t NowNs() {
-  return std::chrono::steady_clock::now().time_since_epoch() / std::chrono::nanoseconds(1);
-}
 
 // Shared keys need a build id: a path names different files on different hosts.
-bool IsShareable(std::string_view build_id) {
-  if (build_id.size() < 2 || build_id.size() > 256) {
+bool IsShareable(std::string_view module) {
+  if (module.size() < 2 || module.size() > 256) {
     return false;
   }
-  return std::all_of(build_id.begin(), build_id.end(),
+  return std::all_of(module.begin(), module.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
@@ -180,14 +178,15 @@ Result<std::unique_ptr<RedisSymbolCache>> RedisSymbolCache::Create(RedisCacheCon
 RedisSymbolCache::RedisSymbolCache(RedisCacheConfig config, RedisAddress address)
     : config_(std::move(config)),
       address_(std::move(address)),
-      backoff_(config_.backoff_min),
-      rng_(static_cast<uint32_t>(NowNs() ^ reinterpret_cast<uintptr_t>(this))) {}
+      backoff_({.initial = std::chrono::duration_cast<std::chrono::milliseconds>(config_.backoff_min),
+                .max = std::chrono::duration_cast<std::chrono::milliseconds>(config_.backoff_max)},
+               static_cast<uint32_t>(SteadyNowNs() ^ reinterpret_cast<uintptr_t>(this))) {}
 
 RedisSymbolCache::~RedisSymbolCache() = default;
 
 std::string RedisSymbolCache::KeyFor(const CacheKey& key) const {
   std::string out;
-  AppendLocationKey(out, config_.key_prefix, key.build_id, key.offset);
+  AppendLocationKey(out, config_.key_prefix, key.module, key.offset);
   return out;
 }
 
@@ -237,7 +236,7 @@ bool RedisSymbolCache::ConnectLocked() {
     }
   }
   ctx_ = std::move(c);
-  backoff_ = config_.backoff_min;
+  backoff_.Reset();
   logged_down_ = false;
   up_.store(true, std::memory_order_relaxed);
   if (ever_connected_) {
@@ -253,10 +252,9 @@ bool RedisSymbolCache::ConnectLocked() {
 void RedisSymbolCache::FailLocked(std::string_view what, std::string_view error) {
   errors_.fetch_add(1, std::memory_order_relaxed);
   up_.store(false, std::memory_order_relaxed);
-  // +-20% jitter, so replicas that lost Redis together do not reconnect in lockstep.
-  std::uniform_real_distribution<double> jitter(0.8, 1.2);
-  const auto wait = static_cast<int64_t>(static_cast<double>(backoff_.count()) * jitter(rng_));
-  next_attempt_ns_.store(NowNs() + wait, std::memory_order_relaxed);
+  // Jittered, so replicas that lost Redis together do not reconnect in lockstep.
+  const int64_t wait = std::chrono::nanoseconds(backoff_.Next()).count();
+  next_attempt_ns_.store(SteadyNowNs() + wait, std::memory_order_relaxed);
   const int64_t retry_ms = wait / 1000000;
   // hiredis reports SO_RCVTIMEO/SO_SNDTIMEO expiring as strerror(EAGAIN).
   std::string message(error);
@@ -276,7 +274,6 @@ void RedisSymbolCache::FailLocked(std::string_view what, std::string_view error)
     log::Debug("redis symbol cache still unavailable",
                {{"op", what}, {"error", message}, {"retry_ms", retry_ms}});
   }
-  backoff_ = std::min(backoff_ * 2, config_.backoff_max);
   ctx_.reset();  // last: `error` may point into the context
 }
 
@@ -288,7 +285,7 @@ std::unique_lock<std::mutex> RedisSymbolCache::Acquire() {
     }
     // It went down while this thread waited; fall through to the down path.
   }
-  if (NowNs() < next_attempt_ns_.load(std::memory_order_relaxed)) {
+  if (SteadyNowNs() < next_attempt_ns_.load(std::memory_order_relaxed)) {
     return {};
   }
   // One thread reconnects; the others carry on without Redis rather than queue behind it.
@@ -299,7 +296,7 @@ std::unique_lock<std::mutex> RedisSymbolCache::Acquire() {
   if (ctx_ != nullptr) {
     return lock;
   }
-  if (NowNs() < next_attempt_ns_.load(std::memory_order_relaxed) || !ConnectLocked()) {
+  if (SteadyNowNs() < next_attempt_ns_.load(std::memory_order_relaxed) || !ConnectLocked()) {
     return {};
   }
   return lock;
@@ -317,12 +314,12 @@ void RedisSymbolCache::GetBatch(std::span<const CacheKey> keys, std::span<Locati
   uint64_t asked = 0;
   std::string name;
   for (size_t i = 0; i < n; ++i) {
-    if (!IsShareable(keys[i].build_id)) {
+    if (!IsShareable(keys[i].module)) {
       continue;
     }
     ++asked;
     name.clear();
-    AppendLocationKey(name, config_.key_prefix, keys[i].build_id, keys[i].offset);
+    AppendLocationKey(name, config_.key_prefix, keys[i].module, keys[i].offset);
     if (auto it = index.find(name); it != index.end()) {
       slot[i] = it->second;
       continue;
@@ -408,7 +405,7 @@ void RedisSymbolCache::PutBatch(std::span<const CacheKey> keys,
   std::vector<std::pair<std::string, std::string>> entries;
   entries.reserve(n);
   for (size_t i = 0; i < n; ++i) {
-    if (values[i] == nullptr || !IsShareable(keys[i].build_id)) {
+    if (values[i] == nullptr || !IsShareable(keys[i].module)) {
       continue;
     }
     entries.emplace_back(KeyFor(keys[i]), EncodeLocation(*values[i]));

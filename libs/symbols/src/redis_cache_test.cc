@@ -307,7 +307,7 @@ TEST(RedisSymbolCache, DropBuildIdRemovesOnlyThatBuildIdsKeys) {
   std::vector<LocationPtr> out(keys.size());
   cache->GetBatch(keys, out);
   for (size_t i = 0; i < keys.size(); ++i) {
-    EXPECT_EQ(out[i] != nullptr, keys[i].build_id == kBuildB) << i;
+    EXPECT_EQ(out[i] != nullptr, keys[i].module == kBuildB) << i;
   }
 
   // Down: reported, not pretended.

@@ -9,17 +9,17 @@
 namespace flamestream::symbols {
 namespace {
 
-// Map keys are views into the list node that owns the build id string, so a lookup with a
+// Map keys are views into the list node that owns the module string, so a lookup with a
 // caller's CacheKey allocates nothing.
 struct KeyView {
-  std::string_view build_id;
+  std::string_view module;
   uint64_t offset;
   friend bool operator==(const KeyView& a, const KeyView& b) {
-    return a.offset == b.offset && a.build_id == b.build_id;
+    return a.offset == b.offset && a.module == b.module;
   }
   template <typename H>
   friend H AbslHashValue(H h, const KeyView& k) {
-    return H::combine(std::move(h), k.build_id, k.offset);
+    return H::combine(std::move(h), k.module, k.offset);
   }
 };
 
@@ -34,7 +34,7 @@ class LruSymbolCache::Shard {
 
   LocationPtr Get(const CacheKey& key) {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = index_.find(KeyView{key.build_id, key.offset});
+    auto it = index_.find(KeyView{key.module, key.offset});
     if (it == index_.end()) {
       misses_.fetch_add(1, std::memory_order_relaxed);
       return nullptr;
@@ -48,25 +48,25 @@ class LruSymbolCache::Shard {
     if (value == nullptr) {
       return;
     }
-    size_t bytes = kEntryOverhead + key.build_id.size() + value->ByteSize();
+    size_t bytes = kEntryOverhead + key.module.size() + value->ByteSize();
     if (bytes > max_bytes_) {
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = index_.find(KeyView{key.build_id, key.offset}); it != index_.end()) {
+    if (auto it = index_.find(KeyView{key.module, key.offset}); it != index_.end()) {
       bytes_ -= it->second->bytes;
       it->second->value = std::move(value);
       it->second->bytes = bytes;
       bytes_ += bytes;
       lru_.splice(lru_.begin(), lru_, it->second);
     } else {
-      lru_.push_front(Node{std::string(key.build_id), key.offset, std::move(value), bytes});
-      index_.emplace(KeyView{lru_.front().build_id, key.offset}, lru_.begin());
+      lru_.push_front(Node{std::string(key.module), key.offset, std::move(value), bytes});
+      index_.emplace(KeyView{lru_.front().module, key.offset}, lru_.begin());
       bytes_ += bytes;
     }
     while (bytes_ > max_bytes_ && !lru_.empty()) {
       Node& victim = lru_.back();
-      index_.erase(KeyView{victim.build_id, victim.offset});
+      index_.erase(KeyView{victim.module, victim.offset});
       bytes_ -= victim.bytes;
       lru_.pop_back();
       evictions_.fetch_add(1, std::memory_order_relaxed);
@@ -76,8 +76,8 @@ class LruSymbolCache::Shard {
   bool DropBuildId(std::string_view build_id) {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = lru_.begin(); it != lru_.end();) {
-      if (it->build_id == build_id) {
-        index_.erase(KeyView{it->build_id, it->offset});
+      if (it->module == build_id) {
+        index_.erase(KeyView{it->module, it->offset});
         bytes_ -= it->bytes;
         it = lru_.erase(it);
       } else {
@@ -98,7 +98,7 @@ class LruSymbolCache::Shard {
 
  private:
   struct Node {
-    std::string build_id;
+    std::string module;
     uint64_t offset;
     LocationPtr value;
     size_t bytes;
@@ -124,7 +124,7 @@ LruSymbolCache::LruSymbolCache(size_t max_bytes, size_t shards) {
 LruSymbolCache::~LruSymbolCache() = default;
 
 LruSymbolCache::Shard& LruSymbolCache::ShardFor(const CacheKey& key) {
-  size_t h = absl::HashOf(key.build_id, key.offset);
+  size_t h = absl::HashOf(key.module, key.offset);
   return *shards_[h % shards_.size()];
 }
 

@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "flamestream/log/log.h"
-#include "llvm_module.h"
+#include "debug_module.h"
 
 namespace flamestream::symbols {
 namespace {
@@ -41,12 +41,12 @@ class Symbolizer::Impl {
   std::vector<LocationPtr> ResolveBatch(std::span<const FrameRequest> frames);
   // `wait`: a pending debuginfod download is waited for (resolve mode) instead of returned as
   // an IsPendingDownload error (batches, which wait across all their files at once).
-  Result<LlvmModule*> ModuleForBuildId(std::string_view build_id, std::string_view path_hint,
+  Result<DebugModule*> ModuleForBuildId(std::string_view build_id, std::string_view path_hint,
                                        bool wait);
-  Result<LlvmModule*> ModuleForPath(const std::string& path);
+  Result<DebugModule*> ModuleForPath(const std::string& path);
   // Symbolizes with the module open under `key`; a file that killed the DWARF worker is
   // evicted and negatively cached (DataLoss for every later lookup until the TTL passes).
-  Result<Location> SymbolizeAt(const std::string& key, LlvmModule* module, uint64_t address);
+  Result<Location> SymbolizeAt(const std::string& key, DebugModule* module, uint64_t address);
   bool DropBuildId(std::string_view build_id);
   void AddBuildIdPath(std::string build_id, std::string path) {
     std::lock_guard<std::mutex> lock(resolve_mu_);
@@ -59,7 +59,7 @@ class Symbolizer::Impl {
  private:
   struct OpenModule {
     std::string key;
-    std::unique_ptr<LlvmModule> module;
+    std::unique_ptr<DebugModule> module;
   };
   struct NegativeEntry {
     std::chrono::steady_clock::time_point expires;
@@ -70,11 +70,11 @@ class Symbolizer::Impl {
   // `build_id` (may be empty) is shared as unknown through the shared cache when no source
   // has it.
   template <typename LocateFn>
-  Result<LlvmModule*> GetModule(const std::string& key, std::string_view build_id,
+  Result<DebugModule*> GetModule(const std::string& key, std::string_view build_id,
                                 LocateFn&& locate);
   // GetModule, waiting out pending debuginfod downloads (each is bounded by its own timeout).
   template <typename LocateFn>
-  Result<LlvmModule*> GetModuleWaiting(const std::string& key, std::string_view build_id,
+  Result<DebugModule*> GetModuleWaiting(const std::string& key, std::string_view build_id,
                                        LocateFn&& locate);
   // Resolves the distinct, sorted `offsets` of one file (the frame `req` names it) in one pass;
   // out[i] is null when offsets[i] could not be resolved, cacheable[i] when the debug file
@@ -131,7 +131,7 @@ void Symbolizer::Impl::PutNegative(const std::string& key,
 }
 
 template <typename LocateFn>
-Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key,
+Result<DebugModule*> Symbolizer::Impl::GetModule(const std::string& key,
                                                 std::string_view build_id, LocateFn&& locate) {
   if (auto it = module_index_.find(key); it != module_index_.end()) {
     modules_.splice(modules_.begin(), modules_, it->second);
@@ -157,10 +157,10 @@ Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key,
     // Found nowhere: tell the other replicas, so they skip the same search.
     shared_->PutUnknownBuildId(build_id, files.error().message());
   }
-  Result<std::unique_ptr<LlvmModule>> module =
-      files.ok() ? LlvmModule::Open(std::move(files).value(), worker_.get(),
+  Result<std::unique_ptr<DebugModule>> module =
+      files.ok() ? DebugModule::Open(std::move(files).value(), worker_.get(),
                                                     config_.dwarf_engine.get())
-                 : Result<std::unique_ptr<LlvmModule>>(files.error());
+                 : Result<std::unique_ptr<DebugModule>>(files.error());
   if (!module.ok()) {
     log::Warn("no debug info", {{"key", key}, {"error", module.error()}});
     PutNegative(key, now, module.error());
@@ -186,7 +186,7 @@ Result<LlvmModule*> Symbolizer::Impl::GetModule(const std::string& key,
 }
 
 template <typename LocateFn>
-Result<LlvmModule*> Symbolizer::Impl::GetModuleWaiting(const std::string& key,
+Result<DebugModule*> Symbolizer::Impl::GetModuleWaiting(const std::string& key,
                                                        std::string_view build_id,
                                                        LocateFn&& locate) {
   // Each download ends by its own timeout; the debug file and the executable may both be
@@ -195,7 +195,7 @@ Result<LlvmModule*> Symbolizer::Impl::GetModuleWaiting(const std::string& key,
                         3 * config_.locator.debuginfod_timeout + std::chrono::seconds(10);
   while (true) {
     const uint64_t generation = locator_.DownloadGeneration();
-    Result<LlvmModule*> module = GetModule(key, build_id, locate);
+    Result<DebugModule*> module = GetModule(key, build_id, locate);
     if (module.ok() || !IsPendingDownload(module.error()) ||
         !locator_.WaitForDownloads(generation, deadline)) {
       return module;
@@ -203,7 +203,7 @@ Result<LlvmModule*> Symbolizer::Impl::GetModuleWaiting(const std::string& key,
   }
 }
 
-Result<LlvmModule*> Symbolizer::Impl::ModuleForBuildId(std::string_view build_id,
+Result<DebugModule*> Symbolizer::Impl::ModuleForBuildId(std::string_view build_id,
                                                        std::string_view path_hint, bool wait) {
   if (build_id.empty()) {
     if (path_hint.empty()) {
@@ -218,7 +218,7 @@ Result<LlvmModule*> Symbolizer::Impl::ModuleForBuildId(std::string_view build_id
               : GetModule(BuildIdKey(build_id), build_id, locate);
 }
 
-Result<LlvmModule*> Symbolizer::Impl::ModuleForPath(const std::string& path) {
+Result<DebugModule*> Symbolizer::Impl::ModuleForPath(const std::string& path) {
   return GetModuleWaiting(PathKey(path), "", [&] { return locator_.LocateForPath(path); });
 }
 
@@ -232,7 +232,7 @@ void Symbolizer::Impl::MarkBad(const std::string& key, const Status& error) {
   }
 }
 
-Result<Location> Symbolizer::Impl::SymbolizeAt(const std::string& key, LlvmModule* module,
+Result<Location> Symbolizer::Impl::SymbolizeAt(const std::string& key, DebugModule* module,
                                                uint64_t address) {
   auto out = module->SymbolizeMany({&address, 1});
   if (!out.ok()) {
@@ -369,10 +369,10 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
       absl::flat_hash_map<std::string_view, std::vector<size_t>> by_file;  // -> frame indexes
       std::vector<std::string_view> file_order;
       for (size_t i : missing) {
-        if (seen.try_emplace({keys[i].build_id, keys[i].offset}, nullptr).second) {
-          auto [it, inserted] = by_file.try_emplace(keys[i].build_id);
+        if (seen.try_emplace({keys[i].module, keys[i].offset}, nullptr).second) {
+          auto [it, inserted] = by_file.try_emplace(keys[i].module);
           if (inserted) {
-            file_order.push_back(keys[i].build_id);
+            file_order.push_back(keys[i].module);
           }
           it->second.push_back(i);
         }
@@ -429,7 +429,7 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
             }
             for (size_t j = 0; j < idx.size(); ++j) {
               const size_t i = idx[j];
-              seen[{keys[i].build_id, keys[i].offset}] = locs[j];
+              seen[{keys[i].module, keys[i].offset}] = locs[j];
               if (cacheable[j]) {
                 new_keys.push_back(keys[i]);
                 new_values.push_back(locs[j]);
@@ -448,7 +448,7 @@ std::vector<LocationPtr> Symbolizer::Impl::ResolveBatch(std::span<const FrameReq
         pending_debuginfo_.fetch_add(by_file[file].size(), std::memory_order_relaxed);
       }
       for (size_t i : missing) {
-        out[i] = seen[{keys[i].build_id, keys[i].offset}];
+        out[i] = seen[{keys[i].module, keys[i].offset}];
       }
     }
     lru_.PutBatch(new_keys, new_values);
@@ -556,7 +556,7 @@ std::vector<LocationPtr> Symbolizer::ResolveBatch(std::span<const FrameRequest> 
 
 Result<Location> Symbolizer::ResolvePathAddress(const std::string& path, uint64_t address) {
   std::lock_guard<std::mutex> lock(impl_->resolve_mu_);
-  FS_ASSIGN_OR_RETURN(LlvmModule * module, impl_->ModuleForPath(path));
+  FS_ASSIGN_OR_RETURN(DebugModule * module, impl_->ModuleForPath(path));
   return impl_->SymbolizeAt(PathKey(path), module, address);
 }
 
@@ -564,13 +564,13 @@ Result<Location> Symbolizer::ResolveBuildIdAddress(std::string_view build_id,
                                                    std::string_view path_hint,
                                                    uint64_t address) {
   std::lock_guard<std::mutex> lock(impl_->resolve_mu_);
-  FS_ASSIGN_OR_RETURN(LlvmModule * module,
+  FS_ASSIGN_OR_RETURN(DebugModule * module,
                       impl_->ModuleForBuildId(build_id, path_hint, /*wait=*/true));
   return impl_->SymbolizeAt(ModuleKey(build_id, path_hint), module, address);
 }
 
 namespace {
-Result<uint64_t> OffsetToAddress(const LlvmModule& module, uint64_t offset) {
+Result<uint64_t> OffsetToAddress(const DebugModule& module, uint64_t offset) {
   if (!module.files().code) {
     return FailedPrecondition(
         "only a separate debug file was found ({}); without the binary's program headers a "
@@ -583,7 +583,7 @@ Result<uint64_t> OffsetToAddress(const LlvmModule& module, uint64_t offset) {
 
 Result<uint64_t> Symbolizer::PathOffsetToAddress(const std::string& path, uint64_t offset) {
   std::lock_guard<std::mutex> lock(impl_->resolve_mu_);
-  FS_ASSIGN_OR_RETURN(LlvmModule * module, impl_->ModuleForPath(path));
+  FS_ASSIGN_OR_RETURN(DebugModule * module, impl_->ModuleForPath(path));
   return OffsetToAddress(*module, offset);
 }
 
@@ -591,7 +591,7 @@ Result<uint64_t> Symbolizer::BuildIdOffsetToAddress(std::string_view build_id,
                                                     std::string_view path_hint,
                                                     uint64_t offset) {
   std::lock_guard<std::mutex> lock(impl_->resolve_mu_);
-  FS_ASSIGN_OR_RETURN(LlvmModule * module,
+  FS_ASSIGN_OR_RETURN(DebugModule * module,
                       impl_->ModuleForBuildId(build_id, path_hint, /*wait=*/true));
   return OffsetToAddress(*module, offset);
 }

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "flamestream/common/backoff.h"
 #include "flamestream/common/fd.h"
 #include "probe.h"
 
@@ -235,11 +236,9 @@ void Supervisor::Poll() {
       }
       if (now - child.started >= options_.stable_after) child.consecutive_failures = 0;
       ++child.consecutive_failures;
-      auto delay = options_.backoff_initial;
-      for (int k = 1; k < child.consecutive_failures && delay < options_.backoff_max; ++k) {
-        delay *= 2;
-      }
-      delay = std::min(delay, options_.backoff_max);
+      const std::chrono::milliseconds delay = BackoffDelay(
+          {.initial = options_.backoff_initial, .max = options_.backoff_max},
+          child.consecutive_failures - 1);
       child.restart_at = now + delay;
       Emit(Event::Kind::kExited, i, *exit);
       Emit(Event::Kind::kRestarting, i, fmt::format("in {}ms", delay.count()));

@@ -105,6 +105,8 @@ class Message {
   [[nodiscard]] int64_t offset() const { return msg_->offset; }
   [[nodiscard]] std::string_view key() const;
   [[nodiscard]] std::string_view value() const;
+  // A record with a null value: a delete marker on a compacted topic (an empty value is not).
+  [[nodiscard]] bool tombstone() const { return msg_->payload == nullptr; }
   // Create or log-append time in Unix milliseconds; -1 when unknown.
   [[nodiscard]] int64_t timestamp_ms() const;
   [[nodiscard]] Headers headers() const;
@@ -113,8 +115,6 @@ class Message {
   [[nodiscard]] TopicPartition position() const {
     return {std::string(topic()), partition(), offset()};
   }
-
-  [[nodiscard]] const rd_kafka_message_t* raw() const { return msg_.get(); }
 
  private:
   KafkaMessage msg_;

@@ -47,6 +47,27 @@ class Counter {
   std::atomic<uint64_t> value_{0};
 };
 
+// Exporting counters: code that counts an event calls Counter::Inc. A component that keeps its
+// own running totals (a library's Stats) is exported from a collector or a periodic tick with
+// Follow (one total per counter) or, when several totals feed one counter (per-partition
+// engines, a total that restarts with its component), with AddGrowth: the counter grows by what
+// `total` grew since `seen`, and `seen` becomes `total`.
+inline void AddGrowth(Counter& counter, uint64_t total, uint64_t& seen) {
+  if (total > seen) counter.Inc(total - seen);
+  seen = total;
+}
+
+// One total mirrored into one counter with AddGrowth.
+class TotalMirror {
+ public:
+  explicit TotalMirror(Counter& counter) : counter_(counter) {}
+  void Update(uint64_t total) { AddGrowth(counter_, total, seen_); }
+
+ private:
+  Counter& counter_;
+  uint64_t seen_ = 0;
+};
+
 class Gauge {
  public:
   void Set(double v) { value_.store(v, std::memory_order_relaxed); }

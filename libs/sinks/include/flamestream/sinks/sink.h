@@ -6,7 +6,7 @@
 //                            .granularity = sink->granularity()});
 //   agg.set_new_series_hook([&](profile::Window& w, uint32_t s) { sink->OnNewSeries(w, s); });
 //   ...
-//   sinks::Backoff backoff(sinks::RetryPolicy{});
+//   Backoff backoff(RetryPolicy{});    // flamestream/common/backoff.h
 //   Status st = sink->Export(*window);
 //   if (sinks::IsRetryable(st)) next_try = now + backoff.Next();   // pause input meanwhile
 //   else if (!st.ok()) WriteToDlq(*window, st);                     // 4xx: never retried
@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "flamestream/common/backoff.h"
 #include "flamestream/common/status.h"
 #include "flamestream/profile/aggregator.h"
 
@@ -110,35 +111,10 @@ class Sink {
 // FailedPrecondition naming the status and body for any other 4xx (dead-lettered).
 [[nodiscard]] Status HttpStatusToStatus(int http_status, std::string_view body);
 
-struct RetryPolicy {
-  std::chrono::milliseconds initial{200};
-  // Also caps a server's Retry-After.
-  std::chrono::milliseconds max{30'000};
-  double multiplier = 2.0;
-  // Each delay is scaled by a random factor in [1 - jitter, 1 + jitter] so that many
-  // exporters recovering from one outage do not retry in lockstep.
-  double jitter = 0.2;
-};
-
 // The wait a Retry-After asks for, kept within [initial, max] (a huge value must not stall the
 // pipeline longer than the operator allows; zero must not turn into a busy loop).
 std::chrono::milliseconds RetryAfterDelay(std::chrono::milliseconds retry_after,
                                           const RetryPolicy& policy);
-
-// Exponential backoff with jitter: initial, initial*m, ... capped at max.
-class Backoff {
- public:
-  explicit Backoff(RetryPolicy policy, uint32_t seed = std::random_device{}())
-      : policy_(policy), rng_(seed) {}
-  std::chrono::milliseconds Next();
-  void Reset() { attempt_ = 0; }
-  [[nodiscard]] int attempts() const { return attempt_; }
-
- private:
-  RetryPolicy policy_;
-  std::mt19937 rng_;
-  int attempt_ = 0;
-};
 
 // Closed windows waiting for one sink, delivered oldest first with retries. While the head
 // window waits for a retry nothing behind it is attempted, and the owner pauses its input

@@ -1,9 +1,9 @@
 // SpanRouter: turns decoded OTLP trace exports into KeyedSpan batches keyed "<cluster>/<node>"
-// (the samples' key) and hands them to a SpanSink (Kafka in production).
+// (the samples' key) and hands them to a SpanWriter (Kafka in production).
 //
 //   obs::Registry metrics;
-//   KafkaSpanSink sink(*producer);                       // -> flamestream.spans.keyed.v1
-//   SpanRouter router({.default_cluster = "prod", .keep_attributes = {"http.route"}}, sink,
+//   KafkaSpanWriter writer(*producer);                    // -> flamestream.spans.keyed.v1
+//   SpanRouter router({.default_cluster = "prod", .keep_attributes = {"http.route"}}, writer,
 //                     metrics);
 //   (void)router.ApplyProcessRecord(msg.key(), msg.value());   // flamestream.processes.v1
 //   RouteResult r = router.Route(request, v1::SPAN_SOURCE_OTLP_HTTP, std::chrono::seconds(10));
@@ -47,11 +47,11 @@ class Schema;
 
 namespace flamestream::spans {
 
-// Where keyed span batches go. Production: KafkaSpanSink; tests: a capturing fake.
-class SpanSink {
+// Where keyed span batches go. Production: KafkaSpanWriter; tests: a capturing fake.
+class SpanWriter {
  public:
   using Done = std::function<void(const Status&)>;
-  virtual ~SpanSink() = default;
+  virtual ~SpanWriter() = default;
   // Writes one batch, all placed on `key` ("<cluster>/<node>"). `done` runs exactly once, on
   // any thread (possibly inside Write), with OK once the batch is durable (Kafka acks=all),
   // or the error (Unavailable / ResourceExhausted when Kafka is slow or down; OutOfRange when
@@ -89,7 +89,7 @@ struct RouteResult {
   // OK when every accepted span is durable. Otherwise Unavailable (Kafka slow, down, or
   // did not acknowledge within the deadline): the caller should have the client retry.
   Status status;
-  uint64_t accepted = 0;  // spans written to the sink (when status is OK)
+  uint64_t accepted = 0;  // spans written to the writer (when status is OK)
   uint64_t rejected = 0;  // spans dropped: malformed ids, or not placeable on a node
   std::string rejection;  // why (the first reason, with the count of each kind)
   std::map<std::string, uint64_t> rejected_by;  // reason label -> spans
@@ -97,15 +97,15 @@ struct RouteResult {
 
 class SpanRouter {
  public:
-  // `sink` and `metrics` must outlive the router.
-  SpanRouter(SpanRouterConfig config, SpanSink& sink, obs::Registry& metrics);
+  // `writer` and `metrics` must outlive the router.
+  SpanRouter(SpanRouterConfig config, SpanWriter& writer, obs::Registry& metrics);
   ~SpanRouter();
   SpanRouter(const SpanRouter&) = delete;
   SpanRouter& operator=(const SpanRouter&) = delete;
 
   using RouteCallback = std::function<void(RouteResult)>;
 
-  // Places and writes every span of `request`. `done` runs exactly once: when the sink has
+  // Places and writes every span of `request`. `done` runs exactly once: when the writer has
   // acknowledged (or failed) every batch, or with Unavailable when `timeout` passes first.
   void RouteAsync(const otlp::ExportTraceServiceRequest& request, v1::SpanSource source,
                   std::chrono::milliseconds timeout, RouteCallback done);
@@ -117,7 +117,7 @@ class SpanRouter {
   // value a ProcessRecord; nullopt value = tombstone). InvalidArgument on an undecodable one.
   Status ApplyProcessRecord(std::string_view key, std::optional<std::string_view> value);
   [[nodiscard]] size_t process_count() const;
-  // Bytes of keyed spans written to the sink and not yet acknowledged.
+  // Bytes of keyed spans written to the writer and not yet acknowledged.
   [[nodiscard]] uint64_t inflight_bytes() const;
 
  private:
@@ -133,7 +133,7 @@ class SpanRouter {
   void RunTimers();
 
   SpanRouterConfig config_;
-  SpanSink& sink_;
+  SpanWriter& output_;
   obs::Registry& metrics_;
   std::unordered_set<std::string> keep_;
 
@@ -144,7 +144,7 @@ class SpanRouter {
   // incarnation of a reused pid does not remove the newer process.
   std::unordered_map<std::string, std::string> live_keys_;  // host key -> record key
 
-  // What batch callbacks use (sink, sequence, in-flight bytes): shared, so a callback running
+  // What batch callbacks use (out, sequence, in-flight bytes): shared, so a callback running
   // after the router is gone touches nothing freed.
   std::shared_ptr<Writer> writer_;
 

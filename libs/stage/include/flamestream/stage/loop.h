@@ -49,6 +49,9 @@
 
 namespace flamestream::stage {
 
+// Unacknowledged outputs above which a stage pauses its input; every stage's default.
+inline constexpr int kDefaultMaxInFlight = 2000;
+
 struct LoopConfig {
   std::string stage;  // metrics label (fs_*{stage=...}) and the DLQ's `stage` header
   std::string group_id;
@@ -59,7 +62,7 @@ struct LoopConfig {
   std::chrono::milliseconds poll_timeout{100};
   std::chrono::milliseconds commit_interval{1000};
   // Outputs queued or in flight above which input is paused (bounded memory); resumed at half.
-  int max_in_flight = 2000;
+  int max_in_flight = kDefaultMaxInFlight;
   // How long draining may wait for outstanding outputs.
   std::chrono::milliseconds drain_timeout{20000};
   // Replay: once partitions are assigned, seek them to the first record at or after this

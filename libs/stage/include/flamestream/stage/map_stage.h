@@ -31,6 +31,7 @@
 #include "flamestream/kafka/consumer.h"
 #include "flamestream/kafka/types.h"
 #include "flamestream/service/service.h"
+#include "flamestream/stage/loop.h"
 #include "flamestream/stage/output.h"
 #include "flamestream/stage/oversize.h"
 
@@ -51,7 +52,7 @@ struct MapStageConfig {
   std::chrono::milliseconds poll_timeout{100};
   std::chrono::milliseconds commit_interval{1000};
   // Outputs queued or in flight above which input is paused (bounded memory).
-  int max_in_flight = 2000;
+  int max_in_flight = kDefaultMaxInFlight;
   // How long draining may wait for outstanding outputs.
   std::chrono::milliseconds drain_timeout{20000};
   // Called on the loop thread after each poll (idle or not), for periodic work.

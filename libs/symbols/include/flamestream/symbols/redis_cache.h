@@ -33,6 +33,7 @@
 #include <string_view>
 #include <vector>
 
+#include "flamestream/common/backoff.h"
 #include "flamestream/common/status.h"
 #include "flamestream/symbols/symbol_cache.h"
 
@@ -49,7 +50,7 @@ struct RedisCacheConfig {
   // Lifetime of a cached location (refreshed on every write, not on reads).
   std::chrono::nanoseconds ttl = std::chrono::hours(24 * 7);
   // Lifetime of a negative entry (debug info may be uploaded later).
-  std::chrono::nanoseconds negative_ttl = std::chrono::minutes(5);
+  std::chrono::nanoseconds negative_ttl = kDefaultNegativeTtl;
   // Bounds on how long one call may wait for Redis: the TCP connect, and each socket read or
   // write of a command.
   std::chrono::nanoseconds connect_timeout = std::chrono::milliseconds(200);
@@ -136,10 +137,9 @@ class RedisSymbolCache final : public SymbolCache {
 
   std::mutex mu_;
   ContextPtr ctx_;                     // guarded by mu_; null while down
-  std::chrono::nanoseconds backoff_;   // guarded by mu_
+  Backoff backoff_;                    // guarded by mu_
   bool ever_connected_ = false;        // guarded by mu_
   bool logged_down_ = false;           // guarded by mu_: this outage was logged
-  std::minstd_rand rng_;               // guarded by mu_: backoff jitter
   // Readable without mu_, so calls while Redis is down return without waiting for the lock.
   std::atomic<bool> up_{false};
   std::atomic<int64_t> next_attempt_ns_{0};  // steady_clock time of the next connect attempt

@@ -11,6 +11,7 @@
 // thread-safe and never block for long: a shared cache that is down reports misses.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -24,8 +25,15 @@
 
 namespace flamestream::symbols {
 
+// How long a build id that could not be resolved stays negative (in the LRU and in Redis) before
+// it is tried again: debug info may be uploaded later.
+inline constexpr std::chrono::nanoseconds kDefaultNegativeTtl = std::chrono::minutes(5);
+
 struct CacheKey {
-  std::string_view build_id;  // lower-case hex
+  // The module looked up in: its build id (lower-case hex), or, for a file that has none, its
+  // path. Path keys stay in the process (the shared tier only takes hex build ids: a path
+  // names different files on different nodes).
+  std::string_view module;
   uint64_t offset = 0;        // the file offset looked up (already minus 1 for return addresses)
 };
 

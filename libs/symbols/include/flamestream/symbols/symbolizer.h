@@ -51,7 +51,7 @@ struct SymbolizerConfig {
   uint64_t max_open_bytes = uint64_t{4} << 30;
   // How long a build id that could not be found (or opened) stays unresolvable before the
   // locator tries again (debug info may be uploaded to debuginfod later).
-  std::chrono::nanoseconds negative_ttl = std::chrono::minutes(5);
+  std::chrono::nanoseconds negative_ttl = kDefaultNegativeTtl;
   // Parse DWARF only in a worker process started by Create() (and again after it dies), so
   // DWARF that crashes or hangs LLVM 14's parser becomes an error for its build id instead of
   // taking this process down. Costs one process start per Symbolizer (a few ms) and a socket

@@ -1,7 +1,7 @@
 // Print mode's sink: aggregates samples into folded stacks, written at exit.
 //
 //   OffsetFrameNamer namer(&ksyms);
-//   FoldedSink sink(&namer);
+//   FoldedPrinter sink(&namer);
 //   ... processor feeds it ...
 //   sink.Write(std::cout);   // "comm;main;outer;leaf;entry_SYSCALL_64_[k] 42"
 #pragma once
@@ -15,9 +15,9 @@
 
 namespace flamestream::agent {
 
-class FoldedSink : public SampleSink {
+class FoldedPrinter : public SampleWriter {
  public:
-  explicit FoldedSink(FrameNamer* namer) : namer_(namer) {}
+  explicit FoldedPrinter(FrameNamer* namer) : namer_(namer) {}
   void OnSample(const ResolvedSample& sample, const proc::ProcessInfo& process) override;
   void Write(std::ostream& out) const;
   [[nodiscard]] uint64_t total() const;

@@ -1,9 +1,9 @@
-// KafkaSpanSink: writes keyed span batches to flamestream.spans.keyed.v1, one record per batch,
+// KafkaSpanWriter: writes keyed span batches to flamestream.spans.keyed.v1, one record per batch,
 // keyed "<cluster>/<node>" with the samples' partitioner (the Producer's murmur2_random).
 //
 //   kafka::ProducerConfig pcfg{.properties = cfg.kafka, .queue_full_timeout = 1s};
 //   FS_ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(pcfg));
-//   spans::KafkaSpanSink sink(*producer);
+//   spans::KafkaSpanWriter sink(*producer);
 //   spans::SpanRouter router(router_cfg, sink, ctx.metrics);
 //
 // A batch's done callback runs from the producer's delivery report (acks=all), so a receiver
@@ -26,10 +26,10 @@ namespace flamestream::spans {
 bool IsMessageTooLarge(const Status& status);
 
 // A batch Kafka refuses as too large fails with OutOfRange, so the router splits it.
-class KafkaSpanSink : public SpanSink {
+class KafkaSpanWriter : public SpanWriter {
  public:
   // `producer` must outlive the sink.
-  explicit KafkaSpanSink(kafka::Producer& producer,
+  explicit KafkaSpanWriter(kafka::Producer& producer,
                          std::string topic = std::string(kafka::topics::kSpansKeyed))
       : producer_(producer), topic_(std::move(topic)) {}
 

@@ -1,8 +1,8 @@
-#include "print_sink.h"
+#include "folded_printer.h"
 
 namespace flamestream::agent {
 
-std::vector<std::string> FoldedSink::Frames(const ResolvedSample& sample, FrameNamer& namer) {
+std::vector<std::string> FoldedPrinter::Frames(const ResolvedSample& sample, FrameNamer& namer) {
   std::vector<std::string> frames;
   frames.reserve(1 + sample.user.size() + sample.kernel.size());
   frames.push_back(sample.comm);
@@ -15,19 +15,19 @@ std::vector<std::string> FoldedSink::Frames(const ResolvedSample& sample, FrameN
   return frames;
 }
 
-void FoldedSink::OnSample(const ResolvedSample& sample, const proc::ProcessInfo& process) {
+void FoldedPrinter::OnSample(const ResolvedSample& sample, const proc::ProcessInfo& process) {
   (void)process;
   std::vector<std::string> frames = Frames(sample, *namer_);
   std::lock_guard lock(mu_);
   folded_.Add(frames);
 }
 
-void FoldedSink::Write(std::ostream& out) const {
+void FoldedPrinter::Write(std::ostream& out) const {
   std::lock_guard lock(mu_);
   folded_.Write(out);
 }
 
-uint64_t FoldedSink::total() const {
+uint64_t FoldedPrinter::total() const {
   std::lock_guard lock(mu_);
   return folded_.total();
 }

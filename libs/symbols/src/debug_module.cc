@@ -1,4 +1,4 @@
-#include "llvm_module.h"
+#include "debug_module.h"
 
 #include "dwarf_worker.h"
 
@@ -370,32 +370,32 @@ void DwarfWorker::Close(uint64_t handle) {
   }
 }
 
-// --- LlvmModule ---
+// --- DebugModule ---
 
-LlvmModule::LlvmModule(DebugFiles files, std::unique_ptr<DwarfFile> local, DwarfWorker* worker,
+DebugModule::DebugModule(DebugFiles files, std::unique_ptr<DwarfFile> local, DwarfWorker* worker,
                        uint64_t handle)
     : files_(std::move(files)), local_(std::move(local)), worker_(worker), handle_(handle) {}
 
-LlvmModule::~LlvmModule() {
+DebugModule::~DebugModule() {
   if (worker_ != nullptr) {
     worker_->Close(handle_);
   }
 }
 
-Result<std::unique_ptr<LlvmModule>> LlvmModule::Open(DebugFiles files, DwarfWorker* worker,
+Result<std::unique_ptr<DebugModule>> DebugModule::Open(DebugFiles files, DwarfWorker* worker,
                                                      const DwarfEngine* engine) {
   if (worker != nullptr) {
     FS_ASSIGN_OR_RETURN(uint64_t handle, worker->Open(files.debug.path));
-    return std::unique_ptr<LlvmModule>(new LlvmModule(std::move(files), nullptr, worker, handle));
+    return std::unique_ptr<DebugModule>(new DebugModule(std::move(files), nullptr, worker, handle));
   }
   if (engine == nullptr) {
     return InternalError("{}: neither a DWARF worker nor an in-process engine", files.debug.path);
   }
   FS_ASSIGN_OR_RETURN(std::unique_ptr<DwarfFile> local, engine->Open(files.debug.path));
-  return std::unique_ptr<LlvmModule>(new LlvmModule(std::move(files), std::move(local), nullptr, 0));
+  return std::unique_ptr<DebugModule>(new DebugModule(std::move(files), std::move(local), nullptr, 0));
 }
 
-Result<std::vector<Result<Location>>> LlvmModule::SymbolizeMany(
+Result<std::vector<Result<Location>>> DebugModule::SymbolizeMany(
     std::span<const uint64_t> addresses) {
   if (worker_ != nullptr) {
     return worker_->Symbolize(handle_, files_.debug.path, addresses);
@@ -408,7 +408,7 @@ Result<std::vector<Result<Location>>> LlvmModule::SymbolizeMany(
   return out;
 }
 
-Result<Location> LlvmModule::Symbolize(uint64_t address) {
+Result<Location> DebugModule::Symbolize(uint64_t address) {
   FS_ASSIGN_OR_RETURN(std::vector<Result<Location>> out, SymbolizeMany({&address, 1}));
   return std::move(out.front());
 }

@@ -1,7 +1,7 @@
-// A SpanSink for the receiver tests: counts the spans written to it and acknowledges every
+// A SpanWriter for the receiver tests: counts the spans written to it and acknowledges every
 // batch at once, as a Kafka sink whose broker never fails would.
 //
-//   spans::testing::CountingSink sink;
+//   spans::testing::CountingSpanWriter sink;
 //   SpanRouter router(SpanRouterConfig{.default_cluster = "c1"}, sink, metrics);
 //   ... send 3 spans to the receivers ...
 //   EXPECT_EQ(sink.spans(), 3u);
@@ -16,7 +16,7 @@
 
 namespace flamestream::spans::testing {
 
-class CountingSink : public SpanSink {
+class CountingSpanWriter : public SpanWriter {
  public:
   void Write(const std::string& /*key*/, v1::SpanBatch batch, Done done) override {
     {

@@ -1,4 +1,4 @@
-#include "flamestream/spans/kafka_sink.h"
+#include "flamestream/spans/kafka_writer.h"
 
 #include <librdkafka/rdkafka.h>
 
@@ -12,7 +12,7 @@ bool IsMessageTooLarge(const Status& status) {
   return status.code() == StatusCode::kOutOfRange;
 }
 
-void KafkaSpanSink::Write(const std::string& key, v1::SpanBatch batch, Done done) {
+void KafkaSpanWriter::Write(const std::string& key, v1::SpanBatch batch, Done done) {
   std::string value;
   if (!batch.SerializeToString(&value)) {
     done(InternalError("cannot serialize a SpanBatch of {} spans", batch.spans_size()));

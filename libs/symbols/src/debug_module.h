@@ -2,7 +2,7 @@
 // flamestream::symbols_dwarf, in this process). Private to fs_symbols, which does not link LLVM.
 //
 //   FS_ASSIGN_OR_RETURN(auto worker, DwarfWorker::Create(executable, engine));  // per Symbolizer
-//   FS_ASSIGN_OR_RETURN(auto module, LlvmModule::Open(files, worker.get(), engine));
+//   FS_ASSIGN_OR_RETURN(auto module, DebugModule::Open(files, worker.get(), engine));
 //   std::vector<Result<Location>> locs = module->SymbolizeMany(sorted_addresses);
 //
 // LLVM 14's DWARF reader trusts parts of its input: a corrupt .debug_abbrev or .debug_info can
@@ -94,17 +94,17 @@ class DwarfWorker {
   std::atomic<uint64_t> crashes_{0};  // deaths and hangs
 };
 
-class LlvmModule {
+class DebugModule {
  public:
   // Opens `files.debug` (mapped; DWARF parsed lazily by LLVM on first use) in `worker`, or in
   // this process with `engine` when `worker` is null (one of them must be set). Both must
   // outlive the module.
-  [[nodiscard]] static Result<std::unique_ptr<LlvmModule>> Open(DebugFiles files,
+  [[nodiscard]] static Result<std::unique_ptr<DebugModule>> Open(DebugFiles files,
                                                                 DwarfWorker* worker,
                                                                 const DwarfEngine* engine);
-  ~LlvmModule();
-  LlvmModule(const LlvmModule&) = delete;
-  LlvmModule& operator=(const LlvmModule&) = delete;
+  ~DebugModule();
+  DebugModule(const DebugModule&) = delete;
+  DebugModule& operator=(const DebugModule&) = delete;
 
   // The inlining chain at a virtual address, exactly as `llvm-symbolizer --inlining` reports
   // it (one "??" frame when nothing is known).
@@ -118,7 +118,7 @@ class LlvmModule {
   [[nodiscard]] uint64_t bytes() const { return files_.debug.file_size; }
 
  private:
-  LlvmModule(DebugFiles files, std::unique_ptr<DwarfFile> local, DwarfWorker* worker,
+  DebugModule(DebugFiles files, std::unique_ptr<DwarfFile> local, DwarfWorker* worker,
              uint64_t handle);
   DebugFiles files_;
   std::unique_ptr<DwarfFile> local_;  // in-process mode
