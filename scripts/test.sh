@@ -26,6 +26,9 @@ step "configure + build (default preset)"
 cmake --preset default >/dev/null
 cmake --build --preset default -j"$jobs"
 
+step "style (.clang-format, .clang-tidy) on files changed since .style-base"
+bash scripts/check-style.sh build
+
 step "tests (default preset)"
 # Tests that sample CPU or time themselves are RUN_SERIAL; the rest run two at a time.
 ctest --preset default -j2 --timeout 600

@@ -7,8 +7,8 @@
 #include <optional>
 #include <thread>
 
-#include "flamestream/common/clock.h"
 #include "flamestream/batch/batch.h"
+#include "flamestream/common/clock.h"
 #include "flamestream/common/strings.h"
 #include "flamestream/kafka/ack_tracker.h"
 #include "flamestream/kafka/consumer.h"
@@ -278,7 +278,7 @@ class ExporterHandler final : public stage::Handler {
     auto publish = [&](const std::string& name, const std::string& help, obs::Labels l,
                        uint64_t value) {
       std::string key = name;
-      for (const auto& [k, v] : l) key += "\x1f" + k + "=" + v;
+      for (const auto& [k, v] : l) key.append("\x1f").append(k).append("=").append(v);
       uint64_t& seen = published_[key];
       if (value <= seen) return;
       l.insert(l.begin(), {"sink", sink_name_});
@@ -349,8 +349,8 @@ Status ExporterStage::Run(std::stop_token stop) {
   ExporterHandler handler(config_, *sink_, metrics_);
   log::Info("exporter: stage started",
             {{"sink", sink_name}, {"group", loop.group_id}, {"topic", config_.topic}});
-  Status result =
-      stage::RunLoop(loop, {.metrics = metrics_, .stop = stop, .set_ready = {}}, handler);
+  Status result = stage::RunLoop(
+      loop, {.metrics = metrics_, .stop = std::move(stop), .set_ready = {}}, handler);
   log::Info("exporter: stage stopped", {{"sink", sink_name}});
   if (!result.ok()) {
     log::Error("exporter: stage failed; uncommitted input is read again on restart",

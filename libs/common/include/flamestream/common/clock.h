@@ -5,10 +5,9 @@
 //   int64_t s = SteadyNowNs();               // deadlines and intervals inside one process
 #pragma once
 
-#include <time.h>
-
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 
 namespace flamestream {
 

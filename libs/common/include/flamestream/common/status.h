@@ -20,13 +20,13 @@
 // does not convert from std::string_view.)
 #pragma once
 
+#include <fmt/format.h>
+
 #include <ostream>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
-
-#include <fmt/format.h>
 
 namespace flamestream {
 
@@ -71,14 +71,14 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status OkStatus() { return Status(); }
+inline Status OkStatus() { return {}; }
 
 inline std::ostream& operator<<(std::ostream& os, const Status& s) { return os << s.ToString(); }
 
 // Builders: InvalidArgument("key {} expects a duration", key).
-#define FS_DEFINE_STATUS_BUILDER_(Name, Code)                                        \
-  template <typename... Args>                                                        \
-  Status Name(fmt::format_string<Args...> format, Args&&... args) {                  \
+#define FS_DEFINE_STATUS_BUILDER_(Name, Code)                                          \
+  template <typename... Args>                                                          \
+  Status Name(fmt::format_string<Args...> format, Args&&... args) {                    \
     return Status(StatusCode::Code, fmt::format(format, std::forward<Args>(args)...)); \
   }
 FS_DEFINE_STATUS_BUILDER_(CancelledError, kCancelled)
@@ -104,17 +104,22 @@ class [[nodiscard]] Result {
  public:
   using value_type = T;
 
-  Result(const T& value) : v_(value) {}  // NOLINT(google-explicit-constructor)
-  Result(T&& value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(const T& value) : v_(value) {}            // NOLINT(google-explicit-constructor)
+  Result(T&& value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (std::get<Status>(v_).ok()) {
       v_ = Status(StatusCode::kInternal, "Result constructed from an OK status");
     }
   }
+  // Implicit on purpose (return a T from a Result<T> function); the constraints keep it off
+  // Result's own copy and move.
+  // NOLINTBEGIN(google-explicit-constructor,bugprone-forwarding-reference-overload)
   template <typename U>
-    requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::decay_t<U>, Status> &&
-             !std::is_same_v<std::decay_t<U>, T> && !std::is_same_v<std::decay_t<U>, Result>)
-  Result(U&& value) : v_(T(std::forward<U>(value))) {}  // NOLINT(google-explicit-constructor)
+  requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, Status> &&
+           !std::is_same_v<std::decay_t<U>, T> && !std::is_same_v<std::decay_t<U>, Result>)
+      Result(U&& value)
+      : v_(T(std::forward<U>(value))) {}
+  // NOLINTEND(google-explicit-constructor,bugprone-forwarding-reference-overload)
 
   [[nodiscard]] bool ok() const { return std::holds_alternative<T>(v_); }
   explicit operator bool() const { return ok(); }
@@ -149,23 +154,26 @@ class [[nodiscard]] Result {
 #define FS_STATUS_CONCAT_(a, b) FS_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the calling function when `expr` yields a non-OK Status.
-#define FS_RETURN_IF_ERROR(expr)                                          \
-  do {                                                                    \
-    if (::flamestream::Status fs_status_ = (expr); !fs_status_.ok()) {    \
-      return fs_status_;                                                  \
-    }                                                                     \
+#define FS_RETURN_IF_ERROR(expr)                                       \
+  do {                                                                 \
+    if (::flamestream::Status fs_status_ = (expr); !fs_status_.ok()) { \
+      return fs_status_;                                               \
+    }                                                                  \
   } while (false)
 
 // Declares `lhs` from a Result<T> expression, or returns its error status.
 #define FS_ASSIGN_OR_RETURN(lhs, expr) \
   FS_ASSIGN_OR_RETURN_IMPL_(FS_STATUS_CONCAT_(fs_result_, __LINE__), lhs, expr)
 
+// `tmp` and `lhs` are a name and a declaration, which parentheses would break.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define FS_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                              \
   if (!tmp.ok()) {                                \
     return tmp.error();                           \
   }                                               \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 template <>
 struct fmt::formatter<flamestream::Status> : fmt::formatter<std::string> {

@@ -34,7 +34,7 @@ struct CacheKey {
   // path. Path keys stay in the process (the shared tier only takes hex build ids: a path
   // names different files on different nodes).
   std::string_view module;
-  uint64_t offset = 0;        // the file offset looked up (already minus 1 for return addresses)
+  uint64_t offset = 0;  // the file offset looked up (already minus 1 for return addresses)
 };
 
 class SymbolCache {
@@ -54,6 +54,7 @@ class SymbolCache {
   // expired).
   [[nodiscard]] virtual std::vector<bool> GetUnknownBuildIds(
       std::span<const std::string_view> build_ids) {
+    // NOLINTNEXTLINE(modernize-return-braced-init-list): a size, not elements
     return std::vector<bool>(build_ids.size(), false);
   }
 };
