@@ -212,7 +212,9 @@ TEST(MapStage, ScalingOutAndInWhileRecordsArriveMapsEveryRecordOnce) {
 
   constexpr int kRecords = 3000;
   std::atomic<int> produced{0};
-  std::thread writer([&] {
+  // A jthread: a failed ASSERT below returns with the writer running, and must report the
+  // failure instead of aborting in ~thread.
+  std::jthread writer([&] {
     auto producer = kafka::Producer::Create({.properties = props});
     ASSERT_TRUE(producer.ok());
     for (int i = 0; i < kRecords; ++i) {
@@ -278,12 +280,10 @@ TEST(MapStage, ScalingOutAndInWhileRecordsArriveMapsEveryRecordOnce) {
   for (const auto& [v, h] : outputs) values.insert(v);
   EXPECT_EQ(outputs.size(), kRecords + extra);
   EXPECT_EQ(values.size(), static_cast<size_t>(kRecords));
-  // Mapped again only behind a refused commit, and only what was handled since the last
-  // accepted one (about a heartbeat interval of input per rebalance on an idle machine), never
-  // a partition read again from its start.
-  if (extra > 0) {
-    EXPECT_GT(refused_commits, 0u) << extra << " records mapped again with every commit accepted";
-  }
+  // Mapped again: what was handled since the last accepted commit (a commit refused by the
+  // rebalance) or whose outputs were still unacknowledged when the partition was revoked (not
+  // committable yet, so the new owner reads it again) -- at-least-once, about a heartbeat of
+  // input per rebalance; never a partition read again from its start.
   EXPECT_LT(extra, static_cast<size_t>(kRecords / 3));
   std::printf("scaling: %zu of %d records mapped again, %llu commits refused\n", extra, kRecords,
               static_cast<unsigned long long>(refused_commits));
