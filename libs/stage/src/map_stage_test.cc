@@ -57,7 +57,7 @@ struct RunningStage {
                        .set_ready = [this](bool r) { ready.store(r); },
                        .set_unhealthy = [](const std::string&) {}};
 
-  RunningStage(const MapStageConfig& cfg, Transform t) {
+  RunningStage(const MapStageConfig& cfg, const Transform& t) {
     thread = std::thread([this, cfg, t] { result = RunMapStage(cfg, ctx, t); });
   }
   ~RunningStage() {
