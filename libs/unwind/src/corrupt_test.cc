@@ -40,7 +40,7 @@ void ExpectWellFormed(const UnwindTable& t) {
   }
 }
 
-class CorruptLibc : public ::testing::Test {
+class UnwindCorruptLibc : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = LibcPath();
@@ -78,7 +78,7 @@ class CorruptLibc : public ::testing::Test {
   std::string dir_;
 };
 
-TEST_F(CorruptLibc, TruncatedCopiesFailOrCountErrors) {
+TEST_F(UnwindCorruptLibc, TruncatedCopiesFailOrCountErrors) {
   const std::vector<size_t> sizes = {0,
                                      16,
                                      64,
@@ -102,7 +102,7 @@ TEST_F(CorruptLibc, TruncatedCopiesFailOrCountErrors) {
   }
 }
 
-TEST_F(CorruptLibc, BadHeaderVersionFallsBackToWalkingEhFrame) {
+TEST_F(UnwindCorruptLibc, BadHeaderVersionFallsBackToWalkingEhFrame) {
   std::string image = image_;
   image[hdr_.offset] = 2;  // version 1 is the only one
   BuildStats stats;
@@ -117,7 +117,7 @@ TEST_F(CorruptLibc, BadHeaderVersionFallsBackToWalkingEhFrame) {
   EXPECT_EQ(stats.fdes, 3713u);
 }
 
-TEST_F(CorruptLibc, HugeFdeCountIsRejected) {
+TEST_F(UnwindCorruptLibc, HugeFdeCountIsRejected) {
   std::string image = image_;
   // fde_count follows the version/encodings (4 bytes) and eh_frame_ptr (sdata4).
   for (int i = 0; i < 4; ++i) image[hdr_.offset + 8 + i] = '\xff';
@@ -130,7 +130,7 @@ TEST_F(CorruptLibc, HugeFdeCountIsRejected) {
   EXPECT_EQ(t->rows.size(), clean_.rows.size());  // .eh_frame itself is intact
 }
 
-TEST_F(CorruptLibc, GarbageInEhFrameKeepsTheRest) {
+TEST_F(UnwindCorruptLibc, GarbageInEhFrameKeepsTheRest) {
   std::string image = image_;
   const size_t at = eh_.offset + (eh_.end - eh_.start) / 2;
   for (size_t i = 0; i < 256; ++i) image[at + i] = '\xff';
@@ -142,7 +142,7 @@ TEST_F(CorruptLibc, GarbageInEhFrameKeepsTheRest) {
   EXPECT_GT(t->rows.size(), clean_.rows.size() * 9 / 10);
 }
 
-TEST_F(CorruptLibc, GarbageInTheSearchTableKeepsTheRest) {
+TEST_F(UnwindCorruptLibc, GarbageInTheSearchTableKeepsTheRest) {
   std::string image = image_;
   const size_t at = hdr_.offset + (hdr_.end - hdr_.start) / 2;
   for (size_t i = 0; i < 64; ++i) image[at + i] = static_cast<char>(0x5a ^ i);
@@ -156,7 +156,7 @@ TEST_F(CorruptLibc, GarbageInTheSearchTableKeepsTheRest) {
   EXPECT_EQ(t->rows.size(), clean_.rows.size());
 }
 
-TEST_F(CorruptLibc, RandomByteFlipsNeverCrash) {
+TEST_F(UnwindCorruptLibc, RandomByteFlipsNeverCrash) {
   std::mt19937_64 rng(13);
   for (int round = 0; round < 60; ++round) {
     std::string image = image_;
@@ -174,7 +174,7 @@ TEST_F(CorruptLibc, RandomByteFlipsNeverCrash) {
   }
 }
 
-TEST(BuildTable, RejectsWhatIsNotAnX86ElfFile) {
+TEST(UnwindBuildTable, RejectsWhatIsNotAnX86ElfFile) {
   const std::string fixture = std::string(FS_UNWIND_FIXTURE_DIR) + "/fp";
   std::string image = ReadFile(fixture);
   ASSERT_GT(image.size(), 64u);

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <map>
 
+#include "cfa_vet.h"
+
 namespace flamestream::unwind {
 namespace {
 
@@ -13,11 +15,6 @@ namespace {
 // section of nothing but tiny entries could take long: no real file has a million FDEs in one
 // section (libxul has ~300k).
 constexpr size_t kMaxEntries = size_t{1} << 22;
-
-void SortUnique(std::vector<uint64_t>* v) {
-  std::sort(v->begin(), v->end());
-  v->erase(std::unique(v->begin(), v->end()), v->end());
-}
 
 // Fixed-size little-endian integer at `pos` (x86-64 only, so no byte swapping).
 std::optional<uint64_t> ReadFixed(std::span<const uint8_t> b, size_t pos, size_t n, bool sign) {
@@ -141,7 +138,7 @@ std::optional<DecodedPointer> DecodeEhPointer(const SectionBytes& section, size_
   }
 }
 
-std::optional<std::vector<uint64_t>> EhFrameHdrStarts(const SectionBytes& hdr, ErrorLog* log) {
+std::optional<std::vector<HdrEntry>> EhFrameHdrTable(const SectionBytes& hdr, ErrorLog* log) {
   const std::span<const uint8_t> b = hdr.bytes;
   if (b.size() < 4) {
     log->Add(fmt::format(".eh_frame_hdr: {} bytes, too short", b.size()));
@@ -193,36 +190,43 @@ std::optional<std::vector<uint64_t>> EhFrameHdrStarts(const SectionBytes& hdr, E
                          b.size()));
     return std::nullopt;
   }
-  std::vector<uint64_t> starts;
-  starts.reserve(count->value);
+  std::vector<HdrEntry> table;
+  table.reserve(count->value);
   for (uint64_t i = 0; i < count->value; ++i) {
-    auto loc = DecodeEhPointer(hdr, table_pos + i * 2 * entry_size, table_enc, hdr.vaddr);
-    if (!loc) {
+    const size_t pos = table_pos + i * 2 * entry_size;
+    auto loc = DecodeEhPointer(hdr, pos, table_enc, hdr.vaddr);
+    auto fde = loc ? DecodeEhPointer(hdr, loc->next, table_enc, hdr.vaddr) : std::nullopt;
+    if (!fde) {
       log->Add(fmt::format(".eh_frame_hdr: table entry {} unreadable", i));
       return std::nullopt;
     }
-    starts.push_back(loc->value);
+    table.push_back({loc->value, fde->value});
   }
   // The linker writes the table sorted (it is a binary-search table); an unsorted one is
   // damaged, and libdw's lookups through it would miss FDEs.
-  if (!std::is_sorted(starts.begin(), starts.end())) {
+  if (!std::is_sorted(table.begin(), table.end(),
+                      [](const HdrEntry& a, const HdrEntry& b) { return a.start < b.start; })) {
     log->Add(".eh_frame_hdr: search table not sorted");
     return std::nullopt;
   }
-  SortUnique(&starts);
-  return starts;
+  return table;
 }
 
-std::vector<uint64_t> ScanFdeStarts(const unsigned char* e_ident, Elf_Data* data, bool eh_frame,
-                                    uint64_t vaddr, ErrorLog* log) {
+std::vector<FdeInfo> IndexFdes(const unsigned char* e_ident, Elf_Data* data, bool eh_frame,
+                               uint64_t vaddr, const std::vector<uint64_t>& resync, ErrorLog* log) {
   const char* name = eh_frame ? ".eh_frame" : ".debug_frame";
-  std::vector<uint64_t> starts;
-  if (data == nullptr || data->d_buf == nullptr) return starts;
+  std::vector<FdeInfo> fdes;
+  if (data == nullptr || data->d_buf == nullptr) return fdes;
   const auto* base = static_cast<const uint8_t*>(data->d_buf);
   const SectionBytes section{{base, data->d_size}, vaddr};
-  // CIE offset -> the encoding of its FDEs' initial_location/address_range. In .debug_frame
-  // both are target addresses (address-size, 8 bytes).
-  std::map<Dwarf_Off, std::optional<uint8_t>> cies;
+  // What an FDE needs from its CIE. In .debug_frame initial_location and address_range are
+  // target addresses (address-size, 8 bytes) and there is no augmentation data.
+  struct Cie {
+    std::optional<uint8_t> encoding;  // nullopt: augmentation we cannot read
+    bool sized_augmentation = false;  // 'z': FDEs carry a ULEB128-sized augmentation block
+    bool safe = false;
+  };
+  std::map<Dwarf_Off, Cie> cies;
   Dwarf_Off off = 0;
   for (size_t n = 0; n < kMaxEntries; ++n) {
     Dwarf_Off next = static_cast<Dwarf_Off>(-1);
@@ -231,34 +235,64 @@ std::vector<uint64_t> ScanFdeStarts(const unsigned char* e_ident, Elf_Data* data
     if (r == 1) break;
     if (r < 0) {
       log->Add(fmt::format("{} entry at {:#x}: {}", name, off, dwarf_errmsg(-1)));
-      if (next == static_cast<Dwarf_Off>(-1) || next <= off) break;
+      if (next == static_cast<Dwarf_Off>(-1) || next <= off) {
+        auto it = std::upper_bound(resync.begin(), resync.end(), off);
+        if (it == resync.end()) break;
+        next = *it;
+      }
       off = next;
       continue;
     }
     if (dwarf_cfi_cie_p(&entry)) {
-      cies[off] = eh_frame ? CieFdeEncoding(entry.cie) : std::optional<uint8_t>(DW_EH_PE_absptr);
+      Cie cie;
+      const char* aug = entry.cie.augmentation;
+      cie.encoding =
+          eh_frame ? CieFdeEncoding(entry.cie)
+                   : (aug[0] == '\0' ? std::optional<uint8_t>(DW_EH_PE_absptr) : std::nullopt);
+      cie.sized_augmentation = aug[0] == 'z';
+      const auto* insn = entry.cie.initial_instructions;
+      cie.safe = insn != nullptr && cie.encoding &&
+                 CfaInstructionsSafe({insn, entry.cie.initial_instructions_end}, 8);
+      if (!cie.safe) log->Add(fmt::format("{} CIE at {:#x}: refused", name, off));
+      cies[off] = cie;
     } else {
       auto cie = cies.find(entry.fde.CIE_pointer);
-      if (cie == cies.end() || !cie->second) {
+      if (cie == cies.end() || !cie->second.encoding) {
         log->Add(fmt::format("{} FDE at {:#x}: CIE at {:#x} missing or unreadable", name, off,
                              entry.fde.CIE_pointer));
       } else {
-        const uint8_t enc = *cie->second;
+        const uint8_t enc = *cie->second.encoding;
         const auto pos = static_cast<size_t>(entry.fde.start - base);
+        const auto end = static_cast<size_t>(entry.fde.end - base);
         auto loc = DecodeEhPointer(section, pos, enc, 0);
         auto range = loc ? DecodeEhPointer(section, loc->next, enc & 0x0f, 0) : std::nullopt;
-        if (!range || range->next > static_cast<size_t>(entry.fde.end - base)) {
+        if (!range || range->next > end || loc->value + range->value < loc->value) {
           log->Add(fmt::format("{} FDE at {:#x}: bad initial location", name, off));
-        } else if (range->value != 0) {
-          starts.push_back(loc->value);
+        } else {
+          FdeInfo fde{loc->value, loc->value + range->value, off, cie->second.safe};
+          size_t insn = range->next;
+          if (cie->second.sized_augmentation) {
+            const std::span<const uint8_t> rest = section.bytes.first(end);
+            auto aug_len = ReadLeb(rest, &insn, false);
+            fde.safe = fde.safe && aug_len && *aug_len <= end - insn;
+            insn = fde.safe ? insn + static_cast<size_t>(*aug_len) : end;
+          }
+          const size_t address_size = eh_frame ? loc->next - pos : 8;
+          if (fde.safe) {
+            fde.safe = CfaInstructionsSafe(section.bytes.subspan(insn, end - insn),
+                                           static_cast<unsigned>(address_size));
+          }
+          if (!fde.safe) log->Add(fmt::format("{} FDE at {:#x}: refused", name, off));
+          fdes.push_back(fde);
         }
       }
     }
     if (next <= off) break;
     off = next;
   }
-  SortUnique(&starts);
-  return starts;
+  std::sort(fdes.begin(), fdes.end(),
+            [](const FdeInfo& a, const FdeInfo& b) { return a.start < b.start; });
+  return fdes;
 }
 
 }  // namespace flamestream::unwind

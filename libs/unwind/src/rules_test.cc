@@ -42,7 +42,7 @@ struct Case {
   Unsupported why;
 };
 
-TEST(MapRule, MapsEachKindOfRule) {
+TEST(UnwindMapRule, MapsEachKindOfRule) {
   const auto ret = AtCfa(-8);
   const Rule unsupported{FS_CFA_UNSUPPORTED, FS_RBP_SAME, 0, 0};
   const std::vector<Case> cases = {
@@ -248,7 +248,7 @@ TEST(MapRule, MapsEachKindOfRule) {
 
 Rule Rsp(int32_t off) { return {FS_CFA_RSP, FS_RBP_SAME, 0, off}; }
 
-TEST(Intervals, ClipKeepsOnlyExecutableSegments) {
+TEST(UnwindIntervals, ClipKeepsOnlyExecutableSegments) {
   ErrorLog log;
   auto out = ClipToSegments({{0x10, 0x30, Rsp(8)}, {0x40, 0x50, Rsp(16)}, {0x90, 0x99, Rsp(8)}},
                             {{0x20, 0x45}, {0x48, 0x60}}, &log);
@@ -262,7 +262,7 @@ TEST(Intervals, ClipKeepsOnlyExecutableSegments) {
   EXPECT_EQ(log.count, 3u);
 }
 
-TEST(Intervals, SubtractLeavesUncoveredParts) {
+TEST(UnwindIntervals, SubtractLeavesUncoveredParts) {
   auto out = SubtractCovered({{0x0, 0x100, Rsp(8)}}, {{0x10, 0x20, Rsp(16)}, {0x80, 0x120, {}}});
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0].start, 0x0u);
@@ -271,7 +271,7 @@ TEST(Intervals, SubtractLeavesUncoveredParts) {
   EXPECT_EQ(out[1].end, 0x80u);
 }
 
-TEST(Intervals, AssembleFillsGapsAndMergesEqualRules) {
+TEST(UnwindIntervals, AssembleFillsGapsAndMergesEqualRules) {
   uint64_t base = 0;
   uint64_t end = 0;
   std::vector<fs_unwind_row> rows;
@@ -293,7 +293,7 @@ TEST(Intervals, AssembleFillsGapsAndMergesEqualRules) {
   EXPECT_EQ(rows[3].cfa_kind, FS_CFA_RSP);
 }
 
-TEST(Intervals, AssembleRejectsMoreThan32BitsOfPcs) {
+TEST(UnwindIntervals, AssembleRejectsMoreThan32BitsOfPcs) {
   uint64_t base = 0;
   uint64_t end = 0;
   std::vector<fs_unwind_row> rows;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <mutex>
 
 #include "fde_index.h"
@@ -63,8 +64,7 @@ struct ElfLayout {
   Elf_Scn* eh_frame = nullptr;
   uint64_t eh_frame_vaddr = 0;
   Elf_Scn* eh_frame_hdr_scn = nullptr;
-  SectionBytes eh_frame_hdr;  // from the section, else from PT_GNU_EH_FRAME
-  bool has_eh_frame_hdr = false;
+  SectionBytes eh_frame_hdr;
   Elf_Scn* debug_frame = nullptr;
 };
 
@@ -78,7 +78,6 @@ Result<ElfLayout> ReadLayout(Elf* elf, const GElf_Ehdr& ehdr, ErrorLog* log) {
   }
   size_t phnum = 0;
   if (elf_getphdrnum(elf, &phnum) != 0) return DataLoss("bad program headers: {}", ElfErr());
-  GElf_Phdr eh_frame_phdr{};
   bool has_eh_frame_phdr = false;
   for (size_t i = 0; i < phnum; ++i) {
     GElf_Phdr phdr;
@@ -92,7 +91,6 @@ Result<ElfLayout> ReadLayout(Elf* elf, const GElf_Ehdr& ehdr, ErrorLog* log) {
         phdr.p_vaddr + phdr.p_memsz > phdr.p_vaddr) {
       layout.exec_segments.push_back({phdr.p_vaddr, phdr.p_vaddr + phdr.p_memsz});
     } else if (phdr.p_type == PT_GNU_EH_FRAME) {
-      eh_frame_phdr = phdr;
       has_eh_frame_phdr = true;
     } else if (phdr.p_type == PT_NOTE && layout.build_id.empty()) {
       layout.build_id = BuildIdFromNotes(elf_getdata_rawchunk(
@@ -102,11 +100,13 @@ Result<ElfLayout> ReadLayout(Elf* elf, const GElf_Ehdr& ehdr, ErrorLog* log) {
   std::sort(layout.exec_segments.begin(), layout.exec_segments.end(),
             [](const Segment& a, const Segment& b) { return a.start < b.start; });
 
+  bool has_sections = false;
   size_t shstrndx = 0;
   if (elf_getshdrstrndx(elf, &shstrndx) != 0) {
     log->Add(fmt::format("no section header string table: {}", ElfErr()));
   } else {
     for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
+      has_sections = true;
       GElf_Shdr shdr;
       if (gelf_getshdr(scn, &shdr) == nullptr) {
         log->Add(fmt::format("bad section header: {}", ElfErr()));
@@ -130,7 +130,6 @@ Result<ElfLayout> ReadLayout(Elf* elf, const GElf_Ehdr& ehdr, ErrorLog* log) {
         } else {
           layout.eh_frame_hdr = {{static_cast<const uint8_t*>(data->d_buf), data->d_size},
                                  shdr.sh_addr};
-          layout.has_eh_frame_hdr = true;
           layout.eh_frame_hdr_scn = scn;
         }
       } else if (shdr.sh_type == SHT_NOTE) {
@@ -140,16 +139,10 @@ Result<ElfLayout> ReadLayout(Elf* elf, const GElf_Ehdr& ehdr, ErrorLog* log) {
       }
     }
   }
-  if (!layout.has_eh_frame_hdr && has_eh_frame_phdr) {
-    Elf_Data* data = elf_getdata_rawchunk(elf, static_cast<int64_t>(eh_frame_phdr.p_offset),
-                                          eh_frame_phdr.p_filesz, ELF_T_BYTE);
-    if (data != nullptr && data->d_buf != nullptr) {
-      layout.eh_frame_hdr = {{static_cast<const uint8_t*>(data->d_buf), data->d_size},
-                             eh_frame_phdr.p_vaddr};
-      layout.has_eh_frame_hdr = true;
-    } else {
-      log->Add(fmt::format("PT_GNU_EH_FRAME unreadable: {}", ElfErr()));
-    }
+  if (layout.eh_frame == nullptr && has_eh_frame_phdr && !has_sections) {
+    // An sstripped file: libdw could read .eh_frame through PT_GNU_EH_FRAME, but we cannot
+    // list and vet its FDEs without the section's bounds.
+    log->Add("PT_GNU_EH_FRAME without section headers: .eh_frame not indexed");
   }
   return layout;
 }
@@ -179,16 +172,43 @@ void CountUnsupported(Unsupported why, UnsupportedCounts* c) {
   }
 }
 
-// Walks the rows of every FDE starting at `starts`: from an FDE's initial location, asks libdw
-// for the row there, records it for [row pc, row end), and goes on at the row's end until libdw
-// has no FDE there (contiguous FDEs are walked in one go).
-void WalkRows(Dwarf_CFI* cfi, const std::vector<uint64_t>& starts, const char* source,
-              BuildStats* stats, ErrorLog* log, std::vector<Interval>* out) {
+// Where libdw may be asked for rows: the ranges of the FDEs that passed vetting, minus those of
+// refused ones (libdw might pick a refused FDE for an address both cover). Sorted, disjoint.
+std::vector<Interval> AllowedRanges(const std::vector<FdeInfo>& fdes) {
+  std::vector<Interval> safe;
+  std::vector<Interval> refused;
+  for (const FdeInfo& f : fdes) {
+    if (f.end <= f.start) continue;
+    std::vector<Interval>& v = f.safe ? safe : refused;
+    if (!v.empty() && f.start <= v.back().end) {
+      v.back().end = std::max(v.back().end, f.end);
+    } else {
+      v.push_back({f.start, f.end, {}});
+    }
+  }
+  return SubtractCovered(std::move(safe), refused);
+}
+
+bool Contains(const std::vector<Interval>& ranges, uint64_t addr) {
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), addr,
+                             [](uint64_t a, const Interval& r) { return a < r.start; });
+  return it != ranges.begin() && addr < std::prev(it)->end;
+}
+
+// Walks the rows of every vetted FDE: from an FDE's initial location, asks libdw for the row
+// there, records it for [row pc, row end), and goes on at the row's end while that is in an
+// allowed range (contiguous FDEs are walked in one go). `forbidden`: ranges libdw must not be
+// asked about (UnvettedHdrRanges).
+void WalkRows(Dwarf_CFI* cfi, const std::vector<FdeInfo>& fdes,
+              const std::vector<Interval>& forbidden, const char* source, BuildStats* stats,
+              ErrorLog* log, std::vector<Interval>* out) {
+  const std::vector<Interval> allowed = SubtractCovered(AllowedRanges(fdes), forbidden);
+  stats->fdes += fdes.size();
   uint64_t cursor = 0;  // everything below is walked
-  for (const uint64_t start : starts) {
-    if (start < cursor) continue;
-    uint64_t addr = start;
-    for (bool first = true;; first = false) {
+  for (const FdeInfo& fde : fdes) {
+    if (fde.start < cursor || !Contains(allowed, fde.start)) continue;
+    uint64_t addr = fde.start;
+    for (bool first = true; Contains(allowed, addr); first = false) {
       if (stats->rows >= kMaxRows) {
         log->Add(fmt::format("{}: more than {} rows, the rest is dropped", source, kMaxRows));
         return;
@@ -230,18 +250,56 @@ bool HideSection(Elf_Scn* scn) {
   return gelf_update_shdr(scn, &shdr) != 0;
 }
 
+// The address ranges where libdw's binary search through `table` would land on an entry that
+// names no FDE our walk of .eh_frame found (same offset, same initial location): libdw jumps to
+// whatever offset the table says, and only FDEs we have vetted may run. Sorted, disjoint.
+std::vector<Interval> UnvettedHdrRanges(const std::vector<HdrEntry>& table,
+                                        const std::vector<FdeInfo>& fdes, uint64_t eh_frame_vaddr,
+                                        ErrorLog* log) {
+  std::map<uint64_t, uint64_t> start_at;  // FDE offset -> initial location
+  for (const FdeInfo& f : fdes) start_at[f.offset] = f.start;
+  std::vector<Interval> out;
+  for (size_t i = 0; i < table.size(); ++i) {
+    auto it = start_at.find(table[i].fde_vaddr - eh_frame_vaddr);
+    if (it != start_at.end() && it->second == table[i].start) continue;
+    log->Add(fmt::format(".eh_frame_hdr: entry {} ({:#x}) names no FDE of .eh_frame", i,
+                         table[i].start));
+    const uint64_t end = i + 1 < table.size() ? table[i + 1].start : UINT64_MAX;
+    if (!out.empty() && out.back().end >= table[i].start) {
+      out.back().end = std::max(out.back().end, end);
+    } else if (end > table[i].start) {
+      out.push_back({table[i].start, end, {}});
+    }
+  }
+  return out;
+}
+
 std::vector<Interval> EhFrameIntervals(Elf* elf, const ElfLayout& layout, BuildStats* stats,
                                        ErrorLog* log) {
   std::vector<Interval> out;
-  if (layout.eh_frame == nullptr && !layout.has_eh_frame_hdr) return out;
-  std::optional<std::vector<uint64_t>> starts;
-  if (layout.has_eh_frame_hdr) starts = EhFrameHdrStarts(layout.eh_frame_hdr, log);
-  if (!starts && layout.eh_frame_hdr_scn != nullptr && layout.eh_frame != nullptr) {
-    // libdw refuses a damaged .eh_frame_hdr, or would look FDEs up through its damaged table:
-    // without the header it indexes .eh_frame itself. (This must precede the first
-    // dwarf_getcfi_elf: a second call after a failed one fails again.)
-    if (!HideSection(layout.eh_frame_hdr_scn)) {
-      log->Add(fmt::format("cannot set .eh_frame_hdr aside: {}", ElfErr()));
+  if (layout.eh_frame == nullptr) return out;
+  std::optional<std::vector<HdrEntry>> table;
+  std::vector<uint64_t> resync;  // FDE offsets the header knows, to skip damaged entries
+  if (layout.eh_frame_hdr_scn != nullptr) {
+    table = EhFrameHdrTable(layout.eh_frame_hdr, log);
+    for (const HdrEntry& e : table.value_or(std::vector<HdrEntry>{})) {
+      resync.push_back(e.fde_vaddr - layout.eh_frame_vaddr);
+    }
+    std::sort(resync.begin(), resync.end());
+  }
+  const std::vector<FdeInfo> fdes = IndexFdes(Ident(elf), elf_getdata(layout.eh_frame, nullptr),
+                                              true, layout.eh_frame_vaddr, resync, log);
+  std::vector<Interval> unvetted;
+  if (table) unvetted = UnvettedHdrRanges(*table, fdes, layout.eh_frame_vaddr, log);
+  if (layout.eh_frame_hdr_scn != nullptr) {
+    if (!table) {
+      // libdw refuses a damaged .eh_frame_hdr, or would look FDEs up through its damaged
+      // table: without the header it indexes .eh_frame itself. (This must precede the first
+      // dwarf_getcfi_elf: a second call after a failed one fails again.)
+      if (!HideSection(layout.eh_frame_hdr_scn)) {
+        log->Add(fmt::format("cannot set .eh_frame_hdr aside: {}", ElfErr()));
+        return out;
+      }
     }
   }
   const CfiHandle cfi(dwarf_getcfi_elf(elf));
@@ -249,13 +307,7 @@ std::vector<Interval> EhFrameIntervals(Elf* elf, const ElfLayout& layout, BuildS
     log->Add(fmt::format(".eh_frame unusable: {}", dwarf_errmsg(-1)));
     return out;
   }
-  if (!starts && layout.eh_frame != nullptr) {
-    starts = ScanFdeStarts(Ident(elf), elf_getdata(layout.eh_frame, nullptr), true,
-                           layout.eh_frame_vaddr, log);
-  }
-  if (!starts) return out;
-  stats->fdes += starts->size();
-  WalkRows(cfi.get(), *starts, ".eh_frame", stats, log, &out);
+  WalkRows(cfi.get(), fdes, unvetted, ".eh_frame", stats, log, &out);
   return out;
 }
 
@@ -276,9 +328,8 @@ std::vector<Interval> DebugFrameIntervals(Elf* elf, const ElfLayout& layout, Bui
     log->Add(fmt::format(".debug_frame unusable: {}", dwarf_errmsg(-1)));
     return out;
   }
-  const std::vector<uint64_t> starts = ScanFdeStarts(Ident(elf), data, false, 0, log);
-  stats->fdes += starts.size();
-  WalkRows(cfi, starts, ".debug_frame", stats, log, &out);
+  const std::vector<FdeInfo> fdes = IndexFdes(Ident(elf), data, false, 0, {}, log);
+  WalkRows(cfi, fdes, {}, ".debug_frame", stats, log, &out);
   return out;
 }
 

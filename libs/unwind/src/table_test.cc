@@ -165,7 +165,7 @@ bool HasEnd(const std::vector<fs_unwind_row>& rows) {
                      [](const fs_unwind_row& r) { return r.cfa_kind == FS_CFA_END; });
 }
 
-class LibcTable : public ::testing::Test {
+class UnwindLibcTable : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     libc_ = new LoadedLibc(FindLoadedLibc());
@@ -191,7 +191,7 @@ class LibcTable : public ::testing::Test {
   static inline double build_ms_ = 0;
 };
 
-TEST_F(LibcTable, IsWellFormedAndErrorFree) {
+TEST_F(UnwindLibcTable, IsWellFormedAndErrorFree) {
   ExpectWellFormed(*table_);
   EXPECT_EQ(stats_->errors, 0u) << stats_->first_error;
   EXPECT_FALSE(stats_->from_debug_frame);
@@ -214,14 +214,14 @@ TEST_F(LibcTable, IsWellFormedAndErrorFree) {
       static_cast<unsigned long long>(stats_->end_rows));
 }
 
-TEST_F(LibcTable, BuildIdMatchesReadelf) {
+TEST_F(UnwindLibcTable, BuildIdMatchesReadelf) {
   const std::string notes = testing::RunCommand("readelf -n '" + libc_->path + "'");
   const size_t at = notes.find("Build ID: ");
   ASSERT_NE(at, std::string::npos) << notes;
   EXPECT_EQ(table_->build_id, notes.substr(at + 10, 40));
 }
 
-TEST_F(LibcTable, RestoreRtIsASignalFrame) {
+TEST_F(UnwindLibcTable, RestoreRtIsASignalFrame) {
   // glibc's sigaction installs __restore_rt as the kernel's sa_restorer; reading the action
   // back shows its address without needing libc's local symbols.
   struct sigaction old_action {};
@@ -247,7 +247,7 @@ TEST_F(LibcTable, RestoreRtIsASignalFrame) {
   EXPECT_GE(stats_->signal_rows, 1u);
 }
 
-TEST_F(LibcTable, CloneChildPathEndsTheStack) {
+TEST_F(UnwindLibcTable, CloneChildPathEndsTheStack) {
   auto clone = FindSymbol(libc_->path, "__clone");  // exported
   ASSERT_TRUE(clone.has_value());
   const std::vector<fs_unwind_row> rows = RowsIn(*table_, *clone);
@@ -256,7 +256,7 @@ TEST_F(LibcTable, CloneChildPathEndsTheStack) {
   EXPECT_TRUE(HasEnd(rows)) << "no FS_CFA_END row in __clone";
 }
 
-TEST_F(LibcTable, Clone3ChildPathEndsTheStack) {
+TEST_F(UnwindLibcTable, Clone3ChildPathEndsTheStack) {
   auto debug = LibcDebugFile(table_->build_id);
   if (!debug) GTEST_SKIP() << "libc6-dbg not installed: clone3 is a local symbol";
   auto clone3 = FindSymbol(*debug, "__clone3");
@@ -268,7 +268,7 @@ TEST_F(LibcTable, Clone3ChildPathEndsTheStack) {
   EXPECT_TRUE(HasEnd(rows)) << "no FS_CFA_END row in clone3";
 }
 
-TEST_F(LibcTable, FunctionEntryIsRspPlus8) {
+TEST_F(UnwindLibcTable, FunctionEntryIsRspPlus8) {
   for (const char* name : {"malloc", "getenv", "qsort", "strtol", "fopen"}) {
     SCOPED_TRACE(name);
     auto sym = FindSymbol(libc_->path, name);
@@ -281,7 +281,7 @@ TEST_F(LibcTable, FunctionEntryIsRspPlus8) {
   }
 }
 
-TEST_F(LibcTable, PltEntriesUseThePltRule) {
+TEST_F(UnwindLibcTable, PltEntriesUseThePltRule) {
   auto plt = FindSection(libc_->path, ".plt");
   ASSERT_TRUE(plt.has_value());
   const fs_unwind_row* plt0 = table_->Find(plt->start);
@@ -295,7 +295,7 @@ TEST_F(LibcTable, PltEntriesUseThePltRule) {
   EXPECT_EQ(table_->Find(plt->end - 1)->cfa_kind, FS_CFA_PLT);
 }
 
-TEST_F(LibcTable, AgreesWithReadelfOnEveryRow) {
+TEST_F(UnwindLibcTable, AgreesWithReadelfOnEveryRow) {
   EXPECT_GT(CrossCheck(libc_->path, *table_, ".eh_frame"), 20000u);
 }
 
@@ -305,9 +305,9 @@ struct FixtureCase {
   int plt_threshold;  // the .plt entries' rip & 15 threshold
 };
 
-class FixtureTable : public ::testing::TestWithParam<FixtureCase> {};
+class UnwindFixtureTable : public ::testing::TestWithParam<FixtureCase> {};
 
-TEST_P(FixtureTable, MatchesItsKnownCfi) {
+TEST_P(UnwindFixtureTable, MatchesItsKnownCfi) {
   const std::string path = Fixture(GetParam().name);
   BuildStats stats;
   Result<UnwindTable> table = BuildTable(path, &stats);
@@ -361,7 +361,7 @@ TEST_P(FixtureTable, MatchesItsKnownCfi) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureTable,
+INSTANTIATE_TEST_SUITE_P(Unwind, UnwindFixtureTable,
                          ::testing::Values(FixtureCase{"fp", false, 11},
                                            FixtureCase{"nofp", false, 11},
                                            FixtureCase{"nopie", false, 11},

@@ -6,10 +6,11 @@
 //                       BuildTable("/proc/1234/map_files/7f00-7f10", &stats));
 //   // table.rows[i] holds for [base + rows[i].pc, base + rows[i + 1].pc), the last up to `end`.
 //
-// The rows come from `.eh_frame` (FDEs listed by `.eh_frame_hdr`'s sorted table, or by walking
-// the section when the header is missing or unusable) and from `.debug_frame` for the ranges
-// `.eh_frame` does not cover. elfutils' libdw runs the CFI programs (dwarf_cfi_addrframe); this
-// library only maps each row's rules onto the few the BPF side can follow (see bpf/unwind.h):
+// The rows come from `.eh_frame` and from `.debug_frame` for the ranges `.eh_frame` does not
+// cover. elfutils' libdw runs the CFI programs (dwarf_cfi_addrframe, looking FDEs up through
+// `.eh_frame_hdr`'s sorted table); this library lists and vets the FDEs first (so corrupt CFI
+// cannot make libdw allocate gigabytes), checks the header's table against them, and maps each
+// row's rules onto the few the BPF side can follow (see bpf/unwind.h):
 //
 //   CFA = rsp + N                  -> FS_CFA_RSP          CFA = rbp + N -> FS_CFA_RBP
 //   the .plt CFA expression        -> FS_CFA_PLT (cfa_offset = the rip & 15 threshold)
