@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "cfa_vet.h"
 #include "intervals.h"
 
 namespace flamestream::unwind {
@@ -244,6 +245,21 @@ TEST(UnwindMapRule, MapsEachKindOfRule) {
     EXPECT_EQ(m.rule.rbp_offset, c.want.rbp_offset);
     EXPECT_EQ(m.why, c.why);
   }
+}
+
+TEST(UnwindCfaVet, RefusesHugeRegistersAndDeepRememberState) {
+  using Bytes = std::vector<uint8_t>;
+  // def_cfa_offset 16; offset r6 at cfa-16 (0x86 0x02); def_cfa_register r6; remember; restore.
+  EXPECT_TRUE(CfaInstructionsSafe(Bytes{0x0e, 0x10, 0x86, 0x02, 0x0d, 0x06, 0x0a, 0x0b}, 8));
+  // The PLT expression block and a set_loc with a 4-byte operand.
+  EXPECT_TRUE(CfaInstructionsSafe(Bytes{0x0f, 0x02, 0x77, 0x08, 0x01, 1, 2, 3, 4}, 4));
+  // offset_extended r(2^27): what made libdw allocate 1.8 GB.
+  EXPECT_FALSE(CfaInstructionsSafe(Bytes{0x05, 0x80, 0x80, 0x80, 0x40, 0x01}, 8));
+  EXPECT_FALSE(CfaInstructionsSafe(Bytes{0x07, 0x80, 0x02}, 8));  // undefined r256
+  EXPECT_FALSE(CfaInstructionsSafe(Bytes(65, 0x0a), 8));          // 65 nested remember_state
+  EXPECT_TRUE(CfaInstructionsSafe(Bytes(64, 0x0a), 8));
+  EXPECT_FALSE(CfaInstructionsSafe(Bytes{0x0f, 0x05, 0x77}, 8));  // block past the end
+  EXPECT_FALSE(CfaInstructionsSafe(Bytes{0x3f}, 8));              // unknown opcode
 }
 
 Rule Rsp(int32_t off) { return {FS_CFA_RSP, FS_RBP_SAME, 0, off}; }
