@@ -15,6 +15,7 @@ pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)     # Redis symbol c
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib) # admin, OTLP/HTTP, Pyroscope
 pkg_check_modules(LIBBPF REQUIRED IMPORTED_TARGET libbpf)       # agent BPF loader
 pkg_check_modules(LIBELF REQUIRED IMPORTED_TARGET libelf)       # build ids, ELF parsing
+pkg_check_modules(LIBDW REQUIRED IMPORTED_TARGET libdw)         # CFI -> unwind tables (libs/unwind)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
 if(FS_BUILD_TESTS)
   find_package(GTest REQUIRED)

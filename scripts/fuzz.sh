@@ -49,6 +49,22 @@ if [ "$make_corpus" = 1 ]; then
   gcc -c -Os -o "$tmp/obj.o" "$tmp/tiny.c"
   mkdir -p fuzz/corpus/elf
   cp "$tmp"/{exe-debug,exe.debug,exe-stripped,exe-sstrip,obj.o} fuzz/corpus/elf/
+  # unwind_table seeds: a program with CFI (calls, a leaf, an alloca frame on rbp) as
+  # .eh_frame + .eh_frame_hdr, as .eh_frame without the header, and as .debug_frame only.
+  printf '%s\n' 'int g(int a);' 'int f(int a) { return g(a) + 1; }' \
+    'int g(int a) { volatile char b[64]; b[a & 63] = 1; return b[3]; }' \
+    'int h(int n) { char* p = __builtin_alloca(n); p[0] = 1; return f(p[0]); }' \
+    'void _start(void) { for (;;) h(8); }' > "$tmp/cfi.c"
+  cfi_flags=(-O1 -nostdlib -static -s -fno-stack-protector -Wl,--build-id=sha1 -Wl,-n)
+  gcc "${cfi_flags[@]}" -fasynchronous-unwind-tables -Wl,--eh-frame-hdr -o "$tmp/eh-frame" "$tmp/cfi.c"
+  gcc "${cfi_flags[@]}" -fasynchronous-unwind-tables -Wl,--no-eh-frame-hdr -o "$tmp/eh-frame-nohdr" "$tmp/cfi.c"
+  gcc -O1 -g -nostdlib -static -fno-stack-protector -fno-asynchronous-unwind-tables \
+    -Wl,--build-id=sha1 -Wl,-n -o "$tmp/debug-frame" "$tmp/cfi.c"
+  objcopy --remove-section=.debug_info --remove-section=.debug_line --remove-section=.debug_str \
+    --remove-section=.debug_abbrev --remove-section=.debug_aranges --remove-section=.comment \
+    --remove-section=.debug_line_str "$tmp/debug-frame"
+  mkdir -p fuzz/corpus/unwind_table
+  cp "$tmp"/{eh-frame,eh-frame-nohdr,debug-frame} fuzz/corpus/unwind_table/
   rm -rf "$tmp"
   du -sh fuzz/corpus
   exit 0

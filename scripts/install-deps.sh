@@ -20,6 +20,7 @@ PACKAGES=(
   llvm-14-dev libdw-dev libdebuginfod-dev debuginfod elfutils binutils
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev googletest util-linux procps iproute2 curl
+  libc6-dbg             # libs/unwind tests: local libc symbols (clone3) from its debug file
   chromium bpftrace
   # deploy checks: scripts/check-deploy.sh validates docker-compose.yml offline (kubectl ships separately)
   docker-compose
