@@ -229,7 +229,7 @@ std::vector<FdeInfo> IndexFdes(const unsigned char* e_ident, Elf_Data* data, boo
   std::map<Dwarf_Off, Cie> cies;
   Dwarf_Off off = 0;
   for (size_t n = 0; n < kMaxEntries; ++n) {
-    Dwarf_Off next = static_cast<Dwarf_Off>(-1);
+    auto next = static_cast<Dwarf_Off>(-1);
     Dwarf_CFI_Entry entry{};
     const int r = dwarf_next_cfi(e_ident, data, eh_frame, off, &next, &entry);
     if (r == 1) break;

@@ -27,7 +27,9 @@ using CfiHandle = std::unique_ptr<Dwarf_CFI, CfiDeleter>;
 
 // dwarf_cfi_addrframe mallocs each frame.
 struct FrameDeleter {
-  void operator()(Dwarf_Frame* f) const { std::free(f); }  // NOLINT(cppcoreguidelines-no-malloc)
+  void operator()(Dwarf_Frame* f) const {
+    std::free(f);  // NOLINT(cppcoreguidelines-no-malloc,cppcoreguidelines-owning-memory)
+  }
 };
 using FrameHandle = std::unique_ptr<Dwarf_Frame, FrameDeleter>;
 

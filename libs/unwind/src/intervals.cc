@@ -7,8 +7,8 @@
 
 namespace flamestream::unwind {
 
-std::vector<Interval> ClipToSegments(std::vector<Interval> in, const std::vector<Segment>& segments,
-                                     ErrorLog* log) {
+std::vector<Interval> ClipToSegments(const std::vector<Interval>& in,
+                                     const std::vector<Segment>& segments, ErrorLog* log) {
   std::vector<Interval> out;
   out.reserve(in.size());
   size_t s = 0;
@@ -31,7 +31,7 @@ std::vector<Interval> ClipToSegments(std::vector<Interval> in, const std::vector
   return out;
 }
 
-std::vector<Interval> SubtractCovered(std::vector<Interval> in,
+std::vector<Interval> SubtractCovered(const std::vector<Interval>& in,
                                       const std::vector<Interval>& covered) {
   std::vector<Interval> out;
   size_t c = 0;

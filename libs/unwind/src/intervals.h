@@ -28,11 +28,11 @@ struct Interval {
 
 // Keeps the parts of `in` (sorted, disjoint) that lie in `segments` (sorted); logs one error
 // per interval that had to be cut or dropped (only corrupt CFI points outside the code).
-std::vector<Interval> ClipToSegments(std::vector<Interval> in, const std::vector<Segment>& segments,
-                                     ErrorLog* log);
+std::vector<Interval> ClipToSegments(const std::vector<Interval>& in,
+                                     const std::vector<Segment>& segments, ErrorLog* log);
 
 // The parts of `in` that no interval of `covered` overlaps (both sorted and disjoint).
-std::vector<Interval> SubtractCovered(std::vector<Interval> in,
+std::vector<Interval> SubtractCovered(const std::vector<Interval>& in,
                                       const std::vector<Interval>& covered);
 
 // Rows from `in` (sorted, disjoint): a row at each interval's start, an FS_CFA_NONE row at each

@@ -186,7 +186,7 @@ std::vector<Interval> AllowedRanges(const std::vector<FdeInfo>& fdes) {
       v.push_back({f.start, f.end, {}});
     }
   }
-  return SubtractCovered(std::move(safe), refused);
+  return SubtractCovered(safe, refused);
 }
 
 bool Contains(const std::vector<Interval>& ranges, uint64_t addr) {
@@ -353,9 +353,9 @@ Result<UnwindTable> BuildFromElf(Elf* elf, BuildStats* stats_out) {
 
   std::vector<Interval> eh = EhFrameIntervals(elf, layout, &stats, &log);
   std::vector<Interval> debug = DebugFrameIntervals(elf, layout, &stats, &log);
-  eh = ClipToSegments(std::move(eh), layout.exec_segments, &log);
-  debug = ClipToSegments(std::move(debug), layout.exec_segments, &log);
-  debug = SubtractCovered(std::move(debug), eh);
+  eh = ClipToSegments(eh, layout.exec_segments, &log);
+  debug = ClipToSegments(debug, layout.exec_segments, &log);
+  debug = SubtractCovered(debug, eh);
   stats.from_debug_frame = !debug.empty();
   eh.insert(eh.end(), debug.begin(), debug.end());
   std::sort(eh.begin(), eh.end(),

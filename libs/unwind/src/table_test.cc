@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -168,57 +169,57 @@ bool HasEnd(const std::vector<fs_unwind_row>& rows) {
 class UnwindLibcTable : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    libc_ = new LoadedLibc(FindLoadedLibc());
-    stats_ = new BuildStats;
+    shared_libc = std::make_unique<LoadedLibc>(FindLoadedLibc());
+    shared_stats = std::make_unique<BuildStats>();
     const auto t0 = std::chrono::steady_clock::now();
-    Result<UnwindTable> t = BuildTable(libc_->path, stats_);
-    build_ms_ =
+    Result<UnwindTable> t = BuildTable(shared_libc->path, shared_stats.get());
+    shared_build_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (t.ok()) table_ = new UnwindTable(std::move(*t));
+    if (t.ok()) shared_table = std::make_unique<UnwindTable>(std::move(*t));
   }
   static void TearDownTestSuite() {
-    delete table_;
-    delete stats_;
-    delete libc_;
+    shared_table.reset();
+    shared_stats.reset();
+    shared_libc.reset();
   }
   void SetUp() override {
-    ASSERT_FALSE(libc_->path.empty()) << "libc not found through dladdr";
-    ASSERT_NE(table_, nullptr) << "BuildTable(" << libc_->path << ") failed";
+    ASSERT_FALSE(shared_libc->path.empty()) << "libc not found through dladdr";
+    ASSERT_NE(shared_table, nullptr) << "BuildTable(" << shared_libc->path << ") failed";
   }
-  static inline LoadedLibc* libc_ = nullptr;
-  static inline BuildStats* stats_ = nullptr;
-  static inline UnwindTable* table_ = nullptr;
-  static inline double build_ms_ = 0;
+  static inline std::unique_ptr<LoadedLibc> shared_libc;
+  static inline std::unique_ptr<BuildStats> shared_stats;
+  static inline std::unique_ptr<UnwindTable> shared_table;
+  static inline double shared_build_ms = 0;
 };
 
 TEST_F(UnwindLibcTable, IsWellFormedAndErrorFree) {
-  ExpectWellFormed(*table_);
-  EXPECT_EQ(stats_->errors, 0u) << stats_->first_error;
-  EXPECT_FALSE(stats_->from_debug_frame);
-  EXPECT_GT(stats_->fdes, 1000u);
+  ExpectWellFormed(*shared_table);
+  EXPECT_EQ(shared_stats->errors, 0u) << shared_stats->first_error;
+  EXPECT_FALSE(shared_stats->from_debug_frame);
+  EXPECT_GT(shared_stats->fdes, 1000u);
   std::printf(
       "libc %s: %llu FDEs, %llu rows, %llu bytes, %.1f ms; unsupported rows %llu (raw rows: "
       "cfa_register %llu, cfa_expression %llu, cfa_undefined %llu, ra %llu, rbp %llu), plt %llu, "
       "signal %llu, end %llu\n",
-      libc_->path.c_str(), static_cast<unsigned long long>(stats_->fdes),
-      static_cast<unsigned long long>(stats_->rows),
-      static_cast<unsigned long long>(table_->bytes()), build_ms_,
-      static_cast<unsigned long long>(stats_->unsupported_rows),
-      static_cast<unsigned long long>(stats_->unsupported.cfa_register),
-      static_cast<unsigned long long>(stats_->unsupported.cfa_expression),
-      static_cast<unsigned long long>(stats_->unsupported.cfa_undefined),
-      static_cast<unsigned long long>(stats_->unsupported.ra_rule),
-      static_cast<unsigned long long>(stats_->unsupported.rbp_rule),
-      static_cast<unsigned long long>(stats_->plt_rows),
-      static_cast<unsigned long long>(stats_->signal_rows),
-      static_cast<unsigned long long>(stats_->end_rows));
+      shared_libc->path.c_str(), static_cast<unsigned long long>(shared_stats->fdes),
+      static_cast<unsigned long long>(shared_stats->rows),
+      static_cast<unsigned long long>(shared_table->bytes()), shared_build_ms,
+      static_cast<unsigned long long>(shared_stats->unsupported_rows),
+      static_cast<unsigned long long>(shared_stats->unsupported.cfa_register),
+      static_cast<unsigned long long>(shared_stats->unsupported.cfa_expression),
+      static_cast<unsigned long long>(shared_stats->unsupported.cfa_undefined),
+      static_cast<unsigned long long>(shared_stats->unsupported.ra_rule),
+      static_cast<unsigned long long>(shared_stats->unsupported.rbp_rule),
+      static_cast<unsigned long long>(shared_stats->plt_rows),
+      static_cast<unsigned long long>(shared_stats->signal_rows),
+      static_cast<unsigned long long>(shared_stats->end_rows));
 }
 
 TEST_F(UnwindLibcTable, BuildIdMatchesReadelf) {
-  const std::string notes = testing::RunCommand("readelf -n '" + libc_->path + "'");
+  const std::string notes = testing::RunCommand("readelf -n '" + shared_libc->path + "'");
   const size_t at = notes.find("Build ID: ");
   ASSERT_NE(at, std::string::npos) << notes;
-  EXPECT_EQ(table_->build_id, notes.substr(at + 10, 40));
+  EXPECT_EQ(shared_table->build_id, notes.substr(at + 10, 40));
 }
 
 TEST_F(UnwindLibcTable, RestoreRtIsASignalFrame) {
@@ -232,36 +233,36 @@ TEST_F(UnwindLibcTable, RestoreRtIsASignalFrame) {
   ASSERT_EQ(sigaction(SIGUSR2, nullptr, &now), 0);
   ASSERT_EQ(sigaction(SIGUSR2, &old_action, nullptr), 0);
   ASSERT_NE(now.sa_restorer, nullptr);
-  const uint64_t restore_rt = reinterpret_cast<uintptr_t>(now.sa_restorer) - libc_->bias;
-  if (auto debug = LibcDebugFile(table_->build_id)) {
+  const uint64_t restore_rt = reinterpret_cast<uintptr_t>(now.sa_restorer) - shared_libc->bias;
+  if (auto debug = LibcDebugFile(shared_table->build_id)) {
     auto sym = FindSymbol(*debug, "__restore_rt");
     ASSERT_TRUE(sym.has_value());
     EXPECT_EQ(sym->start, restore_rt);
   }
-  const fs_unwind_row* row = table_->Find(restore_rt);
+  const fs_unwind_row* row = shared_table->Find(restore_rt);
   ASSERT_NE(row, nullptr);
   EXPECT_EQ(row->cfa_kind, FS_CFA_SIGNAL) << RowText(row);
   // glibc's FDE starts one byte early (the nop before __restore_rt), so a return address
   // pointing just past a call into it still finds the signal frame.
-  EXPECT_EQ(table_->Find(restore_rt - 1)->cfa_kind, FS_CFA_SIGNAL);
-  EXPECT_GE(stats_->signal_rows, 1u);
+  EXPECT_EQ(shared_table->Find(restore_rt - 1)->cfa_kind, FS_CFA_SIGNAL);
+  EXPECT_GE(shared_stats->signal_rows, 1u);
 }
 
 TEST_F(UnwindLibcTable, CloneChildPathEndsTheStack) {
-  auto clone = FindSymbol(libc_->path, "__clone");  // exported
+  auto clone = FindSymbol(shared_libc->path, "__clone");  // exported
   ASSERT_TRUE(clone.has_value());
-  const std::vector<fs_unwind_row> rows = RowsIn(*table_, *clone);
+  const std::vector<fs_unwind_row> rows = RowsIn(*shared_table, *clone);
   ASSERT_FALSE(rows.empty());
   EXPECT_EQ(rows.front().cfa_kind, FS_CFA_RSP);  // the parent's path
   EXPECT_TRUE(HasEnd(rows)) << "no FS_CFA_END row in __clone";
 }
 
 TEST_F(UnwindLibcTable, Clone3ChildPathEndsTheStack) {
-  auto debug = LibcDebugFile(table_->build_id);
+  auto debug = LibcDebugFile(shared_table->build_id);
   if (!debug) GTEST_SKIP() << "libc6-dbg not installed: clone3 is a local symbol";
   auto clone3 = FindSymbol(*debug, "__clone3");
   ASSERT_TRUE(clone3.has_value());
-  const std::vector<fs_unwind_row> rows = RowsIn(*table_, *clone3);
+  const std::vector<fs_unwind_row> rows = RowsIn(*shared_table, *clone3);
   ASSERT_FALSE(rows.empty());
   EXPECT_EQ(rows.front().cfa_kind, FS_CFA_RSP);
   EXPECT_EQ(rows.front().cfa_offset, 8);
@@ -271,9 +272,9 @@ TEST_F(UnwindLibcTable, Clone3ChildPathEndsTheStack) {
 TEST_F(UnwindLibcTable, FunctionEntryIsRspPlus8) {
   for (const char* name : {"malloc", "getenv", "qsort", "strtol", "fopen"}) {
     SCOPED_TRACE(name);
-    auto sym = FindSymbol(libc_->path, name);
+    auto sym = FindSymbol(shared_libc->path, name);
     ASSERT_TRUE(sym.has_value());
-    const fs_unwind_row* row = table_->Find(sym->start);
+    const fs_unwind_row* row = shared_table->Find(sym->start);
     ASSERT_NE(row, nullptr);
     EXPECT_EQ(row->cfa_kind, FS_CFA_RSP) << RowText(row);
     EXPECT_EQ(row->cfa_offset, 8);
@@ -282,21 +283,21 @@ TEST_F(UnwindLibcTable, FunctionEntryIsRspPlus8) {
 }
 
 TEST_F(UnwindLibcTable, PltEntriesUseThePltRule) {
-  auto plt = FindSection(libc_->path, ".plt");
+  auto plt = FindSection(shared_libc->path, ".plt");
   ASSERT_TRUE(plt.has_value());
-  const fs_unwind_row* plt0 = table_->Find(plt->start);
+  const fs_unwind_row* plt0 = shared_table->Find(plt->start);
   ASSERT_NE(plt0, nullptr);
   EXPECT_EQ(plt0->cfa_kind, FS_CFA_RSP);  // PLT0 pushes GOT[1]: rsp+16, then rsp+24
   EXPECT_EQ(plt0->cfa_offset, 16);
-  const fs_unwind_row* entry = table_->Find(plt->start + 16);
+  const fs_unwind_row* entry = shared_table->Find(plt->start + 16);
   ASSERT_NE(entry, nullptr);
   EXPECT_EQ(entry->cfa_kind, FS_CFA_PLT) << RowText(entry);
   EXPECT_EQ(entry->cfa_offset, 11);
-  EXPECT_EQ(table_->Find(plt->end - 1)->cfa_kind, FS_CFA_PLT);
+  EXPECT_EQ(shared_table->Find(plt->end - 1)->cfa_kind, FS_CFA_PLT);
 }
 
 TEST_F(UnwindLibcTable, AgreesWithReadelfOnEveryRow) {
-  EXPECT_GT(CrossCheck(libc_->path, *table_, ".eh_frame"), 20000u);
+  EXPECT_GT(CrossCheck(shared_libc->path, *shared_table, ".eh_frame"), 20000u);
 }
 
 struct FixtureCase {
