@@ -26,21 +26,8 @@ using testing::Range;
 
 extern "C" void NoopHandler(int /*signo*/) {}
 
-// The libc this test runs with, and its load bias (so runtime addresses become ELF vaddrs).
-struct LoadedLibc {
-  std::string path;
-  uintptr_t bias = 0;
-};
-LoadedLibc FindLoadedLibc() {
-  Dl_info info{};
-  link_map* map = nullptr;
-  void* sym = dlsym(RTLD_DEFAULT, "sigaction");
-  if (sym == nullptr || dladdr1(sym, &info, reinterpret_cast<void**>(&map), RTLD_DL_LINKMAP) == 0 ||
-      map == nullptr) {
-    return {};
-  }
-  return {info.dli_fname, map->l_addr};
-}
+using testing::FindLoadedLibc;
+using testing::LoadedLibc;
 
 // libc6-dbg's copy of libc's full symbol table (local symbols such as clone3 and __restore_rt).
 std::optional<std::string> LibcDebugFile(const std::string& build_id) {

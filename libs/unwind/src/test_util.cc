@@ -1,8 +1,10 @@
 #include "test_util.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <link.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -167,6 +169,19 @@ std::vector<ReadelfFde> ReadelfFrames(const std::string& path, const std::string
   }
   finish_fde();
   return fdes;
+}
+
+LoadedLibc FindLoadedLibc() {
+  void* handle = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+  if (handle == nullptr) return {};
+  link_map* map = nullptr;
+  LoadedLibc out;
+  if (dlinfo(handle, RTLD_DI_LINKMAP, static_cast<void*>(&map)) == 0 && map != nullptr &&
+      map->l_name != nullptr) {
+    out = {map->l_name, static_cast<uintptr_t>(map->l_addr)};
+  }
+  dlclose(handle);
+  return out;
 }
 
 }  // namespace flamestream::unwind::testing

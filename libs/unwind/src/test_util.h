@@ -40,4 +40,12 @@ std::vector<ReadelfFde> ReadelfFrames(const std::string& path, const std::string
 // stdout of `sh -c command`.
 std::string RunCommand(const std::string& command);
 
+// The libc this process runs with and its load bias (runtime address - ELF vaddr). Looked up by
+// soname, not through a libc symbol: under ASan, sigaction and malloc resolve to libasan.
+struct LoadedLibc {
+  std::string path;
+  uintptr_t bias = 0;
+};
+LoadedLibc FindLoadedLibc();
+
 }  // namespace flamestream::unwind::testing
