@@ -12,6 +12,7 @@
 
 #include "flamestream/common/fd.h"
 #include "flamestream/common/strings.h"
+#include "flamestream/proc/elf_notes.h"
 
 namespace flamestream::proc {
 namespace {
@@ -28,8 +29,41 @@ void InitLibelf() {
   std::call_once(once, [] { elf_version(EV_CURRENT); });
 }
 
-// Walks the notes in one data chunk; returns the GNU build id if present.
-std::string FindBuildIdNote(Elf_Data* data) {
+Result<std::string> BuildIdFromElf(Elf* elf) {
+  if (elf == nullptr || elf_kind(elf) != ELF_K_ELF) {
+    return InvalidArgument("not an ELF file");
+  }
+  // Program headers first: they survive strip and are what the loader maps.
+  size_t phnum = 0;
+  if (elf_getphdrnum(elf, &phnum) == 0) {
+    for (size_t i = 0; i < phnum; ++i) {
+      GElf_Phdr phdr;
+      if (gelf_getphdr(elf, static_cast<int>(i), &phdr) == nullptr || phdr.p_type != PT_NOTE) {
+        continue;
+      }
+      Elf_Data* data =
+          elf_getdata_rawchunk(elf, static_cast<int64_t>(phdr.p_offset), phdr.p_filesz, ELF_T_NHDR);
+      if (std::string id = GnuBuildIdFromNotes(data); !id.empty()) {
+        return id;
+      }
+    }
+  }
+  Elf_Scn* scn = nullptr;
+  while ((scn = elf_nextscn(elf, scn)) != nullptr) {
+    GElf_Shdr shdr;
+    if (gelf_getshdr(scn, &shdr) == nullptr || shdr.sh_type != SHT_NOTE) {
+      continue;
+    }
+    if (std::string id = GnuBuildIdFromNotes(elf_getdata(scn, nullptr)); !id.empty()) {
+      return id;
+    }
+  }
+  return NotFound("no GNU build-id note");
+}
+
+}  // namespace
+
+std::string GnuBuildIdFromNotes(Elf_Data* data) {
   if (data == nullptr || data->d_buf == nullptr) {
     return "";
   }
@@ -45,47 +79,13 @@ std::string FindBuildIdNote(Elf_Data* data) {
     if (nhdr.n_type == kNtGnuBuildId && nhdr.n_namesz == 4 && nhdr.n_descsz > 0 &&
         desc_off + nhdr.n_descsz <= data->d_size && name_off + 4 <= data->d_size &&
         std::memcmp(static_cast<const char*>(data->d_buf) + name_off, "GNU", 4) == 0) {
-      return common::HexEncode(std::string_view(
-          static_cast<const char*>(data->d_buf) + desc_off, nhdr.n_descsz));
+      return common::HexEncode(
+          std::string_view(static_cast<const char*>(data->d_buf) + desc_off, nhdr.n_descsz));
     }
     offset = next;
   }
   return "";
 }
-
-Result<std::string> BuildIdFromElf(Elf* elf) {
-  if (elf == nullptr || elf_kind(elf) != ELF_K_ELF) {
-    return InvalidArgument("not an ELF file");
-  }
-  // Program headers first: they survive strip and are what the loader maps.
-  size_t phnum = 0;
-  if (elf_getphdrnum(elf, &phnum) == 0) {
-    for (size_t i = 0; i < phnum; ++i) {
-      GElf_Phdr phdr;
-      if (gelf_getphdr(elf, static_cast<int>(i), &phdr) == nullptr || phdr.p_type != PT_NOTE) {
-        continue;
-      }
-      Elf_Data* data = elf_getdata_rawchunk(elf, static_cast<int64_t>(phdr.p_offset),
-                                            phdr.p_filesz, ELF_T_NHDR);
-      if (std::string id = FindBuildIdNote(data); !id.empty()) {
-        return id;
-      }
-    }
-  }
-  Elf_Scn* scn = nullptr;
-  while ((scn = elf_nextscn(elf, scn)) != nullptr) {
-    GElf_Shdr shdr;
-    if (gelf_getshdr(scn, &shdr) == nullptr || shdr.sh_type != SHT_NOTE) {
-      continue;
-    }
-    if (std::string id = FindBuildIdNote(elf_getdata(scn, nullptr)); !id.empty()) {
-      return id;
-    }
-  }
-  return NotFound("no GNU build-id note");
-}
-
-}  // namespace
 
 Result<std::string> BuildIdFromElfImage(std::string_view image) {
   InitLibelf();

@@ -15,6 +15,7 @@
 
 #include "flamestream/common/fd.h"
 #include "flamestream/common/strings.h"
+#include "flamestream/proc/elf_notes.h"
 
 namespace flamestream::symbols {
 namespace {
@@ -24,8 +25,6 @@ struct ElfDeleter {
 };
 using ElfHandle = std::unique_ptr<Elf, ElfDeleter>;
 
-constexpr uint32_t kNtGnuBuildId = 3;
-
 // libelf wants its version negotiated once per process before any elf_begin().
 void InitLibelfOnce() {
   static std::once_flag once;
@@ -33,23 +32,6 @@ void InitLibelfOnce() {
 }
 
 std::string ElfErr() { return elf_errmsg(-1) != nullptr ? elf_errmsg(-1) : "unknown libelf error"; }
-
-// Reads the build id from a note section or segment's data.
-std::string BuildIdFromNotes(Elf_Data* data) {
-  size_t offset = 0;
-  GElf_Nhdr nhdr;
-  size_t name_off = 0;
-  size_t desc_off = 0;
-  while (data != nullptr && offset < data->d_size &&
-         (offset = gelf_getnote(data, offset, &nhdr, &name_off, &desc_off)) > 0) {
-    const auto* bytes = static_cast<const char*>(data->d_buf);
-    if (nhdr.n_type == kNtGnuBuildId && nhdr.n_namesz == 4 &&
-        std::memcmp(bytes + name_off, "GNU", 4) == 0 && nhdr.n_descsz > 0) {
-      return common::HexEncode(std::string_view(bytes + desc_off, nhdr.n_descsz));
-    }
-  }
-  return "";
-}
 
 }  // namespace
 
@@ -135,7 +117,7 @@ Result<ElfInfo> ReadElfInfo(const std::string& path) {
     } else if (shdr.sh_type == SHT_DYNSYM) {
       info.has_dynsym = shdr.sh_size > shdr.sh_entsize;
     } else if (shdr.sh_type == SHT_NOTE && info.build_id.empty() && has_bytes) {
-      info.build_id = BuildIdFromNotes(elf_getdata(scn, nullptr));
+      info.build_id = proc::GnuBuildIdFromNotes(elf_getdata(scn, nullptr));
     } else if (name == ".gnu_debuglink" && has_bytes) {
       Elf_Data* data = elf_getdata(scn, nullptr);
       if (data == nullptr || data->d_size < 8) {
@@ -165,7 +147,7 @@ Result<ElfInfo> ReadElfInfo(const std::string& path) {
           phdr.p_offset + phdr.p_filesz <= info.file_size) {
         Elf_Data* data = elf_getdata_rawchunk(elf.get(), static_cast<int64_t>(phdr.p_offset),
                                               phdr.p_filesz, ELF_T_NHDR);
-        info.build_id = BuildIdFromNotes(data);
+        info.build_id = proc::GnuBuildIdFromNotes(data);
         if (!info.build_id.empty()) {
           break;
         }

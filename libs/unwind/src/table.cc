@@ -13,6 +13,7 @@
 #include "fde_index.h"
 #include "flamestream/common/fd.h"
 #include "flamestream/common/strings.h"
+#include "flamestream/proc/elf_notes.h"
 #include "handles.h"
 #include "intervals.h"
 #include "rules.h"
@@ -20,7 +21,6 @@
 namespace flamestream::unwind {
 namespace {
 
-constexpr uint32_t kNtGnuBuildId = 3;
 // A bound on dwarf_cfi_addrframe calls per file: every call yields a row of at least one byte,
 // so only corrupt CFI gets near it (libxul, the largest Debian object, has ~2.5M rows).
 constexpr uint64_t kMaxRows = uint64_t{1} << 25;
@@ -34,23 +34,6 @@ void InitLibelfOnce() {
 std::string ElfErr() {
   const char* msg = elf_errmsg(-1);
   return msg != nullptr ? msg : "unknown libelf error";
-}
-
-std::string BuildIdFromNotes(Elf_Data* data) {
-  if (data == nullptr || data->d_buf == nullptr) return "";
-  size_t offset = 0;
-  GElf_Nhdr nhdr;
-  size_t name_off = 0;
-  size_t desc_off = 0;
-  while (offset < data->d_size &&
-         (offset = gelf_getnote(data, offset, &nhdr, &name_off, &desc_off)) > 0) {
-    const auto* bytes = static_cast<const char*>(data->d_buf);
-    if (nhdr.n_type == kNtGnuBuildId && nhdr.n_namesz == 4 &&
-        std::memcmp(bytes + name_off, "GNU", 4) == 0 && nhdr.n_descsz > 0) {
-      return common::HexEncode(std::string_view(bytes + desc_off, nhdr.n_descsz));
-    }
-  }
-  return "";
 }
 
 const unsigned char* Ident(Elf* elf) {
@@ -93,7 +76,7 @@ Result<ElfLayout> ReadLayout(Elf* elf, const GElf_Ehdr& ehdr, ErrorLog* log) {
     } else if (phdr.p_type == PT_GNU_EH_FRAME) {
       has_eh_frame_phdr = true;
     } else if (phdr.p_type == PT_NOTE && layout.build_id.empty()) {
-      layout.build_id = BuildIdFromNotes(elf_getdata_rawchunk(
+      layout.build_id = proc::GnuBuildIdFromNotes(elf_getdata_rawchunk(
           elf, static_cast<int64_t>(phdr.p_offset), phdr.p_filesz, ELF_T_NHDR));
     }
   }
@@ -134,7 +117,7 @@ Result<ElfLayout> ReadLayout(Elf* elf, const GElf_Ehdr& ehdr, ErrorLog* log) {
         }
       } else if (shdr.sh_type == SHT_NOTE) {
         // Sections before segments: a note section holds exactly one file's notes.
-        const std::string id = BuildIdFromNotes(elf_getdata(scn, nullptr));
+        const std::string id = proc::GnuBuildIdFromNotes(elf_getdata(scn, nullptr));
         if (!id.empty()) layout.build_id = id;
       }
     }
