@@ -10,6 +10,9 @@
  * at perf_event_max_stack (127) and deep recursion, JIT runtimes and
  * interpreters routinely go past that.
  *
+ * With cfi_unwind the walk follows the agent's unwind tables (.eh_frame rules,
+ * bpf/unwind.h) and falls back to frame pointers per frame; see walk_step.
+ *
  * Two tracepoints report execve() and process exit, so user space refreshes
  * or drops its /proc/<pid>/maps cache at the right moment instead of
  * guessing from misses, and the agent retires the process's record on the
@@ -21,6 +24,7 @@
 #include <bpf/bpf_tracing.h>
 
 #include "profile.h"
+#include "unwind.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -28,6 +32,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Word indices into the uapi x86_64 struct pt_regs (arch/x86/include/uapi/asm/ptrace.h). */
 #define UAPI_REG_BP 4
+#define UAPI_REG_SP 19
 #define UAPI_REG_IP 16
 #define UAPI_REG_CS 17
 
@@ -36,6 +41,8 @@ const volatile bool filter_pids = false;  /* only tgids present in target_pids *
 const volatile __u32 user_stack_depth = 512; /* <= FS_MAX_USER_STACK */
 const volatile bool kernel_stacks = true;
 const volatile bool user_stacks = true;
+const volatile bool cfi_unwind = false;   /* walk with unwind tables, not only frame pointers */
+const volatile bool process_events = true; /* exec/exit records in the ring */
 const volatile __u32 exclude_tgid = 0;    /* the agent itself */
 /* Wake the reader only once this much is queued; it also drains on a timer.
  * Waking it per sample costs a context switch per sample at 999 Hz. */
@@ -60,6 +67,30 @@ struct {
 	__type(key, __u32);
 	__type(value, struct fs_sample);
 } scratch SEC(".maps");
+
+/* Unwind tables: see bpf/unwind.h. All three are sized by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fs_unwind_block);
+} unwind_rows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fs_unwind_table);
+} unwind_tables SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fs_unwind_proc);
+} unwind_procs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -93,47 +124,250 @@ static __always_inline __u64 wakeup_flags(void)
 		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
-struct walk_ctx {
-	struct fs_sample *s;
-	__u64 fp;
-	__u32 base;  /* index of the first user frame in s->frames */
-	__u32 depth; /* user frames written so far */
-	bool failed;
+/*
+ * The user-stack unwinder. Each step takes one frame (ip, sp, bp) to its caller's:
+ *
+ *   1. Find the row in force at ip: the process's mapping that holds ip (binary search in
+ *      unwind_procs), that mapping's table (unwind_tables), and the last row whose pc <= the
+ *      table-relative pc (binary search in the row pool). A return address points after the
+ *      call, which may already be the next function, so for every frame but the interrupted
+ *      one (and a frame a signal interrupted) we look up ip - 1.
+ *   2. Apply the row: CFA = rsp/rbp + offset (or the PLT expression), the return address is
+ *      at CFA - 8, rbp was saved at CFA + offset or kept, and the caller's rsp is the CFA. A
+ *      signal frame (__restore_rt) restores all three from the ucontext the kernel pushed. A
+ *      row saying "return address undefined" is the outermost frame: the stack is complete.
+ *   3. With no row (no table for this mapping, code outside every FDE, an evicted table) or an
+ *      unsupported rule, follow the frame pointer: [bp] is the caller's bp, [bp + 8] its
+ *      return address, bp + 16 its rsp. A stack that must go through the frame pointer while
+ *      bp is 0 has reached its end (_start and clone3 zero rbp).
+ *
+ * Every step must move rsp up (the stack grows down, callers live above), so garbage cannot
+ * loop; bpf_loop bounds the walk at user_stack_depth frames.
+ */
+/* The walk's scalars live in a per-CPU map value, not on the stack: the verifier knows
+ * nothing about a value loaded from a map, so every step (and every binary-search probe)
+ * starts from the same abstract state and verifies once, instead of once per combination of
+ * earlier branches (which runs into the 1M-instruction limit). */
+struct walk_state {
+	__u64 ip;
+	__u64 sp;
+	__u64 bp;
+	__u64 pc;       /* the address looked up: ip, or ip - 1 for a return address */
+	__u32 base;     /* index of the first user frame in s->frames */
+	__u32 depth;    /* user frames written so far */
+	__u32 cfi_frames;
+	__u32 fp_frames;
+	__u32 unsupported;
+	__u32 missing;
+	__u32 lo;       /* binary search bounds */
+	__u32 hi;
+	__u8 leaf;      /* ip is exact (interrupted), not a return address */
+	__u8 stopped;   /* the walk ended before its step budget */
+	__u8 complete;  /* ... at the outermost frame */
+	__u8 failed;    /* ... because user memory could not be read */
+	struct fs_unwind_row row;
 };
 
-/*
- * One step of the frame-pointer chain. With frame pointers a frame looks like
- *   [fp]     caller's fp
- *   [fp + 8] return address into the caller
- * The chain ends at fp == 0 (the outermost frame, as set up by _start) or at
- * anything that does not look like a frame: fp not moving towards higher
- * addresses (the stack grows down, so callers live above) would loop forever.
- */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct walk_state);
+} walk_states SEC(".maps");
+
+/* What bpf_loop hands each step: pointers only (constant across steps). */
+struct walk_ctx {
+	struct fs_sample *s;
+	struct walk_state *st;
+	struct fs_unwind_proc *proc; /* valid only when has_proc */
+	bool has_proc;
+};
+
+/* The row in force at st->pc, into st->row (FS_CFA_NONE when no table covers it). */
+static __always_inline void find_row(struct walk_state *st, struct fs_unwind_proc *proc)
+{
+	struct fs_unwind_mapping *m;
+	struct fs_unwind_table *t;
+	struct fs_unwind_block *b;
+	__u32 lo, hi, mid, key, table_id, first, idx;
+	__u64 rel;
+	int j;
+
+	st->row.cfa_kind = FS_CFA_NONE;
+	st->lo = 0;
+	st->hi = proc->count;
+	for (j = 0; j < 9; j++) { /* 2^9 > FS_MAX_PROC_MAPPINGS */
+		lo = st->lo;
+		hi = st->hi;
+		if (lo >= hi || hi > FS_MAX_PROC_MAPPINGS)
+			break;
+		mid = (lo + hi) / 2;
+		idx = mid;
+		barrier_var(idx); /* keep the mask: clang drops it as implied by the checks */
+		idx &= FS_MAX_PROC_MAPPINGS - 1;
+		if (proc->mappings[idx].start <= st->pc)
+			st->lo = mid + 1;
+		else
+			st->hi = mid;
+	}
+	lo = st->lo;
+	if (lo == 0 || lo > FS_MAX_PROC_MAPPINGS)
+		return;
+	idx = lo - 1;
+	barrier_var(idx);
+	idx &= FS_MAX_PROC_MAPPINGS - 1;
+	m = &proc->mappings[idx];
+	if (st->pc >= m->end)
+		return;
+	table_id = m->table_id;
+	rel = st->pc - m->shift;
+	t = bpf_map_lookup_elem(&unwind_tables, &table_id);
+	if (!t) {
+		st->missing++;
+		return;
+	}
+	if (rel >= t->pc_end)
+		return;
+	first = t->first_row;
+	st->lo = first;
+	st->hi = first + t->row_count;
+	for (j = 0; j < 25; j++) { /* 2^25 rows: far beyond any one table */
+		lo = st->lo;
+		hi = st->hi;
+		if (lo >= hi)
+			break;
+		mid = lo + (hi - lo) / 2;
+		key = mid / FS_UNWIND_BLOCK_ROWS;
+		b = bpf_map_lookup_elem(&unwind_rows, &key);
+		if (!b)
+			return;
+		idx = mid;
+		barrier_var(idx);
+		idx &= FS_UNWIND_BLOCK_ROWS - 1;
+		if (b->rows[idx].pc <= rel)
+			st->lo = mid + 1;
+		else
+			st->hi = mid;
+	}
+	lo = st->lo;
+	if (lo <= first)
+		return;
+	key = (lo - 1) / FS_UNWIND_BLOCK_ROWS;
+	b = bpf_map_lookup_elem(&unwind_rows, &key);
+	idx = lo - 1;
+	barrier_var(idx);
+	idx &= FS_UNWIND_BLOCK_ROWS - 1;
+	if (b)
+		st->row = b->rows[idx];
+}
+
+static __always_inline long walk_stop(struct walk_state *st, bool complete, bool failed)
+{
+	st->stopped = 1;
+	st->complete = complete;
+	st->failed = failed;
+	return 1;
+}
+
+static __always_inline long walk_push(struct fs_sample *s, struct walk_state *st)
+{
+	__u32 idx = st->base + st->depth;
+
+	if (idx >= FS_MAX_KERNEL_STACK + FS_MAX_USER_STACK)
+		return walk_stop(st, false, false);
+	s->frames[idx] = st->ip;
+	st->depth++;
+	return 0;
+}
+
 static long walk_step(__u32 i, void *data)
 {
 	struct walk_ctx *w = data;
-	__u64 frame[2];
-	__u32 idx;
+	struct walk_state *st = w->st;
+	__u64 cfa, ra, saved[2], uc[7];
+	__u8 kind;
+	bool fp = false;
 
-	if (w->fp == 0 || (w->fp & 7))
-		return 1;
-	if (bpf_probe_read_user(frame, sizeof(frame), (void *)w->fp)) {
-		w->failed = true;
-		return 1;
+	st->pc = st->leaf ? st->ip : st->ip - 1;
+	st->row.cfa_kind = FS_CFA_NONE;
+	if (w->has_proc)
+		find_row(st, w->proc);
+	kind = st->row.cfa_kind;
+	switch (kind) {
+	case FS_CFA_END:
+		st->cfi_frames++;
+		return walk_stop(st, true, false);
+	case FS_CFA_RSP:
+		cfa = st->sp + st->row.cfa_offset;
+		break;
+	case FS_CFA_RBP:
+		cfa = st->bp + st->row.cfa_offset;
+		break;
+	case FS_CFA_PLT:
+		cfa = st->sp + 8 + ((st->ip & 15) >= (__u64)st->row.cfa_offset ? 8 : 0);
+		break;
+	case FS_CFA_SIGNAL:
+		/* rsp points at the ucontext; its mcontext (struct sigcontext) starts at +40,
+		 * rbp at +80 in it, then rbx, rdx, rax, rcx, rsp, rip. */
+		if (bpf_probe_read_user(uc, sizeof(uc), (void *)(st->sp + 120)))
+			return walk_stop(st, false, true);
+		st->bp = uc[0];
+		st->sp = uc[5];
+		st->ip = uc[6];
+		st->leaf = 1;
+		st->cfi_frames++;
+		if (st->ip == 0)
+			return walk_stop(st, false, false);
+		return walk_push(w->s, st);
+	case FS_CFA_UNSUPPORTED:
+		st->unsupported++;
+		/* fall through */
+	default:
+		if (st->bp == 0)
+			return walk_stop(st, true, false);
+		if (st->bp & 7)
+			return walk_stop(st, false, false);
+		cfa = st->bp + 16;
+		fp = true;
+		break;
 	}
-	if (frame[1] == 0)
-		return 1;
-	idx = w->base + w->depth;
-	if (idx >= FS_MAX_KERNEL_STACK + FS_MAX_USER_STACK)
-		return 1;
-	w->s->frames[idx] = frame[1];
-	w->depth++;
-	if (frame[0] <= w->fp) {
-		w->fp = 0;
-		return 1;
+	if (cfa <= st->sp || (cfa & 7))
+		return walk_stop(st, false, false);
+	if (fp || (st->row.rbp_kind == FS_RBP_AT_CFA && st->row.rbp_offset == -16)) {
+		/* One read: saved rbp and the return address sit side by side. */
+		if (bpf_probe_read_user(saved, sizeof(saved), (void *)(cfa - 16)))
+			return walk_stop(st, false, true);
+		st->bp = saved[0];
+		ra = saved[1];
+	} else {
+		if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8)))
+			return walk_stop(st, false, true);
+		if (st->row.rbp_kind == FS_RBP_AT_CFA &&
+		    bpf_probe_read_user(&st->bp, sizeof(st->bp),
+					(void *)(cfa + st->row.rbp_offset)))
+			return walk_stop(st, false, true);
 	}
-	w->fp = frame[0];
-	return 0;
+	if (fp)
+		st->fp_frames++;
+	else
+		st->cfi_frames++;
+	if (ra == 0)
+		return walk_stop(st, true, false);
+	st->sp = cfa;
+	st->ip = ra;
+	st->leaf = 0;
+	return walk_push(w->s, st);
+}
+
+static __always_inline void add_stat(__u32 stat, __u64 n)
+{
+	__u64 *v;
+
+	if (n == 0)
+		return;
+	v = bpf_map_lookup_elem(&stats, &stat);
+	if (v)
+		*v += n;
 }
 
 SEC("perf_event")
@@ -146,6 +380,8 @@ int profile_sample(struct bpf_perf_event_data *ctx)
 	struct task_struct *task;
 	struct fs_sample *s;
 	struct pt_regs *uregs;
+	struct walk_state *st;
+	struct fs_unwind_proc *proc;
 	const __u64 *regs;
 	__u64 ip, fp, size;
 	long kbytes = 0;
@@ -199,37 +435,64 @@ int profile_sample(struct bpf_perf_event_data *ctx)
 	} else if (user_stacks) {
 		/* In kernel mode ctx->regs are kernel registers; the user ones were
 		 * saved at kernel entry, at the top of the task's kernel stack. */
+		__u64 sp;
+
 		if (in_kernel) {
 			uregs = (struct pt_regs *)bpf_task_pt_regs(task);
 			ip = BPF_CORE_READ(uregs, ip);
+			sp = BPF_CORE_READ(uregs, sp);
 			fp = BPF_CORE_READ(uregs, bp);
 		} else {
 			ip = regs[UAPI_REG_IP];
+			sp = regs[UAPI_REG_SP];
 			fp = regs[UAPI_REG_BP];
 		}
-		if (ip != 0 && kdepth < FS_MAX_KERNEL_STACK + FS_MAX_USER_STACK) {
-			struct walk_ctx w = {
-				.s = s,
-				.fp = fp,
-				.base = kdepth,
-				.depth = 1,
-			};
+		st = bpf_map_lookup_elem(&walk_states, &zero);
+		if (st && ip != 0 && kdepth < FS_MAX_KERNEL_STACK + FS_MAX_USER_STACK) {
+			struct walk_ctx w = { .s = s, .st = st };
 			__u32 steps = user_stack_depth;
 
+			__builtin_memset(st, 0, sizeof(*st));
+			st->ip = ip;
+			st->sp = sp;
+			st->bp = fp;
+			st->base = kdepth;
+			st->depth = 1;
+			st->leaf = 1;
+			if (cfi_unwind) {
+				proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
+				if (proc) {
+					w.proc = proc;
+					w.has_proc = true;
+				} else {
+					flags |= FS_FLAG_UNWIND_NO_PROC;
+					count(FS_STAT_NO_PROC);
+				}
+			}
 			/* The leaf is the interrupted pc itself, not a return address. */
 			s->frames[kdepth] = ip;
 			if (steps > FS_MAX_USER_STACK)
 				steps = FS_MAX_USER_STACK;
 			if (steps > 1)
 				bpf_loop(steps - 1, walk_step, &w, 0);
-			udepth = w.depth;
-			if (w.failed) {
+			udepth = st->depth;
+			if (udepth > FS_MAX_USER_STACK)
+				udepth = FS_MAX_USER_STACK;
+			add_stat(FS_STAT_CFI_FRAMES, st->cfi_frames);
+			add_stat(FS_STAT_FP_FRAMES, st->fp_frames);
+			add_stat(FS_STAT_UNSUPPORTED_FRAMES, st->unsupported);
+			add_stat(FS_STAT_TABLE_MISSING, st->missing);
+			if (st->failed) {
 				flags |= FS_FLAG_USER_READ_FAILED;
 				count(FS_STAT_USER_READ_FAILED);
-			} else if (udepth >= steps && w.fp != 0) {
+			} else if (!st->stopped) {
 				flags |= FS_FLAG_USER_TRUNCATED;
 				count(FS_STAT_USER_TRUNCATED);
 			}
+			if (st->complete)
+				flags |= FS_FLAG_USER_COMPLETE;
+			else
+				count(FS_STAT_INCOMPLETE_STACKS);
 		}
 	}
 
@@ -259,7 +522,7 @@ static __always_inline void emit_process_event(struct task_struct *p, __u32 kind
 	h.tid = BPF_CORE_READ(p, pid);
 	h.cpu = bpf_get_smp_processor_id();
 	bpf_get_current_comm(h.comm, sizeof(h.comm));
-	if (!watched(h.pid) || (__u32)(id >> 32) != h.pid)
+	if (!process_events || !watched(h.pid) || (__u32)(id >> 32) != h.pid)
 		return;
 	if (bpf_ringbuf_output(&events, &h, sizeof(h), wakeup_flags()))
 		count(FS_STAT_RING_DROPS);
@@ -268,7 +531,29 @@ static __always_inline void emit_process_event(struct task_struct *p, __u32 kind
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(profile_exec, struct task_struct *p)
 {
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+
+	/* The old mappings are gone: until the agent loads the new ones, frame pointers. */
+	if (cfi_unwind)
+		bpf_map_delete_elem(&unwind_procs, &tgid);
 	emit_process_event(p, FS_EVENT_EXEC);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(profile_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 parent_tgid = BPF_CORE_READ(parent, tgid);
+	__u32 child_tgid = BPF_CORE_READ(child, tgid);
+	struct fs_unwind_proc *proc;
+
+	/* A new thread shares its process's entry. A new process starts with a copy of its
+	 * parent's mappings, so it unwinds with CFI from its first sample. */
+	if (!cfi_unwind || child_tgid == parent_tgid)
+		return 0;
+	proc = bpf_map_lookup_elem(&unwind_procs, &parent_tgid);
+	if (proc)
+		bpf_map_update_elem(&unwind_procs, &child_tgid, proc, BPF_ANY);
 	return 0;
 }
 
@@ -279,8 +564,12 @@ int BPF_PROG(profile_exit, struct task_struct *p)
 	 * need not be the group leader (the main thread may pthread_exit()
 	 * first): do_exit() decrements signal->live before this tracepoint, so
 	 * zero means the whole thread group is gone. */
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
+	if (cfi_unwind)
+		bpf_map_delete_elem(&unwind_procs, &tgid);
 	emit_process_event(p, FS_EVENT_EXIT);
 	return 0;
 }

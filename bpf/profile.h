@@ -31,6 +31,11 @@ enum fs_sample_flags {
 	FS_FLAG_USER_READ_FAILED = 1 << 2, /* a frame could not be read (paged out, bad fp) */
 	FS_FLAG_IN_KERNEL = 1 << 3,        /* the sample interrupted kernel mode */
 	FS_FLAG_KERNEL_THREAD = 1 << 4,    /* no user space at all */
+	FS_FLAG_USER_COMPLETE = 1 << 5,    /* the walk reached the outermost frame (_start,
+					    * clone3: CFI says "return address undefined",
+					    * or the frame-pointer chain ended at fp == 0) */
+	FS_FLAG_UNWIND_NO_PROC = 1 << 6,   /* CFI unwinding on, but no tables for this
+					    * process yet: frame pointers only */
 };
 
 /* Per-CPU counters, indexed by enum fs_stat. */
@@ -42,6 +47,12 @@ enum fs_stat {
 	FS_STAT_KERNEL_TRUNCATED,
 	FS_STAT_USER_READ_FAILED,
 	FS_STAT_IDLE,            /* samples of the idle task, skipped */
+	FS_STAT_CFI_FRAMES,      /* user frames found through an unwind table row */
+	FS_STAT_FP_FRAMES,       /* user frames found by following the frame pointer */
+	FS_STAT_UNSUPPORTED_FRAMES, /* frames whose CFI rule the table cannot express (fp used) */
+	FS_STAT_TABLE_MISSING,   /* frames in a mapping whose table was evicted (fp used) */
+	FS_STAT_INCOMPLETE_STACKS, /* user stacks that ended before the outermost frame */
+	FS_STAT_NO_PROC,         /* samples of processes without unwind tables yet */
 	FS_STAT_COUNT,
 };
 

@@ -43,4 +43,46 @@ struct fs_unwind_row {
 	__s32 cfa_offset; /* FS_CFA_RSP / FS_CFA_RBP: the offset; FS_CFA_PLT: the rip & 15 threshold */
 };
 
+/*
+ * How the agent hands tables to the BPF unwinder (libs/bpf/unwinder.cc writes, profile.bpf.c reads):
+ *
+ *   unwind_rows    ARRAY of struct fs_unwind_block, mmapped by the agent: one pool of rows for
+ *                  every table; a table is the run [first_row, first_row + row_count). Rows are
+ *                  12 bytes, but array elements are padded to 8 bytes, so they travel in blocks
+ *                  of FS_UNWIND_BLOCK_ROWS (96 bytes): row i is block i / 8, slot i % 8.
+ *   unwind_tables  HASH table id -> struct fs_unwind_table. Ids are never reused: a process
+ *                  entry that still names an evicted table misses and falls back to frame
+ *                  pointers instead of reading someone else's rows.
+ *   unwind_procs   HASH host tgid -> struct fs_unwind_proc: the process's executable mappings
+ *                  that have tables, sorted by start. Copied to the child at fork (same
+ *                  mappings), deleted at exec and exit.
+ */
+#define FS_UNWIND_BLOCK_ROWS 8
+#define FS_MAX_PROC_MAPPINGS 256
+
+struct fs_unwind_block {
+	struct fs_unwind_row rows[FS_UNWIND_BLOCK_ROWS];
+};
+
+struct fs_unwind_table {
+	__u32 first_row; /* index into the row pool */
+	__u32 row_count;
+	__u32 pc_end;    /* rows cover pc < pc_end (table end - table base) */
+	__u32 reserved;
+};
+
+struct fs_unwind_mapping {
+	__u64 start;    /* runtime address range of the executable mapping */
+	__u64 end;      /* exclusive */
+	__u64 shift;    /* row pc = address - shift (load bias + table base) */
+	__u32 table_id; /* key in unwind_tables */
+	__u32 reserved;
+};
+
+struct fs_unwind_proc {
+	__u32 count; /* entries used in mappings[], sorted by start, non-overlapping */
+	__u32 reserved;
+	struct fs_unwind_mapping mappings[FS_MAX_PROC_MAPPINGS];
+};
+
 #endif /* FLAMESTREAM_BPF_UNWIND_H */

@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/perf_event.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -43,9 +45,17 @@ using RingBuffer = std::unique_ptr<ring_buffer, RingDeleter>;
 constexpr int kPollTimeoutMs = 100;
 
 int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
-  char buf[1024];
-  int n = std::vsnprintf(buf, sizeof(buf), format, args);
-  std::string_view msg(buf, n < 0 ? 0 : std::min<size_t>(n, sizeof(buf) - 1));
+  // Verifier logs run to megabytes; keep the end, where the reason is.
+  constexpr size_t kMaxMessage = 16 * 1024;
+  va_list copy;
+  va_copy(copy, args);
+  const int n = std::vsnprintf(nullptr, 0, format, copy);
+  va_end(copy);
+  std::string buf(n > 0 ? static_cast<size_t>(n) + 1 : 1, '\0');
+  (void)std::vsnprintf(buf.data(), buf.size(), format, args);
+  buf.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  std::string_view msg(buf);
+  if (msg.size() > kMaxMessage) msg.remove_prefix(msg.size() - kMaxMessage);
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) {
     msg.remove_suffix(1);
   }
@@ -70,6 +80,54 @@ uint64_t AutoRingBytes(int cpus, uint32_t hz, uint32_t user_depth) {
   const uint64_t want = static_cast<uint64_t>(cpus) * hz * (MaxEventBytes(user_depth) + 8) / 2;
   return std::clamp<uint64_t>(std::bit_ceil(want), 256 * 1024, 256 * 1024 * 1024);
 }
+
+// The unwinder's view of profile.bpf.c's three unwind maps. The row pool is mmapped, so a
+// table is one memcpy; the maps stay owned by the skeleton, which must outlive this.
+class BpfUnwindMaps final : public UnwindMaps {
+ public:
+  BpfUnwindMaps(void* rows, size_t mapped_bytes, uint64_t row_capacity, int tables_fd,
+                int procs_fd)
+      : rows_(static_cast<char*>(rows)),
+        mapped_bytes_(mapped_bytes),
+        row_capacity_(row_capacity),
+        tables_fd_(tables_fd),
+        procs_fd_(procs_fd) {}
+  ~BpfUnwindMaps() override { ::munmap(rows_, mapped_bytes_); }
+  BpfUnwindMaps(const BpfUnwindMaps&) = delete;
+  BpfUnwindMaps& operator=(const BpfUnwindMaps&) = delete;
+
+  [[nodiscard]] uint64_t row_capacity() const override { return row_capacity_; }
+  void WriteRows(uint32_t first, std::span<const fs_unwind_row> rows) override {
+    if (first + rows.size() > row_capacity_) return;
+    // Blocks are packed rows (96 bytes, no padding), so row i sits at byte i * 12.
+    std::memcpy(rows_ + uint64_t{first} * sizeof(fs_unwind_row), rows.data(), rows.size_bytes());
+  }
+  Status PutTable(uint32_t id, const fs_unwind_table& table) override {
+    if (bpf_map_update_elem(tables_fd_, &id, &table, BPF_ANY) != 0) {
+      return ErrnoError(errno, "update unwind_tables");
+    }
+    return OkStatus();
+  }
+  void DeleteTable(uint32_t id) override { (void)bpf_map_delete_elem(tables_fd_, &id); }
+  Status PutProcess(uint32_t pid, const fs_unwind_proc& proc) override {
+    if (bpf_map_update_elem(procs_fd_, &pid, &proc, BPF_ANY) != 0) {
+      return ErrnoError(errno, "update unwind_procs");
+    }
+    return OkStatus();
+  }
+  void DeleteProcess(uint32_t pid) override { (void)bpf_map_delete_elem(procs_fd_, &pid); }
+
+ private:
+  char* rows_;
+  size_t mapped_bytes_;
+  uint64_t row_capacity_;
+  int tables_fd_;
+  int procs_fd_;
+};
+
+static_assert(sizeof(fs_unwind_block) == FS_UNWIND_BLOCK_ROWS * sizeof(fs_unwind_row),
+              "blocks must be packed rows");
+static_assert(sizeof(fs_unwind_block) % 8 == 0, "array elements are padded to 8 bytes");
 
 int ReadMaxSampleRate() {
   std::ifstream in("/proc/sys/kernel/perf_event_max_sample_rate");
@@ -130,6 +188,7 @@ class Sampler::Impl {
   Status UpdatePid(uint32_t pid, bool add);
   SamplerStats Stats() const;
   int num_cpus() const { return static_cast<int>(perf_fds_.size()); }
+  Unwinder* unwinder() const { return unwinder_.get(); }
 
  private:
   static int OnRecord(void* ctx, void* data, size_t size);
@@ -145,6 +204,8 @@ class Sampler::Impl {
   RingBuffer ring_;
   common::UniqueFd stats_fd_;
   uint64_t ring_bytes_ = 0;
+  // Declared after skel_: destroyed first, while the maps it writes still exist.
+  std::unique_ptr<Unwinder> unwinder_;
 
   std::atomic<bool> stop_reader_{false};
   std::thread reader_;
@@ -210,12 +271,50 @@ Status Sampler::Impl::Open() {
       err != 0) {
     return ErrnoError(-err, "size pid filter");
   }
-  if (!config_.process_events) {
+  const bool cfi = config_.unwind.enabled;
+  uint64_t blocks = 1;
+  if (cfi) {
+    if (config_.unwind.max_table_bytes < sizeof(fs_unwind_block) ||
+        config_.unwind.max_tables == 0 || config_.unwind.max_processes == 0) {
+      return InvalidArgument("unwind table budget, table and process limits must be positive");
+    }
+    blocks = config_.unwind.max_table_bytes / sizeof(fs_unwind_block);
+    if (blocks * FS_UNWIND_BLOCK_ROWS > std::numeric_limits<uint32_t>::max()) {
+      return InvalidArgument("unwind table budget {} bytes is over the 48 GiB row limit",
+                             config_.unwind.max_table_bytes);
+    }
+    ro->cfi_unwind = true;
+    for (auto [map, n] : {std::pair{skel_->maps.unwind_rows, blocks},
+                          std::pair{skel_->maps.unwind_tables, uint64_t{config_.unwind.max_tables}},
+                          std::pair{skel_->maps.unwind_procs,
+                                    uint64_t{config_.unwind.max_processes}}}) {
+      if (int err = bpf_map__set_max_entries(map, static_cast<__u32>(n)); err != 0) {
+        return ErrnoError(-err, fmt::format("size {}", bpf_map__name(map)));
+      }
+    }
+  } else {
+    bpf_program__set_autoload(skel_->progs.profile_fork, false);
+  }
+  ro->process_events = config_.process_events;
+  if (!config_.process_events && !cfi) {
     bpf_program__set_autoload(skel_->progs.profile_exec, false);
     bpf_program__set_autoload(skel_->progs.profile_exit, false);
   }
   if (int err = profile_bpf__load(skel_.get()); err != 0) {
     return ErrnoError(-err, "load BPF program (see libbpf log above)");
+  }
+  if (cfi) {
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t bytes = (blocks * sizeof(fs_unwind_block) + page - 1) / page * page;
+    void* rows = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                        bpf_map__fd(skel_->maps.unwind_rows), 0);
+    if (rows == MAP_FAILED) return ErrnoError(errno, "mmap unwind_rows");
+    unwinder_ = std::make_unique<Unwinder>(
+        config_.unwind,
+        std::make_unique<BpfUnwindMaps>(rows, bytes, blocks * FS_UNWIND_BLOCK_ROWS,
+                                        bpf_map__fd(skel_->maps.unwind_tables),
+                                        bpf_map__fd(skel_->maps.unwind_procs)));
+    for (uint32_t pid : config_.pids) unwinder_->Watch(pid);
   }
   for (uint32_t pid : config_.pids) {
     FS_RETURN_IF_ERROR(UpdatePid(pid, true));
@@ -278,8 +377,10 @@ Status Sampler::Impl::Attach() {
     (void)fd.release();  // the link owns it now
     links_.emplace_back(link);
   }
-  if (config_.process_events) {
-    for (bpf_program* prog : {skel_->progs.profile_exec, skel_->progs.profile_exit}) {
+  if (config_.process_events || unwinder_) {
+    std::vector<bpf_program*> progs = {skel_->progs.profile_exec, skel_->progs.profile_exit};
+    if (unwinder_) progs.push_back(skel_->progs.profile_fork);
+    for (bpf_program* prog : progs) {
       bpf_link* link = bpf_program__attach(prog);
       if (link == nullptr) {
         log::Warn("process exec/exit tracking unavailable",
@@ -298,6 +399,7 @@ Status Sampler::Impl::Start() {
     return FailedPrecondition("sampler already started");
   }
   FS_RETURN_IF_ERROR(Attach());
+  if (unwinder_) unwinder_->Start();
   started_ = true;
   stop_reader_ = false;
   dispatcher_ = std::thread([this] { DispatchLoop(); });
@@ -320,6 +422,7 @@ void Sampler::Impl::Stop() {
   }
   cv_.notify_all();
   dispatcher_.join();
+  if (unwinder_) unwinder_->Stop();
 }
 
 int Sampler::Impl::OnRecord(void* ctx, void* data, size_t size) {
@@ -367,6 +470,23 @@ void Sampler::Impl::DispatchLoop() {
       batch.swap(queue_);
     }
     for (RawSample& s : batch) {
+      if (unwinder_) {
+        switch (s.kind) {
+          case EventKind::kSample:
+            if ((s.flags & SampleFlags::kKernelThread) == 0) {
+              unwinder_->OnSample(s.pid, (s.flags & SampleFlags::kUnwindNoProc) == 0,
+                                  s.user_frames);
+            }
+            break;
+          case EventKind::kExec:
+            unwinder_->OnExec(s.pid);
+            break;
+          case EventKind::kExit:
+            unwinder_->OnExit(s.pid);
+            break;
+        }
+      }
+      if (s.kind != EventKind::kSample && !config_.process_events) continue;
       callback_(std::move(s));
     }
     delivered_.fetch_add(batch.size(), std::memory_order_relaxed);
@@ -415,6 +535,13 @@ SamplerStats Sampler::Impl::Stats() const {
   st.user_truncated = sum(FS_STAT_USER_TRUNCATED);
   st.kernel_truncated = sum(FS_STAT_KERNEL_TRUNCATED);
   st.user_read_failed = sum(FS_STAT_USER_READ_FAILED);
+  st.cfi_frames = sum(FS_STAT_CFI_FRAMES);
+  st.fp_frames = sum(FS_STAT_FP_FRAMES);
+  st.unsupported_frames = sum(FS_STAT_UNSUPPORTED_FRAMES);
+  st.table_missing = sum(FS_STAT_TABLE_MISSING);
+  st.incomplete_stacks = sum(FS_STAT_INCOMPLETE_STACKS);
+  st.no_proc = sum(FS_STAT_NO_PROC);
+  if (unwinder_) st.unwind = unwinder_->Stats();
   if (stats_fd_) {
     bpf_prog_info info{};
     __u32 len = sizeof(info);
@@ -444,5 +571,6 @@ Status Sampler::AddPid(uint32_t pid) { return impl_->UpdatePid(pid, true); }
 Status Sampler::RemovePid(uint32_t pid) { return impl_->UpdatePid(pid, false); }
 SamplerStats Sampler::Stats() const { return impl_->Stats(); }
 int Sampler::num_cpus() const { return impl_->num_cpus(); }
+Unwinder* Sampler::unwinder() const { return impl_->unwinder(); }
 
 }  // namespace flamestream::bpf

@@ -44,6 +44,7 @@ const unsigned char* Ident(Elf* elf) {
 struct ElfLayout {
   std::string build_id;
   std::vector<Segment> exec_segments;  // PT_LOAD with PF_X: [vaddr, vaddr + memsz)
+  std::vector<CodeSegment> code_segments;
   Elf_Scn* eh_frame = nullptr;
   uint64_t eh_frame_vaddr = 0;
   Elf_Scn* eh_frame_hdr_scn = nullptr;
@@ -73,6 +74,8 @@ Result<ElfLayout> ReadLayout(Elf* elf, const GElf_Ehdr& ehdr, ErrorLog* log) {
     if (phdr.p_type == PT_LOAD && (phdr.p_flags & PF_X) != 0 && phdr.p_memsz > 0 &&
         phdr.p_vaddr + phdr.p_memsz > phdr.p_vaddr) {
       layout.exec_segments.push_back({phdr.p_vaddr, phdr.p_vaddr + phdr.p_memsz});
+      layout.code_segments.push_back(
+          {.vaddr = phdr.p_vaddr, .offset = phdr.p_offset, .filesz = phdr.p_filesz});
     } else if (phdr.p_type == PT_GNU_EH_FRAME) {
       has_eh_frame_phdr = true;
     } else if (phdr.p_type == PT_NOTE && layout.build_id.empty()) {
@@ -346,6 +349,7 @@ Result<UnwindTable> BuildFromElf(Elf* elf, BuildStats* stats_out) {
 
   UnwindTable table;
   table.build_id = layout.build_id;
+  table.code_segments = layout.code_segments;
   FS_RETURN_IF_ERROR(AssembleRows(eh, &table.base, &table.end, &table.rows));
   stats.rows = table.rows.size();
   for (const fs_unwind_row& row : table.rows) {
@@ -367,6 +371,24 @@ const fs_unwind_row* UnwindTable::Find(uint64_t vaddr) const {
   auto it = std::upper_bound(rows.begin(), rows.end(), pc,
                              [](uint64_t v, const fs_unwind_row& r) { return v < r.pc; });
   return it == rows.begin() ? nullptr : &*std::prev(it);
+}
+
+Result<uint64_t> UnwindTable::Shift(uint64_t map_start, uint64_t map_offset) const {
+  return RowPcShift(code_segments, base, map_start, map_offset);
+}
+
+Result<uint64_t> RowPcShift(const std::vector<CodeSegment>& segments, uint64_t base,
+                            uint64_t map_start, uint64_t map_offset) {
+  constexpr uint64_t kPage = 4096;
+  for (const CodeSegment& seg : segments) {
+    // A mapping starts at a page boundary; the segment's first page may begin before p_offset.
+    const uint64_t first = seg.offset & ~(kPage - 1);
+    if (map_offset >= first && map_offset < seg.offset + seg.filesz) {
+      // vaddr = address - map_start + map_offset - seg.offset + seg.vaddr; pc = vaddr - base.
+      return map_start - map_offset + seg.offset - seg.vaddr + base;
+    }
+  }
+  return NotFound("no executable segment holds file offset {:#x}", map_offset);
 }
 
 Result<UnwindTable> BuildTable(const std::string& path, BuildStats* stats) {

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "flamestream/bpf/unwinder.h"
 #include "flamestream/common/status.h"
 
 namespace flamestream::bpf {
@@ -41,6 +42,8 @@ struct SampleFlags {
   static constexpr uint32_t kUserReadFailed = 1u << 2;
   static constexpr uint32_t kInKernel = 1u << 3;
   static constexpr uint32_t kKernelThread = 1u << 4;
+  static constexpr uint32_t kUserComplete = 1u << 5;  // the walk reached the outermost frame
+  static constexpr uint32_t kUnwindNoProc = 1u << 6;  // no unwind tables for the process yet
 };
 
 // One decoded ring-buffer record.
@@ -64,7 +67,7 @@ Result<RawSample> DecodeRecord(const void* data, size_t size);
 struct SamplerConfig {
   // Samples per second per CPU (cpu-clock in frequency mode). 1..kMaxFrequencyHz.
   uint32_t frequency_hz = 19;
-  // Frames the BPF frame-pointer walk follows, leaf included. 1..1024.
+  // Frames the BPF unwinder follows, leaf included. 1..1024.
   uint32_t user_stack_depth = 512;
   bool kernel_stacks = true;
   bool user_stacks = true;
@@ -82,6 +85,9 @@ struct SamplerConfig {
   bool process_events = true;
   // Read BPF program run time (needs CAP_SYS_ADMIN; silently off without it).
   bool bpf_stats = true;
+  // Unwinding with .eh_frame/.debug_frame tables (frame pointers as the per-frame fallback).
+  // Off: frame pointers only.
+  UnwinderConfig unwind;
 };
 
 inline constexpr uint32_t kMaxFrequencyHz = 10000;
@@ -102,6 +108,14 @@ struct SamplerStats {
   uint64_t bpf_run_ns = 0;
   uint64_t bpf_run_count = 0;
   uint64_t ring_bytes = 0;
+  // The BPF unwinder (all 0 with unwind.enabled = false).
+  uint64_t cfi_frames = 0;          // user frames found through a table row
+  uint64_t fp_frames = 0;           // user frames found through the frame pointer
+  uint64_t unsupported_frames = 0;  // rows with a rule the table cannot express (fp used)
+  uint64_t table_missing = 0;       // frames in a mapping whose table was evicted (fp used)
+  uint64_t incomplete_stacks = 0;   // user stacks that ended before the outermost frame
+  uint64_t no_proc = 0;             // samples of processes without tables yet
+  UnwinderStats unwind;             // the table manager's counters
 };
 
 class Sampler {
@@ -129,6 +143,8 @@ class Sampler {
 
   [[nodiscard]] SamplerStats Stats() const;
   [[nodiscard]] int num_cpus() const;
+  // The table manager; null with unwind.enabled = false.
+  [[nodiscard]] Unwinder* unwinder() const;
 
  private:
   class Impl;

@@ -37,8 +37,17 @@
 
 namespace flamestream::unwind {
 
+// An executable PT_LOAD segment: where file bytes [offset, offset + filesz) sit in the ELF's
+// address space. The agent maps a process's runtime addresses to table pcs through these.
+struct CodeSegment {
+  uint64_t vaddr = 0;
+  uint64_t offset = 0;
+  uint64_t filesz = 0;
+};
+
 struct UnwindTable {
   std::string build_id;  // lower-case hex GNU build id ("" if the file has none)
+  std::vector<CodeSegment> code_segments;  // executable PT_LOADs, in program-header order
   uint64_t base = 0;     // ELF vaddr that row.pc is relative to (the lowest covered address)
   uint64_t end = 0;      // one past the highest covered vaddr
   // Sorted by pc, strictly increasing; consecutive rows never have identical rules.
@@ -48,7 +57,15 @@ struct UnwindTable {
   [[nodiscard]] uint64_t bytes() const { return rows.size() * sizeof(fs_unwind_row); }
   // The row in force at ELF vaddr `vaddr`, or nullptr when it is outside [base, end).
   [[nodiscard]] const fs_unwind_row* Find(uint64_t vaddr) const;
+  // For a mapping of this file at runtime address `map_start` from file offset `map_offset`
+  // (a /proc/<pid>/maps line): the value to subtract from a runtime address to get a row pc
+  // (modulo 2^64). NotFound when no executable segment holds that file offset.
+  [[nodiscard]] Result<uint64_t> Shift(uint64_t map_start, uint64_t map_offset) const;
 };
+
+// UnwindTable::Shift for a table of which only the segments and base were kept.
+[[nodiscard]] Result<uint64_t> RowPcShift(const std::vector<CodeSegment>& segments, uint64_t base,
+                                          uint64_t map_start, uint64_t map_offset);
 
 // Why rows were FS_CFA_UNSUPPORTED (each row counts once, under the first rule that failed).
 struct UnsupportedCounts {
