@@ -20,6 +20,70 @@
 namespace flamestream::agent {
 namespace {
 
+// The BPF unwinder's counters on /metrics.
+class UnwindMetrics {
+ public:
+  explicit UnwindMetrics(obs::Registry& m)
+      : cfi_(m.Counter("fs_agent_unwound_frames_total", "user frames unwound, by method",
+                       {{"method", "cfi"}})),
+        fp_(m.Counter("fs_agent_unwound_frames_total", "user frames unwound, by method",
+                      {{"method", "frame_pointer"}})),
+        unsupported_(m.Counter("fs_agent_unwind_unsupported_frames_total",
+                               "frames whose CFI rule the BPF unwinder cannot express (frame "
+                               "pointer used)")),
+        missing_(m.Counter("fs_agent_unwind_table_missing_frames_total",
+                           "frames in a mapping whose table was evicted (frame pointer used)")),
+        incomplete_(m.Counter("fs_agent_incomplete_stacks_total",
+                              "user stacks that ended before _start/clone3/start_thread")),
+        no_proc_(m.Counter("fs_agent_unwind_no_tables_samples_total",
+                           "samples of processes whose tables were not loaded yet")),
+        loaded_(m.Counter("fs_agent_unwind_tables_loaded_total", "unwind tables loaded")),
+        evicted_(m.Counter("fs_agent_unwind_tables_evicted_total",
+                           "unwind tables evicted for room")),
+        built_(m.Counter("fs_agent_unwind_tables_built_total", "unwind tables built from ELF")),
+        failures_(m.Counter("fs_agent_unwind_build_failures_total",
+                            "files whose unwind table could not be built")),
+        cfi_errors_(m.Counter("fs_agent_unwind_cfi_errors_total",
+                              "corrupt CFI ranges skipped while building tables")),
+        scans_(m.Counter("fs_agent_unwind_scans_total", "process mappings scanned")),
+        build_ns_(m.Counter("fs_agent_unwind_build_ns_total", "time spent building tables")),
+        over_budget_(m.Counter("fs_agent_unwind_over_budget_total",
+                               "tables that did not fit the memory budget")),
+        resident_(m.Gauge("fs_agent_unwind_tables", "unwind tables resident in BPF maps")),
+        bytes_(m.Gauge("fs_agent_unwind_table_bytes", "bytes of unwind rows resident")),
+        capacity_(m.Gauge("fs_agent_unwind_table_capacity_bytes",
+                          "unwind row pool size (agent.unwind.max_table_bytes)")),
+        processes_(m.Gauge("fs_agent_unwind_processes", "processes with unwind tables")) {}
+
+  void Update(const bpf::SamplerStats& st) {
+    cfi_.Update(st.cfi_frames);
+    fp_.Update(st.fp_frames);
+    unsupported_.Update(st.unsupported_frames);
+    missing_.Update(st.table_missing);
+    incomplete_.Update(st.incomplete_stacks);
+    no_proc_.Update(st.no_proc);
+    loaded_.Update(st.unwind.tables_loaded);
+    evicted_.Update(st.unwind.tables_evicted);
+    built_.Update(st.unwind.tables_built);
+    failures_.Update(st.unwind.build_failures);
+    cfi_errors_.Update(st.unwind.cfi_errors);
+    scans_.Update(st.unwind.scans);
+    build_ns_.Update(st.unwind.build_ns);
+    over_budget_.Update(st.unwind.over_budget);
+    resident_.Set(static_cast<double>(st.unwind.tables_resident));
+    bytes_.Set(static_cast<double>(st.unwind.table_bytes));
+    capacity_.Set(static_cast<double>(st.unwind.table_capacity_bytes));
+    processes_.Set(static_cast<double>(st.unwind.processes));
+  }
+
+ private:
+  obs::TotalMirror cfi_, fp_, unsupported_, missing_, incomplete_, no_proc_, loaded_, evicted_,
+      built_, failures_, cfi_errors_, scans_, build_ns_, over_budget_;
+  obs::Gauge& resident_;
+  obs::Gauge& bytes_;
+  obs::Gauge& capacity_;
+  obs::Gauge& processes_;
+};
 
 }  // namespace
 
@@ -56,6 +120,18 @@ void AgentConfig::Declare(config::Schema& s) {
       [this] { return user_stack_depth >= 1 && user_stack_depth <= bpf::kMaxUserStackDepth; },
       "1..1024");
   s.Add("agent.kernel_stacks", &kernel_stacks, "record kernel stacks");
+  s.Add("agent.unwind.enabled", &unwind,
+        "unwind user stacks with .eh_frame/.debug_frame tables in BPF (frame pointers where no "
+        "table covers a frame); false: frame pointers only");
+  s.Add("agent.unwind.max_table_bytes", &unwind_max_table_bytes,
+        "memory for unwind tables in BPF maps, allocated at start; least recently sampled "
+        "tables are evicted beyond it (a whole Debian machine's running binaries need ~28MiB)");
+  s.Require(
+      "agent.unwind.max_table_bytes",
+      [this] { return unwind_max_table_bytes.value >= (1u << 20); }, "at least 1MiB");
+  s.Add("agent.unwind.rescan_interval", &unwind_rescan_interval,
+        "minimum time between two /proc/<pid>/maps rescans of a process whose samples run in "
+        "code no table covers yet (dlopen, JIT)");
   s.Add("agent.ring_size", &ring_size, "BPF ring buffer size (power of two; 0 = auto)");
   s.Add("agent.queue_capacity", &queue_capacity, "decoded samples buffered before dropping");
   s.Add("agent.cmdline", &cmdline, "include command lines in process metadata");
@@ -135,6 +211,10 @@ Status SetUpPrivileged(const AgentConfig& config, PrivilegedSetup* setup) {
   sc.user_stack_depth = config.user_stack_depth;
   sc.kernel_stacks = config.kernel_stacks;
   sc.ring_bytes = config.ring_size.value;
+  sc.unwind.enabled = config.unwind;
+  sc.unwind.max_table_bytes = config.unwind_max_table_bytes.value;
+  sc.unwind.rescan_interval =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config.unwind_rescan_interval);
   sc.queue_capacity = config.queue_capacity;
   for (const std::string& p : config.pids) {
     sc.pids.push_back(*common::ParseInt<uint32_t>(p));
@@ -233,6 +313,7 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
   obs::TotalMirror bpf_ns(m.Counter("fs_agent_bpf_run_time_ns_total", "BPF program run time (BPF stats)"));
   obs::TotalMirror bpf_runs(m.Counter("fs_agent_bpf_runs_total", "BPF program runs (BPF stats)"));
   obs::Gauge& offset = m.Gauge("fs_agent_clock_offset_ns", "realtime minus monotonic");
+  UnwindMetrics unwind_metrics(m);
   auto update = [&] {
     const bpf::SamplerStats st = sampler->Stats();
     samples.Update(st.samples);
@@ -245,6 +326,7 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
     bpf_ns.Update(st.bpf_run_ns);
     bpf_runs.Update(st.bpf_run_count);
     offset.Set(static_cast<double>(clock.offset_ns()));
+    unwind_metrics.Update(st);
     return st;
   };
   while (!ctx.WaitForStop(config.stats_interval)) {
@@ -262,7 +344,17 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
              {"user_read_failed", st.user_read_failed},
              {"filtered_by_comm", processor->stats().filtered_by_comm.load()},
              {"unknown_mappings", processor->stats().unknown_mappings.load()},
-             {"bpf_ns_per_run", st.bpf_run_count ? st.bpf_run_ns / st.bpf_run_count : 0}});
+             {"bpf_ns_per_run", st.bpf_run_count ? st.bpf_run_ns / st.bpf_run_count : 0},
+             {"cfi_frames", st.cfi_frames},
+             {"fp_frames", st.fp_frames},
+             {"unsupported_frames", st.unsupported_frames},
+             {"incomplete_stacks", st.incomplete_stacks},
+             {"unwind_tables", st.unwind.tables_resident},
+             {"unwind_table_bytes", st.unwind.table_bytes},
+             {"unwind_tables_evicted", st.unwind.tables_evicted},
+             {"unwind_cfi_errors", st.unwind.cfi_errors},
+             {"unwind_build_failures", st.unwind.build_failures},
+             {"unwind_build_ms", st.unwind.build_ns / 1000000}});
   if (publisher) {
     publisher->Stop(config.drain_timeout);  // last batch, bounded delivery, rest spooled
   } else {

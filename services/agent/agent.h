@@ -48,6 +48,9 @@ struct AgentConfig {
   bool kernel_stacks = true;
   // BPF ring size; 0 sizes it for half a second of worst-case samples.
   config::Bytes ring_size{0};
+  bool unwind = true;                                    // CFI unwinding (else fp only)
+  config::Bytes unwind_max_table_bytes{uint64_t{64} << 20};
+  std::chrono::nanoseconds unwind_rescan_interval = std::chrono::milliseconds(250);
   // Decoded samples buffered for the processor before the reader drops.
   uint64_t queue_capacity = 16384;
   // Put process command lines in the metadata (may contain secrets; off by default).

@@ -314,7 +314,7 @@ Status Sampler::Impl::Open() {
         std::make_unique<BpfUnwindMaps>(rows, bytes, blocks * FS_UNWIND_BLOCK_ROWS,
                                         bpf_map__fd(skel_->maps.unwind_tables),
                                         bpf_map__fd(skel_->maps.unwind_procs)));
-    for (uint32_t pid : config_.pids) unwinder_->Watch(pid);
+    for (uint32_t pid : config_.pids) unwinder_->ScanBeforeStart(pid);
   }
   for (uint32_t pid : config_.pids) {
     FS_RETURN_IF_ERROR(UpdatePid(pid, true));

@@ -102,6 +102,18 @@ void Unwinder::Watch(uint32_t pid) {
   Enqueue({.pid = pid});
 }
 
+void Unwinder::ScanBeforeStart(uint32_t pid) {
+  {
+    std::lock_guard lock(mu_);
+    if (worker_.joinable()) {
+      Enqueue({.pid = pid});
+      return;
+    }
+    views_.try_emplace(pid);
+  }
+  Scan(pid, false);
+}
+
 void Unwinder::OnSample(uint32_t pid, bool bpf_has_entry, std::span<const uint64_t> user_frames) {
   const Clock::time_point now = Clock::now();
   std::lock_guard lock(mu_);

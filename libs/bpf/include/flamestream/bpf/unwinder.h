@@ -119,6 +119,9 @@ class Unwinder {
   void Stop();   // joins it; queued scans are dropped
 
   void Watch(uint32_t pid);  // scan soon
+  // Scans on the calling thread; only before Start (the sampler loads the tables of the pids
+  // it is told to watch before attaching, so their first samples already unwind with CFI).
+  void ScanBeforeStart(uint32_t pid);
   // A sample: scans a process seen for the first time, and rescans one whose user frames fall
   // outside every executable mapping of its last scan (or whose BPF entry is gone).
   void OnSample(uint32_t pid, bool bpf_has_entry, std::span<const uint64_t> user_frames);
