@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Agent overhead benchmark (issue 3, "Benchmark"): in one run, the slowdown of a CPU-bound
+# Agent overhead benchmark (issues 3 and 13): in one run, the slowdown of a CPU-bound
 # workload under flamestream-agent (Kafka mode, against a dev broker), `perf record -a -g` and
 # bpftrace `profile:hz` with stacks, at 99 Hz and 999 Hz, plus the agent's own CPU per sample,
-# CPU % of one core, peak RSS and bytes per sample on the raw topic (raw and zstd).
+# CPU % of one core, peak RSS and bytes per sample on the raw topic (raw and zstd). Then a
+# frame-pointer-less workload under the agent's CFI unwinder and `perf record --call-graph
+# dwarf`: slowdown, CPU and BPF time per sample, unwind table memory.
 #
 # Usage (as root):
 #   bench/agent_overhead.sh [--bin-dir DIR] [--seconds N] [--agent-set KEY=VALUE ...]
@@ -104,12 +106,38 @@ int main(int argc, char** argv) {
 }
 EOF
 gcc -O2 -fno-omit-frame-pointer -o "${work}/spin" "${work}/spin.c"
+workload="${work}/spin"
+
+# The CFI workload: built without frame pointers (GCC's -O2 default, like distribution
+# binaries), a chain of 30 frames whose leaf calls libm, so every sample needs the unwind tables
+# of the binary, libm and libc.
+cat >"${work}/spin_nofp.c" <<'EOF'
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+volatile double sink;
+__attribute__((noinline)) static double leaf(uint64_t n) {
+  double s = 0;
+  for (uint64_t i = 0; i < n; i++) s += sin((double)i);
+  return s;
+}
+__attribute__((noinline)) static double chain(int depth, uint64_t n) {
+  if (depth == 0) return leaf(n);
+  return chain(depth - 1, n) * 0.5 + (double)(depth & 1);  /* not a tail call */
+}
+int main(int argc, char** argv) {
+  uint64_t iters = argc > 1 ? strtoull(argv[1], NULL, 10) : 100000000ull;
+  for (uint64_t done = 0; done < iters; done += 1000) sink += chain(30, 1000);
+  return 0;
+}
+EOF
+gcc -O2 -fomit-frame-pointer -o "${work}/spin_nofp" "${work}/spin_nofp.c" -lm
 
 now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 run_once() {  # prints "wall_s cpu_s" (cpu = the workload's user+sys) of one workload run
   local TIMEFORMAT='%3R %3U %3S' out
-  out="$( { time "${work}/spin" "$iters"; } 2>&1 )"
+  out="$( { time "$workload" "$iters"; } 2>&1 )"
   awk '{ printf "%.3f %.3f\n", $1, $2 + $3 }' <<<"$out"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -154,7 +182,8 @@ metric() {  # metric PORT NAME -> value of an unlabelled sample
 }
 
 declare -A agent_cpu_pct agent_us_per_sample agent_rss agent_raw_bps agent_zstd_bps \
-  agent_gauge_bps agent_bpf_ns agent_rate agent_zstd_window_bps
+  agent_gauge_bps agent_bpf_ns agent_rate agent_zstd_window_bps unwind_bytes unwind_tables \
+  unwind_cfi_share
 
 # Bytes per sample: raw-topic records produced in [from_ms, to_ms], values as stored
 # (uncompressed by kcat), each record also compressed alone with zstd -3.
@@ -174,33 +203,40 @@ topic_bytes() {  # topic_bytes FROM_MS TO_MS -> "records raw_bytes zstd_bytes wi
   echo "$recs $raw $z $(zstd -3 -q -c "${work}/window.bin" | wc -c)"
 }
 
-run_agent_case() {
-  local f="$1" spool="${work}/spool-$1" apid port="" ready="" i
+run_agent_case() {  # run_agent_case FREQ [KEY]: KEY (default FREQ) names the result columns
+  local f="$1" k="${2:-$1}" apid port="" ready="" i
+  local tag="${k//\//-}" spool="${work}/spool-${k//\//-}"
   mkdir -p "$spool"
   "$agent" --set "kafka.bootstrap.servers=${bootstrap}" --frequency "$f" \
     --set "agent.spool.dir=${spool}" --admin-listen 127.0.0.1:0 "${agent_sets[@]}" \
-    >"${work}/agent-${f}.out" 2>"${work}/agent-${f}.err" &
+    >"${work}/agent-${tag}.out" 2>"${work}/agent-${tag}.err" &
   apid=$!
   pids+=("$apid")
   for ((i = 0; i < 300; i++)); do
-    kill -0 "$apid" 2>/dev/null || die "agent exited: $(tail -5 "${work}/agent-${f}.err")"
-    [[ -z "$port" ]] && port="$(sed -n 's/.*admin_port=\([0-9]*\).*/\1/p' "${work}/agent-${f}.err" | head -1)"
+    kill -0 "$apid" 2>/dev/null || die "agent exited: $(tail -5 "${work}/agent-${tag}.err")"
+    [[ -z "$port" ]] && port="$(sed -n 's/.*admin_port=\([0-9]*\).*/\1/p' "${work}/agent-${tag}.err" | head -1)"
     if [[ -n "$port" ]] && curl -sf -o /dev/null "http://127.0.0.1:${port}/readyz"; then
       ready=1
       break
     fi
     sleep 0.1
   done
-  [[ -n "$ready" ]] || die "agent not ready after 30s: $(tail -5 "${work}/agent-${f}.err")"
+  [[ -n "$ready" ]] || die "agent not ready after 30s: $(tail -5 "${work}/agent-${tag}.err")"
   sleep 2  # past start-up (BPF load, kallsyms, first /proc scans): measure steady state
 
   local c0 s0 b0 t0 ms0 c1 s1 b1 t1 ms1 gauge hwm
   c0="$(cpu_ticks "$apid")"; s0="$(metric "$port" fs_agent_samples_processed_total)"
   b0="$(metric "$port" fs_agent_bpf_run_time_ns_total)"; t0="$(now)"; ms0="$(date +%s%3N)"
-  wall["flamestream-agent/${f}"]="$(run_reps)"
+  wall["flamestream-agent/${k}"]="$(run_reps)"
   c1="$(cpu_ticks "$apid")"; s1="$(metric "$port" fs_agent_samples_processed_total)"
   b1="$(metric "$port" fs_agent_bpf_run_time_ns_total)"; t1="$(now)"; ms1="$(date +%s%3N)"
   gauge="$(metric "$port" fs_agent_bytes_per_sample)"
+  unwind_bytes[$k]="$(metric "$port" fs_agent_unwind_table_bytes)"
+  unwind_tables[$k]="$(metric "$port" fs_agent_unwind_tables)"
+  local cfi fp
+  cfi="$(curl -sf "http://127.0.0.1:${port}/metrics" | awk '/^fs_agent_unwound_frames_total\{method="cfi"\}/ { print $2 }')"
+  fp="$(curl -sf "http://127.0.0.1:${port}/metrics" | awk '/^fs_agent_unwound_frames_total\{method="frame_pointer"\}/ { print $2 }')"
+  unwind_cfi_share[$k]="$(awk -v c="${cfi:-0}" -v f="${fp:-0}" 'BEGIN { if (c + f > 0) printf "%.1f", 100 * c / (c + f); else print "n/a" }')"
   hwm="$(awk '/^VmHWM:/ { print $2 }' "/proc/${apid}/status")"
   stop_pid "$apid" 20
 
@@ -208,12 +244,12 @@ run_agent_case() {
   secs="$(elapsed "$t0" "$t1")"
   samples="$(awk -v a="$s0" -v b="$s1" 'BEGIN { print b - a }')"
   cpu_s="$(awk -v a="$c0" -v b="$c1" -v h="$clk_tck" 'BEGIN { print (b - a) / h }')"
-  agent_cpu_pct[$f]="$(awk -v c="$cpu_s" -v s="$secs" 'BEGIN { printf "%.2f", 100 * c / s }')"
-  agent_us_per_sample[$f]="$(awk -v c="$cpu_s" -v n="$samples" 'BEGIN { if (n > 0) printf "%.1f", 1e6 * c / n; else print "n/a" }')"
-  agent_bpf_ns[$f]="$(awk -v a="$b0" -v b="$b1" -v n="$samples" 'BEGIN { if (n > 0 && b != "") printf "%.0f", (b - a) / n; else print "n/a" }')"
-  agent_rate[$f]="$(awk -v n="$samples" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')"
-  agent_rss[$f]="$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')"
-  agent_gauge_bps[$f]="$(awk -v g="$gauge" 'BEGIN { printf "%.1f", g }')"
+  agent_cpu_pct[$k]="$(awk -v c="$cpu_s" -v s="$secs" 'BEGIN { printf "%.2f", 100 * c / s }')"
+  agent_us_per_sample[$k]="$(awk -v c="$cpu_s" -v n="$samples" 'BEGIN { if (n > 0) printf "%.1f", 1e6 * c / n; else print "n/a" }')"
+  agent_bpf_ns[$k]="$(awk -v a="$b0" -v b="$b1" -v n="$samples" 'BEGIN { if (n > 0 && b != "") printf "%.0f", (b - a) / n; else print "n/a" }')"
+  agent_rate[$k]="$(awk -v n="$samples" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')"
+  agent_rss[$k]="$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')"
+  agent_gauge_bps[$k]="$(awk -v g="$gauge" 'BEGIN { printf "%.1f", g }')"
 
   # Records stamped after the first whole batch of the window and up to its end.
   local recs raw z wz
@@ -221,10 +257,10 @@ run_agent_case() {
   # Samples in those records ~ samples processed over the same span (batches are 1 s apart).
   local span_samples
   span_samples="$(awk -v n="$samples" -v s="$secs" 'BEGIN { print n * (s - 1) / s }')"
-  agent_raw_bps[$f]="$(awk -v b="$raw" -v n="$span_samples" 'BEGIN { if (n > 0) printf "%.1f", b / n; else print "n/a" }')"
-  agent_zstd_bps[$f]="$(awk -v b="$z" -v n="$span_samples" 'BEGIN { if (n > 0) printf "%.1f", b / n; else print "n/a" }')"
-  agent_zstd_window_bps[$f]="$(awk -v b="$wz" -v n="$span_samples" 'BEGIN { if (n > 0) printf "%.1f", b / n; else print "n/a" }')"
-  log "  agent ${f} Hz: cpu ${cpu_s}s over ${secs}s, ${samples} samples, ${recs} records ${raw} B (zstd ${z} B), VmHWM ${hwm} kB"
+  agent_raw_bps[$k]="$(awk -v b="$raw" -v n="$span_samples" 'BEGIN { if (n > 0) printf "%.1f", b / n; else print "n/a" }')"
+  agent_zstd_bps[$k]="$(awk -v b="$z" -v n="$span_samples" 'BEGIN { if (n > 0) printf "%.1f", b / n; else print "n/a" }')"
+  agent_zstd_window_bps[$k]="$(awk -v b="$wz" -v n="$span_samples" 'BEGIN { if (n > 0) printf "%.1f", b / n; else print "n/a" }')"
+  log "  agent ${k}: cpu ${cpu_s}s over ${secs}s, ${samples} samples, ${recs} records ${raw} B (zstd ${z} B), VmHWM ${hwm} kB"
 }
 
 run_perf_case() {
@@ -239,6 +275,20 @@ run_perf_case() {
   kill -INT "$ppid" 2>/dev/null || true
   stop_pid "$ppid" 60
   rm -f "${work}/perf-${f}.data"
+}
+
+run_perf_dwarf_case() {  # perf record --call-graph dwarf: 8 KiB of stack copied per sample
+  local f="$1" ppid
+  perf record -a --call-graph dwarf -F "$f" -e cpu-clock -o "${work}/perf-dwarf-${f}.data" \
+    >"${work}/perf-dwarf-${f}.out" 2>"${work}/perf-dwarf-${f}.err" &
+  ppid=$!
+  pids+=("$ppid")
+  sleep 2
+  kill -0 "$ppid" 2>/dev/null || die "perf record exited: $(tail -5 "${work}/perf-dwarf-${f}.err")"
+  wall["perf record --call-graph dwarf/cfi/${f}"]="$(run_reps)"
+  kill -INT "$ppid" 2>/dev/null || true
+  stop_pid "$ppid" 120
+  rm -f "${work}/perf-dwarf-${f}.data"
 }
 
 run_bpftrace_case() {
@@ -266,6 +316,19 @@ done
 
 log "baseline re-check"
 baseline_end="$(run_reps)"
+
+# The frame-pointer-less workload: the agent's CFI unwinder against perf's DWARF mode.
+workload="${work}/spin_nofp"
+iters=20000000
+read -r t _ < <(run_once)
+iters="$(awk -v i="$iters" -v t="$t" -v s="$seconds" 'BEGIN { printf "%.0f", i * s / t }')"
+log "cfi workload calibrated: ${iters} iterations ~ ${seconds}s"
+log "cfi baseline"
+wall["baseline/cfi"]="$(run_reps)"
+for f in "${freqs[@]}"; do
+  log "flamestream-agent ${f} Hz, frameless workload"; run_agent_case "$f" "cfi/${f}"
+  log "perf record --call-graph dwarf ${f} Hz";        run_perf_dwarf_case "$f"
+done
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------------------------------------
@@ -297,6 +360,33 @@ echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for f in "${freqs[@]}"; do
   echo "| ${f} | ${agent_cpu_pct[$f]} | ${agent_us_per_sample[$f]} | ${agent_bpf_ns[$f]} | ${agent_rate[$f]} | ${agent_rss[$f]} | ${agent_raw_bps[$f]} | ${agent_zstd_bps[$f]} | ${agent_zstd_window_bps[$f]} | ${agent_gauge_bps[$f]} |"
 done
+echo
+read -r cbase cbase_cpu <<<"${wall["baseline/cfi"]}"
+echo "### Frame-pointer-less workload: CFI unwinding in BPF vs perf --call-graph dwarf"
+echo
+echo "Workload: ${iters} iterations of a 30-frame recursive chain built with GCC's -O2 default (no frame"
+echo "pointers) whose leaf calls libm's sin(); every stack needs the binary's, libm's and libc's tables."
+echo
+echo "| case | frequency (Hz) | median wall (s) | slowdown vs baseline | median workload CPU (s) | CPU ratio vs baseline |"
+echo "|---|---:|---:|---:|---:|---:|"
+echo "| baseline | - | ${cbase} | 1.000 | ${cbase_cpu} | 1.000 |"
+for f in "${freqs[@]}"; do
+  for c in "flamestream-agent" "perf record --call-graph dwarf"; do
+    read -r w wc <<<"${wall["${c}/cfi/${f}"]}"
+    echo "| ${c} | ${f} | ${w} | $(ratio "$w" "$cbase") | ${wc} | $(ratio "$wc" "$cbase_cpu") |"
+  done
+done
+echo
+echo "| agent @ Hz | CPU µs / sample | BPF ns / sample (in-kernel) | samples/s | peak RSS (MiB) | frames by CFI (%) | unwind tables | unwind table bytes |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+for f in "${freqs[@]}"; do
+  k="cfi/${f}"
+  echo "| ${f} | ${agent_us_per_sample[$k]} | ${agent_bpf_ns[$k]} | ${agent_rate[$k]} | ${agent_rss[$k]} | ${unwind_cfi_share[$k]} | ${unwind_tables[$k]} | ${unwind_bytes[$k]} |"
+done
+echo
+echo "Targets (issue 13): slowdown below perf --call-graph dwarf's; BPF time <= 5 µs per sample at depth 30;"
+echo "unwind tables for a whole Debian machine's running binaries <= 64 MiB (the agent loads tables only for"
+echo "processes it samples; bench/unwind_bench builds them for every running binary)."
 echo
 echo "Targets (issue 3): slowdown no worse than \`perf record\` at the same frequency; agent CPU <= 1% of one"
 echo "core at 99 Hz; RSS <= 64 MiB in Kafka mode; raw topic <= 16 bytes per sample amortized in steady state (zstd)."

@@ -43,6 +43,7 @@ const volatile bool kernel_stacks = true;
 const volatile bool user_stacks = true;
 const volatile bool cfi_unwind = false;   /* walk with unwind tables, not only frame pointers */
 const volatile bool process_events = true; /* exec/exit records in the ring */
+const volatile __u64 off_cpu_threshold_ns = 0; /* record blocks at least this long; 0: off */
 const volatile __u32 exclude_tgid = 0;    /* the agent itself */
 /* Wake the reader only once this much is queued; it also drains on a timer.
  * Waking it per sample costs a context switch per sample at 999 Hz. */
@@ -60,13 +61,24 @@ struct {
 	__type(value, __u8);
 } target_pids SEC(".maps");
 
-/* The sample under construction: ~9 KiB, far beyond the 512-byte BPF stack. */
+/* The sample under construction: ~9 KiB, far beyond the 512-byte BPF stack. Slot 0 for CPU
+ * samples, 1 for off-CPU events. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, struct fs_sample);
 } scratch SEC(".maps");
+
+/* Threads switched out while blocked: tid -> the off-CPU record taken then (ts_ns = when it
+ * blocked). Allocated on demand; an entry lives while its thread is blocked. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384); /* resized by the loader */
+	__type(key, __u32);
+	__type(value, struct fs_off_cpu);
+} off_cpu_pending SEC(".maps");
 
 /* Unwind tables: see bpf/unwind.h. All three are sized by the loader. */
 struct {
@@ -170,7 +182,7 @@ struct walk_state {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2); /* as scratch: slot 0 CPU samples, 1 off-CPU */
 	__type(key, __u32);
 	__type(value, struct walk_state);
 } walk_states SEC(".maps");
@@ -370,55 +382,47 @@ static __always_inline void add_stat(__u32 stat, __u64 n)
 		*v += n;
 }
 
-SEC("perf_event")
-int profile_sample(struct bpf_perf_event_data *ctx)
+/*
+ * Fills a sample record (header, kernel stack, user stack) for the current task in this
+ * program's scratch slot and returns it, its byte size in *size (NULL if no scratch).
+ * uapi_regs: the interrupted registers when they are user registers or when the perf context
+ * has them; NULL takes the user registers the task saved at kernel entry (off-CPU: the task
+ * is in the scheduler). slot picks this program's scratch (a sample can interrupt the off-CPU
+ * program on the same CPU, so they must not share one).
+ */
+static __always_inline struct fs_sample *fill(void *ctx, const __u64 *uapi_regs, bool in_kernel,
+					      __u32 kind, __u32 max_user, __u32 kskip, __u32 slot,
+					      __u64 *size)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 	__u32 tid = (__u32)id;
-	__u32 zero = 0;
 	struct task_struct *task;
 	struct fs_sample *s;
 	struct pt_regs *uregs;
 	struct walk_state *st;
 	struct fs_unwind_proc *proc;
-	const __u64 *regs;
-	__u64 ip, fp, size;
+	__u64 ip, sp, fp;
 	long kbytes = 0;
 	__u32 kdepth = 0, udepth = 0, flags = 0;
-	bool in_kernel;
 
-	if (tid == 0) {
-		count(FS_STAT_IDLE);
-		return 0;
-	}
-	if (!watched(tgid)) {
-		count(FS_STAT_FILTERED);
-		return 0;
-	}
-	s = bpf_map_lookup_elem(&scratch, &zero);
+	s = bpf_map_lookup_elem(&scratch, &slot);
 	if (!s)
-		return 0;
+		return NULL;
 
 	s->hdr.ts_ns = bpf_ktime_get_ns();
-	s->hdr.kind = FS_EVENT_SAMPLE;
+	s->hdr.kind = kind;
 	s->hdr.pid = tgid;
 	s->hdr.tid = tid;
 	s->hdr.cpu = bpf_get_smp_processor_id();
+	s->hdr.value = 0;
 	bpf_get_current_comm(s->hdr.comm, sizeof(s->hdr.comm));
-
-	/* The context's registers are the uapi x86_64 struct pt_regs, a fixed
-	 * ABI the verifier only lets us read in whole 8-byte words (vmlinux.h
-	 * may declare cs as a 16-bit field), hence the word indices. The low
-	 * two bits of cs are the privilege level of the interrupted code; 3
-	 * is user mode. */
-	regs = (const __u64 *)&ctx->regs;
-	in_kernel = (regs[UAPI_REG_CS] & 3) != 3;
 	if (in_kernel)
 		flags |= FS_FLAG_IN_KERNEL;
 
 	if (kernel_stacks && in_kernel) {
-		kbytes = bpf_get_stack(ctx, s->frames, FS_MAX_KERNEL_STACK * sizeof(__u64), 0);
+		kbytes = bpf_get_stack(ctx, s->frames, FS_MAX_KERNEL_STACK * sizeof(__u64),
+				       kskip & BPF_F_SKIP_FIELD_MASK);
 		if (kbytes > 0) {
 			kdepth = kbytes / sizeof(__u64);
 			if (kdepth >= FS_MAX_KERNEL_STACK) {
@@ -435,22 +439,20 @@ int profile_sample(struct bpf_perf_event_data *ctx)
 	} else if (user_stacks) {
 		/* In kernel mode ctx->regs are kernel registers; the user ones were
 		 * saved at kernel entry, at the top of the task's kernel stack. */
-		__u64 sp;
-
-		if (in_kernel) {
+		if (in_kernel || !uapi_regs) {
 			uregs = (struct pt_regs *)bpf_task_pt_regs(task);
 			ip = BPF_CORE_READ(uregs, ip);
 			sp = BPF_CORE_READ(uregs, sp);
 			fp = BPF_CORE_READ(uregs, bp);
 		} else {
-			ip = regs[UAPI_REG_IP];
-			sp = regs[UAPI_REG_SP];
-			fp = regs[UAPI_REG_BP];
+			ip = uapi_regs[UAPI_REG_IP];
+			sp = uapi_regs[UAPI_REG_SP];
+			fp = uapi_regs[UAPI_REG_BP];
 		}
-		st = bpf_map_lookup_elem(&walk_states, &zero);
+		st = bpf_map_lookup_elem(&walk_states, &slot);
 		if (st && ip != 0 && kdepth < FS_MAX_KERNEL_STACK + FS_MAX_USER_STACK) {
 			struct walk_ctx w = { .s = s, .st = st };
-			__u32 steps = user_stack_depth;
+			__u32 steps = user_stack_depth < max_user ? user_stack_depth : max_user;
 
 			__builtin_memset(st, 0, sizeof(*st));
 			st->ip = ip;
@@ -500,14 +502,99 @@ int profile_sample(struct bpf_perf_event_data *ctx)
 	s->hdr.kernel_depth = kdepth;
 	s->hdr.user_depth = udepth;
 
-	size = sizeof(s->hdr) + (__u64)(kdepth + udepth) * sizeof(__u64);
-	if (size > sizeof(*s))
-		size = sizeof(*s);
+	*size = sizeof(s->hdr) + (__u64)(kdepth + udepth) * sizeof(__u64);
+	if (*size > sizeof(*s))
+		*size = sizeof(*s);
+	return s;
+}
+
+SEC("perf_event")
+int profile_sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	const __u64 *regs;
+	struct fs_sample *s;
+	__u64 size;
+
+	if ((__u32)id == 0) {
+		count(FS_STAT_IDLE);
+		return 0;
+	}
+	if (!watched(id >> 32)) {
+		count(FS_STAT_FILTERED);
+		return 0;
+	}
+	/* The context's registers are the uapi x86_64 struct pt_regs, a fixed
+	 * ABI the verifier only lets us read in whole 8-byte words (vmlinux.h
+	 * may declare cs as a 16-bit field), hence the word indices. The low
+	 * two bits of cs are the privilege level of the interrupted code; 3
+	 * is user mode. */
+	regs = (const __u64 *)&ctx->regs;
+	s = fill(ctx, regs, (regs[UAPI_REG_CS] & 3) != 3, FS_EVENT_SAMPLE, FS_MAX_USER_STACK, 0, 0,
+		 &size);
+	if (!s)
+		return 0;
 	if (bpf_ringbuf_output(&events, s, size, wakeup_flags())) {
 		count(FS_STAT_RING_DROPS);
 		return 0;
 	}
 	count(FS_STAT_SAMPLES);
+	return 0;
+}
+
+/*
+ * Off-CPU time, from sched_switch alone (kprobes and fentry on finish_task_switch are not on
+ * every kernel). When a watched thread switches out blocked (not preempted: sleeping, waiting
+ * for I/O, a lock, a pipe), the tracepoint still runs in its context, with its memory mapped:
+ * we record its kernel and user stacks then, into off_cpu_pending. When it switches back in
+ * (it is `next` of a later sched_switch), the time since is how long it was off the CPU; at
+ * or above off_cpu_threshold_ns the pending record goes to the ring with that value, below it
+ * is dropped (counted). A user stack does not move while its thread is blocked, so this is
+ * exactly the stack a switch-in hook would see. User stacks here stop at
+ * FS_OFF_CPU_USER_STACK frames (the pending records' size).
+ */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(profile_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	__u32 prev_tid = prev->pid, next_tid = next->pid;
+	struct fs_off_cpu *pending;
+	struct fs_sample *s;
+	__u64 now, blocked, size;
+
+	if (off_cpu_threshold_ns == 0)
+		return 0;
+	now = bpf_ktime_get_ns();
+	pending = bpf_map_lookup_elem(&off_cpu_pending, &next_tid);
+	if (pending) {
+		blocked = now - pending->hdr.ts_ns;
+		if (blocked >= off_cpu_threshold_ns) {
+			pending->hdr.value = blocked;
+			size = sizeof(pending->hdr) +
+			       (__u64)(pending->hdr.kernel_depth + pending->hdr.user_depth) *
+				       sizeof(__u64);
+			if (size > sizeof(*pending))
+				size = sizeof(*pending);
+			if (bpf_ringbuf_output(&events, pending, size, wakeup_flags()))
+				count(FS_STAT_RING_DROPS);
+			else
+				count(FS_STAT_OFF_CPU_EVENTS);
+		} else {
+			count(FS_STAT_OFF_CPU_SHORT);
+		}
+		bpf_map_delete_elem(&off_cpu_pending, &next_tid);
+	}
+	if (preempt || prev_state == 0 || prev_tid == 0 || (prev->flags & PF_KTHREAD) ||
+	    !watched(prev->tgid))
+		return 0;
+	/* Skip this program and bpf_trace_run4: the stack starts at __schedule. */
+	s = fill(ctx, NULL, true, FS_EVENT_OFF_CPU, FS_OFF_CPU_USER_STACK, 2, 1, &size);
+	if (!s)
+		return 0;
+	if (s->hdr.kernel_depth + s->hdr.user_depth > FS_MAX_KERNEL_STACK + FS_OFF_CPU_USER_STACK)
+		s->hdr.user_depth = FS_MAX_KERNEL_STACK + FS_OFF_CPU_USER_STACK - s->hdr.kernel_depth;
+	if (bpf_map_update_elem(&off_cpu_pending, &prev_tid, s, BPF_ANY))
+		count(FS_STAT_OFF_CPU_DROPS);
 	return 0;
 }
 

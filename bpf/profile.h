@@ -23,6 +23,7 @@ enum fs_event_kind {
 	FS_EVENT_SAMPLE = 1,
 	FS_EVENT_EXEC = 2, /* a process called execve(): its mappings changed */
 	FS_EVENT_EXIT = 3, /* the last thread of a process exited */
+	FS_EVENT_OFF_CPU = 4, /* a thread ran again after blocking; value = ns off the CPU */
 };
 
 enum fs_sample_flags {
@@ -53,6 +54,9 @@ enum fs_stat {
 	FS_STAT_TABLE_MISSING,   /* frames in a mapping whose table was evicted (fp used) */
 	FS_STAT_INCOMPLETE_STACKS, /* user stacks that ended before the outermost frame */
 	FS_STAT_NO_PROC,         /* samples of processes without unwind tables yet */
+	FS_STAT_OFF_CPU_EVENTS,  /* off-CPU events written to the ring */
+	FS_STAT_OFF_CPU_SHORT,   /* blocks shorter than the threshold, not recorded */
+	FS_STAT_OFF_CPU_DROPS,   /* blocked threads beyond the pending map's capacity */
 	FS_STAT_COUNT,
 };
 
@@ -66,6 +70,15 @@ struct fs_event_header {
 	__u16 kernel_depth;
 	__u16 user_depth;
 	char comm[FS_TASK_COMM_LEN];
+	__u64 value; /* FS_EVENT_OFF_CPU: ns the thread was off the CPU; else 0 */
+};
+
+/* Off-CPU records wait in a map while their thread is blocked: user stacks up to this deep. */
+#define FS_OFF_CPU_USER_STACK 256
+
+struct fs_off_cpu {
+	struct fs_event_header hdr;
+	__u64 frames[FS_MAX_KERNEL_STACK + FS_OFF_CPU_USER_STACK];
 };
 
 struct fs_sample {

@@ -120,6 +120,14 @@ void AgentConfig::Declare(config::Schema& s) {
       [this] { return user_stack_depth >= 1 && user_stack_depth <= bpf::kMaxUserStackDepth; },
       "1..1024");
   s.Add("agent.kernel_stacks", &kernel_stacks, "record kernel stacks");
+  s.Add("agent.off_cpu.threshold", &off_cpu_threshold,
+        "record off-CPU time of threads blocked at least this long (sched_switch out while "
+        "not runnable, finish_task_switch back in), with the stacks they blocked in; 0 turns "
+        "the off-CPU profile off");
+  s.AddChoice("agent.print_profile", &print_profile, {"cpu", "off-cpu"},
+              "print mode: which profile to write: cpu (sample counts) or off-cpu "
+              "(microseconds blocked)",
+              "--profile");
   s.Add("agent.unwind.enabled", &unwind,
         "unwind user stacks with .eh_frame/.debug_frame tables in BPF (frame pointers where no "
         "table covers a frame); false: frame pointers only");
@@ -212,6 +220,10 @@ Status SetUpPrivileged(const AgentConfig& config, PrivilegedSetup* setup) {
   sc.kernel_stacks = config.kernel_stacks;
   sc.ring_bytes = config.ring_size.value;
   sc.unwind.enabled = config.unwind;
+  sc.off_cpu_threshold_ns = static_cast<uint64_t>(config.off_cpu_threshold.count());
+  if (config.print && config.print_profile == "off-cpu" && sc.off_cpu_threshold_ns == 0) {
+    return InvalidArgument("--profile off-cpu needs agent.off_cpu.threshold > 0");
+  }
   sc.unwind.max_table_bytes = config.unwind_max_table_bytes.value;
   sc.unwind.rescan_interval =
       std::chrono::duration_cast<std::chrono::milliseconds>(config.unwind_rescan_interval);
@@ -257,7 +269,9 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
   }
   if (config.print) {
     folded = std::make_unique<FoldedPrinter>(
-        symbolizing_namer != nullptr ? static_cast<FrameNamer*>(symbolizing_namer.get()) : &namer);
+        symbolizing_namer != nullptr ? static_cast<FrameNamer*>(symbolizing_namer.get()) : &namer,
+        config.print_profile == "off-cpu" ? FoldedPrinter::Profile::kOffCpu
+                                          : FoldedPrinter::Profile::kCpu);
     sink = folded.get();
   } else {
     FS_ASSIGN_OR_RETURN(
@@ -345,6 +359,8 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
              {"filtered_by_comm", processor->stats().filtered_by_comm.load()},
              {"unknown_mappings", processor->stats().unknown_mappings.load()},
              {"bpf_ns_per_run", st.bpf_run_count ? st.bpf_run_ns / st.bpf_run_count : 0},
+             {"off_cpu_events", st.off_cpu_events},
+             {"off_cpu_short", st.off_cpu_short},
              {"cfi_frames", st.cfi_frames},
              {"fp_frames", st.fp_frames},
              {"unsupported_frames", st.unsupported_frames},

@@ -16,7 +16,7 @@ void FoldedStacks::Add(const std::vector<std::string>& frames, uint64_t count) {
   total_ += count;
 }
 
-void FoldedStacks::Write(std::ostream& out) const {
+void FoldedStacks::Write(std::ostream& out, uint64_t unit) const {
   std::vector<std::pair<const std::string*, uint64_t>> rows;
   rows.reserve(counts_.size());
   for (const auto& [stack, n] : counts_) {
@@ -26,7 +26,8 @@ void FoldedStacks::Write(std::ostream& out) const {
     return a.second != b.second ? a.second > b.second : *a.first < *b.first;
   });
   for (const auto& [stack, n] : rows) {
-    out << *stack << ' ' << n << '\n';
+    const uint64_t v = (n + unit / 2) / unit;
+    if (v > 0) out << *stack << ' ' << v << '\n';
   }
 }
 

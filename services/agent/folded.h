@@ -18,8 +18,10 @@ class FoldedStacks {
  public:
   // `frames` starts with the comm, then frames root first. Names are sanitized.
   void Add(const std::vector<std::string>& frames, uint64_t count = 1);
-  // Most samples first; ties in lexicographic order, so output is deterministic.
-  void Write(std::ostream& out) const;
+  // Most samples first; ties in lexicographic order, so output is deterministic. Counts are
+  // printed divided by `unit` (rounded; stacks that round to 0 are left out), so counts added
+  // as nanoseconds print as microseconds with unit 1000.
+  void Write(std::ostream& out, uint64_t unit = 1) const;
   [[nodiscard]] uint64_t total() const { return total_; }
   [[nodiscard]] size_t distinct() const { return counts_.size(); }
 

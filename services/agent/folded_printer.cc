@@ -17,14 +17,15 @@ std::vector<std::string> FoldedPrinter::Frames(const ResolvedSample& sample, Fra
 
 void FoldedPrinter::OnSample(const ResolvedSample& sample, const proc::ProcessInfo& process) {
   (void)process;
+  if (sample.off_cpu != (profile_ == Profile::kOffCpu)) return;
   std::vector<std::string> frames = Frames(sample, *namer_);
   std::lock_guard lock(mu_);
-  folded_.Add(frames);
+  folded_.Add(frames, sample.off_cpu ? sample.value_ns : 1);
 }
 
 void FoldedPrinter::Write(std::ostream& out) const {
   std::lock_guard lock(mu_);
-  folded_.Write(out);
+  folded_.Write(out, profile_ == Profile::kOffCpu ? 1000 : 1);  // off-CPU: microseconds
 }
 
 uint64_t FoldedPrinter::total() const {

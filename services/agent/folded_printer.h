@@ -17,7 +17,10 @@ namespace flamestream::agent {
 
 class FoldedPrinter : public SampleWriter {
  public:
-  explicit FoldedPrinter(FrameNamer* namer) : namer_(namer) {}
+  // kCpu: CPU samples, counted. kOffCpu: off-CPU events, valued in microseconds blocked.
+  enum class Profile { kCpu, kOffCpu };
+  explicit FoldedPrinter(FrameNamer* namer, Profile profile = Profile::kCpu)
+      : namer_(namer), profile_(profile) {}
   void OnSample(const ResolvedSample& sample, const proc::ProcessInfo& process) override;
   void Write(std::ostream& out) const;
   [[nodiscard]] uint64_t total() const;
@@ -27,6 +30,7 @@ class FoldedPrinter : public SampleWriter {
 
  private:
   FrameNamer* namer_;
+  Profile profile_;
   mutable std::mutex mu_;  // Write() may run on another thread than OnSample()
   FoldedStacks folded_;
 };

@@ -129,6 +129,7 @@ void SampleProcessor::Handle(bpf::RawSample&& raw) {
       Retire(raw.pid);
       return;
     case bpf::EventKind::kSample:
+    case bpf::EventKind::kOffCpu:
       break;
   }
   if (raw.monotonic_ns >= next_exit_check_ns_) {
@@ -152,6 +153,8 @@ void SampleProcessor::Handle(bpf::RawSample&& raw) {
   s.tid = raw.tid;
   s.cpu = raw.cpu;
   s.flags = raw.flags;
+  s.off_cpu = raw.kind == bpf::EventKind::kOffCpu;
+  s.value_ns = s.off_cpu ? raw.value_ns : 0;
   s.comm = std::move(raw.comm);
   s.kernel = std::move(raw.kernel_frames);
   s.user.reserve(raw.user_frames.size());

@@ -36,6 +36,8 @@ struct ResolvedSample {
   uint32_t tid = 0;
   uint32_t cpu = 0;
   uint32_t flags = 0;  // bpf::SampleFlags
+  bool off_cpu = false;   // an off-CPU event (the stacks a thread blocked in), not a CPU sample
+  uint64_t value_ns = 0;  // off-CPU: nanoseconds blocked; CPU samples: 0 (the period)
   std::string comm;    // thread comm at sample time
   std::vector<UserFrame> user;     // leaf first
   std::vector<uint64_t> kernel;    // leaf first

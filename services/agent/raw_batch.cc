@@ -127,7 +127,10 @@ void RawBatchEncoder::OnSample(const ResolvedSample& s, const proc::ProcessInfo&
                       .pid = s.pid,
                       .tid = s.tid,
                       .cpu = s.cpu,
-                      .timestamp_ns = static_cast<int64_t>(s.wall_ns)});
+                      .timestamp_ns = static_cast<int64_t>(s.wall_ns),
+                      .value_ns = static_cast<int64_t>(s.value_ns),
+                      .profile_type = s.off_cpu ? uint32_t{v1::PROFILE_TYPE_OFF_CPU}
+                                                : uint32_t{v1::PROFILE_TYPE_CPU}});
 }
 
 std::optional<v1::SampleBatch> RawBatchEncoder::Flush() {

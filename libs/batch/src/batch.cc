@@ -93,6 +93,7 @@ Status ValidateSamples(const v1::SampleBatch& b) {
       {"timestamp_rest", s.timestamp_rest_size(), !compact_times},
       {"value_ns", s.value_ns_size(), true},
       {"span_index", s.span_index_size(), true},
+      {"profile_type", s.profile_type_size(), true},
   };
   for (const Column& c : columns) {
     if (c.size != n && !(c.optional && c.size == 0)) {
@@ -125,6 +126,12 @@ Status ValidateSamples(const v1::SampleBatch& b) {
     }
   }
   const auto num_spans = static_cast<uint32_t>(b.spans_size());
+  for (int i = 0; i < s.profile_type_size(); ++i) {
+    if (!v1::ProfileType_IsValid(s.profile_type(i))) {
+      return DataLoss("samples.profile_type[{}] {} is not a known profile type", i,
+                      static_cast<int>(s.profile_type(i)));
+    }
+  }
   for (int i = 0; i < s.span_index_size(); ++i) {
     if (s.span_index(i) > num_spans) {
       return DataLoss("samples.span_index[{}] {} > {} spans", i, s.span_index(i), num_spans);

@@ -63,7 +63,8 @@ Result<BatchBuilder> BatchBuilder::FromBatch(v1::SampleBatch batch) {
                        .cpu = row.cpu,
                        .timestamp_ns = row.timestamp_ns,
                        .value_ns = row.value_ns,
-                       .span_index = row.span_index});
+                       .span_index = row.span_index,
+                       .profile_type = row.profile_type});
   }
   b.encoding_ = EncodingOf(batch);
   batch.clear_samples();
@@ -164,15 +165,24 @@ v1::SampleBatch BatchBuilder::Finish() {
   const int64_t period = batch_->period_ns();
   bool need_values = false;
   bool need_spans = false;
+  bool need_types = false;
   for (const SampleInput& r : rows_) {
     need_values = need_values || (r.value_ns != 0 && r.value_ns != period);
     need_spans = need_spans || r.span_index != 0;
+    need_types = need_types || r.profile_type != 0;
   }
   if (encoding_.sort_locations) SortLocations();
   if (encoding_.compact) {
     EncodeCompact(s, need_values, need_spans);
   } else {
     EncodePlain(s, need_values, need_spans);
+  }
+  // Last: EncodeCompact reorders rows_ by (cpu, time), and this column follows that order.
+  if (need_types) {
+    s->mutable_profile_type()->Reserve(static_cast<int>(rows_.size()));
+    for (const SampleInput& r : rows_) {
+      s->add_profile_type(static_cast<v1::ProfileType>(r.profile_type));
+    }
   }
   v1::SampleBatch out = std::move(*batch_);
   Reset();

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <sstream>
 #include <limits>
 #include <mutex>
 #include <thread>
@@ -144,7 +145,7 @@ Result<RawSample> DecodeRecord(const void* data, size_t size) {
   }
   fs_event_header hdr;
   std::memcpy(&hdr, data, sizeof(hdr));
-  if (hdr.kind < FS_EVENT_SAMPLE || hdr.kind > FS_EVENT_EXIT) {
+  if (hdr.kind < FS_EVENT_SAMPLE || hdr.kind > FS_EVENT_OFF_CPU) {
     return DataLoss("unknown event kind {}", hdr.kind);
   }
   const size_t frames = (size - sizeof(hdr)) / sizeof(uint64_t);
@@ -160,6 +161,7 @@ Result<RawSample> DecodeRecord(const void* data, size_t size) {
   s.tid = hdr.tid;
   s.cpu = hdr.cpu;
   s.flags = hdr.flags;
+  s.value_ns = hdr.value;
   s.comm.assign(hdr.comm, strnlen(hdr.comm, sizeof(hdr.comm)));
   const auto* bytes = static_cast<const uint8_t*>(data) + sizeof(hdr);
   // Element-wise: an empty vector's data() may be null, which memcpy must not be given.
@@ -296,6 +298,16 @@ Status Sampler::Impl::Open() {
     bpf_program__set_autoload(skel_->progs.profile_fork, false);
   }
   ro->process_events = config_.process_events;
+  ro->off_cpu_threshold_ns = config_.off_cpu_threshold_ns;
+  if (config_.off_cpu_threshold_ns == 0) {
+    bpf_program__set_autoload(skel_->progs.profile_switch, false);
+  } else {
+    if (int err = bpf_map__set_max_entries(skel_->maps.off_cpu_pending,
+                                           std::max<uint32_t>(config_.off_cpu_max_threads, 1));
+        err != 0) {
+      return ErrnoError(-err, "size off_cpu_pending");
+    }
+  }
   if (!config_.process_events && !cfi) {
     bpf_program__set_autoload(skel_->progs.profile_exec, false);
     bpf_program__set_autoload(skel_->progs.profile_exit, false);
@@ -376,6 +388,15 @@ Status Sampler::Impl::Attach() {
     }
     (void)fd.release();  // the link owns it now
     links_.emplace_back(link);
+  }
+  if (config_.off_cpu_threshold_ns != 0) {
+    bpf_link* sw = bpf_program__attach(skel_->progs.profile_switch);
+    if (sw == nullptr) {
+      const int err = errno;
+      links_.clear();
+      return ErrnoError(err, "attach sched_switch (off-CPU)");
+    }
+    links_.emplace_back(sw);
   }
   if (config_.process_events || unwinder_) {
     std::vector<bpf_program*> progs = {skel_->progs.profile_exec, skel_->progs.profile_exit};
@@ -473,6 +494,7 @@ void Sampler::Impl::DispatchLoop() {
       if (unwinder_) {
         switch (s.kind) {
           case EventKind::kSample:
+          case EventKind::kOffCpu:
             if ((s.flags & SampleFlags::kKernelThread) == 0) {
               unwinder_->OnSample(s.pid, (s.flags & SampleFlags::kUnwindNoProc) == 0,
                                   s.user_frames);
@@ -486,7 +508,9 @@ void Sampler::Impl::DispatchLoop() {
             break;
         }
       }
-      if (s.kind != EventKind::kSample && !config_.process_events) continue;
+      if ((s.kind == EventKind::kExec || s.kind == EventKind::kExit) && !config_.process_events) {
+        continue;
+      }
       callback_(std::move(s));
     }
     delivered_.fetch_add(batch.size(), std::memory_order_relaxed);
@@ -541,6 +565,9 @@ SamplerStats Sampler::Impl::Stats() const {
   st.table_missing = sum(FS_STAT_TABLE_MISSING);
   st.incomplete_stacks = sum(FS_STAT_INCOMPLETE_STACKS);
   st.no_proc = sum(FS_STAT_NO_PROC);
+  st.off_cpu_events = sum(FS_STAT_OFF_CPU_EVENTS);
+  st.off_cpu_short = sum(FS_STAT_OFF_CPU_SHORT);
+  st.off_cpu_drops = sum(FS_STAT_OFF_CPU_DROPS);
   if (unwinder_) st.unwind = unwinder_->Stats();
   if (stats_fd_) {
     bpf_prog_info info{};

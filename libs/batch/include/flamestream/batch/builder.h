@@ -80,6 +80,7 @@ struct SampleInput {
   int64_t timestamp_ns = 0;  // unix wall-clock ns (absolute; the builder delta-encodes)
   int64_t value_ns = 0;      // 0 = the batch's period_ns
   uint32_t span_index = 0;   // 1-based; 0 = none
+  uint32_t profile_type = 0;  // v1::ProfileType; 0 = CPU
 };
 
 // A decoded row as the input that appends it again (a filter, a split, a re-written batch).
@@ -90,7 +91,8 @@ inline SampleInput ToSampleInput(const SampleRow& r) {
           .cpu = r.cpu,
           .timestamp_ns = r.timestamp_ns,
           .value_ns = r.value_ns,
-          .span_index = r.span_index};
+          .span_index = r.span_index,
+          .profile_type = r.profile_type};
 }
 
 class BatchBuilder {

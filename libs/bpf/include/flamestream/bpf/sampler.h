@@ -33,6 +33,7 @@ enum class EventKind : uint32_t {
   kSample = 1,
   kExec = 2,  // the process called execve(): mappings and comm changed
   kExit = 3,  // the process exited (its last thread)
+  kOffCpu = 4,  // a thread ran again after blocking: value_ns off the CPU, the blocked stacks
 };
 
 // Flags from bpf/profile.h, repeated so users need not include the BPF header.
@@ -54,6 +55,7 @@ struct RawSample {
   uint32_t tid = 0;           // host thread id
   uint32_t cpu = 0;
   uint32_t flags = 0;  // SampleFlags
+  uint64_t value_ns = 0;  // kOffCpu: nanoseconds the thread was blocked; else 0
   std::string comm;
   std::vector<uint64_t> kernel_frames;  // leaf first
   // Leaf first. [0] is the interrupted pc; the others are return addresses (the call site is
@@ -88,6 +90,12 @@ struct SamplerConfig {
   // Unwinding with .eh_frame/.debug_frame tables (frame pointers as the per-frame fallback).
   // Off: frame pointers only.
   UnwinderConfig unwind;
+  // Off-CPU events for blocks at least this long (stacks taken at sched_switch out while not
+  // runnable, valued at the switch back in); 0 turns them off.
+  uint64_t off_cpu_threshold_ns = 0;
+  // Watched threads blocked at once whose stacks can wait for their switch-in (~3 KiB each,
+  // allocated only while blocked); beyond it blocks are counted in off_cpu_drops.
+  uint32_t off_cpu_max_threads = 16384;
 };
 
 inline constexpr uint32_t kMaxFrequencyHz = 10000;
@@ -115,6 +123,9 @@ struct SamplerStats {
   uint64_t table_missing = 0;       // frames in a mapping whose table was evicted (fp used)
   uint64_t incomplete_stacks = 0;   // user stacks that ended before the outermost frame
   uint64_t no_proc = 0;             // samples of processes without tables yet
+  uint64_t off_cpu_events = 0;      // off-CPU events written by BPF
+  uint64_t off_cpu_short = 0;       // blocks under the threshold, not recorded
+  uint64_t off_cpu_drops = 0;       // blocked threads beyond off_cpu_max_threads, not recorded
   UnwinderStats unwind;             // the table manager's counters
 };
 
