@@ -75,7 +75,7 @@ Blocked ByFunction(const OffCpuRun& run, const std::string& exe, const FunctionR
     for (size_t i = 1; i < l.frames.size() && want != kernel_fn.end(); ++i) {
       const std::string& f = l.frames[i];
       if (f.size() > 4 && f.compare(f.size() - 4, 4, "_[k]") == 0 &&
-          f.rfind(want->second, 0) == 0) {
+          f.find(want->second) != std::string::npos) {  // pipe_read, 6.18's anon_pipe_read
         in_kernel_fn = true;
       }
     }
