@@ -18,7 +18,7 @@ Status KeepSamplesOfSeries(v1::SampleBatch& batch, const SeriesSelection& only, 
   const std::vector<batch::SampleRow> rows = batch::DecodeSamples(batch);
   std::vector<batch::SampleInput> keep;
   for (const batch::SampleRow& r : rows) {
-    const int64_t s = only.window->SeriesOfBatchPid(id, r.pid);
+    const int64_t s = only.window->SeriesOfBatchPid(id, r.pid, r.profile_type);
     if (s < 0 || std::find(only.series.begin(), only.series.end(), static_cast<uint32_t>(s)) ==
                      only.series.end()) {
       continue;

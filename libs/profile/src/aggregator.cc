@@ -99,13 +99,37 @@ std::vector<std::string> Window::Services() const {
   return out;
 }
 
-int64_t Window::SeriesOfBatchPid(const std::string& batch_id, uint32_t pid) const {
+int64_t Window::SeriesOfBatchPid(const std::string& batch_id, uint32_t pid,
+                                 uint32_t profile) const {
   auto it = batch_series.find(batch_id);
   if (it == batch_series.end()) return -1;
   for (const auto& [p, s] : it->second) {
-    if (p == pid) return s;
+    if (p == pid && series[s].key.profile == profile) return s;
   }
   return -1;
+}
+
+std::vector<uint32_t> Window::SeriesOf(std::string_view service, uint32_t profile) const {
+  std::vector<uint32_t> out;
+  for (uint32_t i : SeriesOf(service)) {
+    if (series[i].key.profile == profile) out.push_back(i);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, uint32_t>> Window::ServiceProfiles() const {
+  std::vector<std::pair<std::string, uint32_t>> out;
+  for (const SeriesInfo& s : series) out.emplace_back(s.key.service, s.key.profile);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+ProfileNames NamesOf(uint32_t profile) {
+  if (profile == v1::PROFILE_TYPE_OFF_CPU) {
+    return {.sample_type = "off_cpu", .pyroscope = "off_cpu", .file_suffix = ".off_cpu"};
+  }
+  return {.sample_type = "cpu", .pyroscope = "process_cpu", .file_suffix = ""};
 }
 
 SampleValue Window::Total() const {
@@ -127,7 +151,8 @@ struct Aggregator::BatchContext {
   std::vector<uint32_t> locations;  // batch location -> window location
   std::vector<uint32_t> stacks;     // batch stack -> window stack
   std::vector<uint32_t> spans;      // batch span_index (1-based) -> window span
-  absl::flat_hash_map<uint32_t, int64_t> pid_series;     // pid -> series, -1 = duplicate
+  // (pid << 1 | profile type) -> series, -1 = duplicate
+  absl::flat_hash_map<uint64_t, int64_t> pid_series;
   std::vector<uint32_t> accepted;                        // series this batch was admitted to
   absl::flat_hash_map<uint64_t, uint32_t> thread_names;  // pid<<32|tid -> strx
   const Privacy* privacy = nullptr;
@@ -330,6 +355,7 @@ AddResult Aggregator::Add(const v1::SampleBatch& b) {
   BatchContext* ctx = nullptr;
   int64_t ctx_start = 0;
   uint32_t last_pid = 0;
+  uint32_t last_profile = 0;
   int64_t last_series = -2;  // -2 = not resolved for this ctx
   uint64_t last_thread = ~uint64_t{0};
   uint32_t last_thread_strx = 0;
@@ -359,8 +385,9 @@ AddResult Aggregator::Add(const v1::SampleBatch& b) {
     if (row.timestamp_ns > max_event_ns_) max_event_ns_ = row.timestamp_ns;
 
     // Series (and duplicate check) for this pid in this window.
-    if (last_series == -2 || row.pid != last_pid) {
-      auto [it, inserted] = ctx->pid_series.try_emplace(row.pid, -1);
+    if (last_series == -2 || row.pid != last_pid || row.profile_type != last_profile) {
+      auto [it, inserted] =
+          ctx->pid_series.try_emplace((uint64_t{row.pid} << 1) | (row.profile_type & 1), -1);
       if (inserted) {
         auto kit = pid_keys.find(row.pid);
         if (kit == pid_keys.end()) {
@@ -371,7 +398,9 @@ AddResult Aggregator::Add(const v1::SampleBatch& b) {
         }
         Window& w = *ctx->window;
         bool added = false;
-        const uint32_t s = w.SeriesIndex(kit->second.first, &added);
+        SeriesKey series_key = kit->second.first;
+        series_key.profile = row.profile_type;
+        const uint32_t s = w.SeriesIndex(series_key, &added);
         if (added) {
           if (kit->second.second != 0) sanitizer_.Count(kit->second.second);
           auto pit = processes.find(row.pid);
@@ -387,6 +416,7 @@ AddResult Aggregator::Add(const v1::SampleBatch& b) {
         if (it->second >= 0) w.batch_series[batch_id].emplace_back(row.pid, s);
       }
       last_pid = row.pid;
+      last_profile = row.profile_type;
       last_series = it->second;
     }
     if (last_series < 0) {

@@ -60,11 +60,17 @@ pp::Profile EncodePprof(const Window& window, const std::vector<uint32_t>& serie
     vt->set_type(st.Add(type));
     vt->set_unit(st.Add(unit));
   };
+  // Callers pass series of one profile type (Window::SeriesOf(service, profile)).
+  const ProfileNames names =
+      NamesOf(series.empty() || series[0] >= window.series.size()
+                  ? 0
+                  : window.series[series[0]].key.profile);
   add_type(p.add_sample_type(), "samples", "count");
-  add_type(p.add_sample_type(), "cpu", "nanoseconds");
-  add_type(p.mutable_period_type(), "cpu", "nanoseconds");
-  p.set_default_sample_type(st.Add("cpu"));
-  p.set_period(window.period_ns);
+  add_type(p.add_sample_type(), names.sample_type, "nanoseconds");
+  add_type(p.mutable_period_type(), names.sample_type, "nanoseconds");
+  p.set_default_sample_type(st.Add(names.sample_type));
+  // Off-CPU values are measured, not sampled: one nanosecond is one nanosecond.
+  p.set_period(names.sample_type == "cpu" ? window.period_ns : 1);
   p.set_time_nanos(window.start_ns);
   p.set_duration_nanos(window.duration_ns);
 
@@ -204,10 +210,11 @@ Result<SampleTypes> FindSampleTypes(const pp::Profile& p) {
     const std::string_view type = str(p.sample_type(i).type());
     const std::string_view unit = str(p.sample_type(i).unit());
     if (type == "samples" && unit == "count") ix.count_index = i;
-    if (type == "cpu" && unit == "nanoseconds") ix.nanos_index = i;
+    if ((type == "cpu" || type == "off_cpu") && unit == "nanoseconds") ix.nanos_index = i;
   }
   if (ix.count_index < 0 && ix.nanos_index < 0) {
-    return InvalidArgument("pprof: no samples/count or cpu/nanoseconds sample type");
+    return InvalidArgument(
+        "pprof: no samples/count, cpu/nanoseconds or off_cpu/nanoseconds sample type");
   }
   return ix;
 }

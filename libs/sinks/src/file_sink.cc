@@ -272,7 +272,10 @@ std::string FileSink::WindowPath(std::string_view service, int64_t start_ns) con
 }
 
 void FileSink::OnNewSeries(profile::Window& window, uint32_t series) {
-  const std::string path = WindowPath(window.series[series].key.service, window.start_ns);
+  const profile::SeriesKey& key = window.series[series].key;
+  const std::string path =
+      WindowPath(key.service + std::string(profile::NamesOf(key.profile).file_suffix),
+                 window.start_ns);
   if (!fs::exists(path)) return;
   Result<std::string> bytes = ReadFile(path);
   Result<pp::Profile> existing =
@@ -294,14 +297,26 @@ Status FileSink::Export(const profile::Window& window) {
   failed_.clear();
   std::vector<std::string> written;  // services whose window file is in place
   Status first_error;
-  auto fail = [&](const std::string& service, Status st) {
+  auto fail = [&](const std::string& service, std::vector<uint32_t> series, Status st) {
     log::Error("file sink: cannot write service, dead-lettering its series",
                {{"service", service}, {"error", st}});
     if (first_error.ok()) first_error = st;
-    failed_.push_back(
-        {.series = window.SeriesOf(service), .status = std::move(st), .response = {}});
+    failed_.push_back({.series = std::move(series), .status = std::move(st), .response = {}});
   };
-  for (const std::string& service : window.Services()) {
+  // The series a file name stands for ("<service>" or "<service>.off_cpu").
+  auto series_of_file = [&](const std::string& file_service) {
+    for (const auto& [svc, profile_type] : window.ServiceProfiles()) {
+      if (svc + std::string(profile::NamesOf(profile_type).file_suffix) == file_service) {
+        return window.SeriesOf(svc, profile_type);
+      }
+    }
+    return std::vector<uint32_t>{};
+  };
+  for (const auto& [series_service, profile_type] : window.ServiceProfiles()) {
+    // Off-CPU series get their own files beside the service's CPU ones ("<service>.off_cpu").
+    const std::string service =
+        series_service + std::string(profile::NamesOf(profile_type).file_suffix);
+    const std::vector<uint32_t> series = window.SeriesOf(series_service, profile_type);
     titles_[SafeFileName(service)] = service;
     const std::string path = WindowPath(service, window.start_ns);
     if (fs::exists(path)) {
@@ -316,14 +331,14 @@ Status FileSink::Export(const profile::Window& window) {
         }
       }
     }
-    perftools::profiles::Profile p = profile::EncodePprof(
-        window, window.SeriesOf(service), {.labels = labels(), .batch_comments = true});
+    perftools::profiles::Profile p =
+        profile::EncodePprof(window, series, {.labels = labels(), .batch_comments = true});
     Result<std::string> gz = profile::GzipPprof(p);
     Status st = gz.ok() ? WriteFileAtomic(path, *gz) : gz.status();
     // Disk full and the like: the whole window is tried again (rewriting is idempotent).
     if (IsRetryable(st)) return st;
     if (!st.ok()) {
-      fail(service, std::move(st));
+      fail(service, series, std::move(st));
       continue;
     }
     written.push_back(service);
@@ -338,7 +353,7 @@ Status FileSink::Export(const profile::Window& window) {
     for (const std::string& service : written) {
       Status st = WriteViews(service);
       if (IsRetryable(st)) return st;
-      if (!st.ok()) fail(service, std::move(st));
+      if (!st.ok()) fail(service, series_of_file(service), std::move(st));
       std::erase(touched, SafeFileName(service));
     }
   }
@@ -478,6 +493,12 @@ Status FileSink::WriteViewsOf(const std::string& dir_name, std::string_view titl
       continue;
     }
     FS_ASSIGN_OR_RETURN(std::vector<profile::FoldedStack> stacks, profile::Fold(*p));
+    // Off-CPU views weigh stacks by time blocked, in microseconds, not by events.
+    const int64_t def = p->default_sample_type();
+    if (def > 0 && def < p->string_table_size() && p->string_table(static_cast<int>(def)) ==
+                                                       profile::NamesOf(v1::PROFILE_TYPE_OFF_CPU).sample_type) {
+      for (profile::FoldedStack& st : stacks) st.count = (st.nanos + 500) / 1000;
+    }
     all.insert(all.end(), std::make_move_iterator(stacks.begin()),
                std::make_move_iterator(stacks.end()));
   }

@@ -229,6 +229,7 @@ collector::ExportProfilesServiceRequest BuildExportRequest(const profile::Window
   const int32_t samples_str = dict.Str("samples");
   const int32_t count_str = dict.Str("count");
   const int32_t cpu_str = dict.Str("cpu");
+  const int32_t off_cpu_str = dict.Str("off_cpu");
   const int32_t ns_str = dict.Str("nanoseconds");
   for (uint32_t s = 0; s < window.series.size(); ++s) {
     auto& rows = by_series[s];
@@ -253,17 +254,19 @@ collector::ExportProfilesServiceRequest BuildExportRequest(const profile::Window
     otlp::ScopeProfiles* sp = rp->add_scope_profiles();
     sp->mutable_scope()->set_name("flamestream");
     otlp::Profile* prof = sp->add_profiles();
-    prof->mutable_sample_type()->set_type_strindex(samples_str);
-    prof->mutable_sample_type()->set_unit_strindex(count_str);
-    prof->mutable_period_type()->set_type_strindex(cpu_str);
+    // CPU: sample counts of a cpu/nanoseconds period. Off-CPU: nanoseconds blocked, measured.
+    const bool off_cpu = info.key.profile == v1::PROFILE_TYPE_OFF_CPU;
+    prof->mutable_sample_type()->set_type_strindex(off_cpu ? off_cpu_str : samples_str);
+    prof->mutable_sample_type()->set_unit_strindex(off_cpu ? ns_str : count_str);
+    prof->mutable_period_type()->set_type_strindex(off_cpu ? off_cpu_str : cpu_str);
     prof->mutable_period_type()->set_unit_strindex(ns_str);
-    prof->set_period(window.period_ns);
+    prof->set_period(off_cpu ? 1 : window.period_ns);
     prof->set_time_unix_nano(static_cast<uint64_t>(window.start_ns));
     prof->set_duration_nano(static_cast<uint64_t>(window.duration_ns));
     for (const auto& [k, v] : rows) {
       otlp::Sample* out = prof->add_samples();
       out->set_stack_index(stack_of(k.stack));
-      out->add_values(v.count);
+      out->add_values(off_cpu ? v.nanos : v.count);
       if (k.span != 0) {
         out->set_link_index(link_of(k.span));
         const std::string& span_name = d.str(d.spans()[k.span].name);

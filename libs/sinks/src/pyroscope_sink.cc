@@ -67,7 +67,7 @@ Result<std::vector<push::v1::PushRequest>> BuildPushRequests(const profile::Wind
     if (out.empty() || out.back().series_size() >= per_request) out.emplace_back();
     push::v1::RawProfileSeries* series = out.back().add_series();
     std::map<std::string, std::string> labels = extra;
-    labels["__name__"] = "process_cpu";
+    labels["__name__"] = std::string(profile::NamesOf(key.profile).pyroscope);
     labels["__delta__"] = "false";
     labels["service_name"] = key.service;
     if (!key.cluster.empty()) labels["cluster"] = key.cluster;

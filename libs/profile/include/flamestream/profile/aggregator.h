@@ -72,14 +72,28 @@ struct SeriesKey {
   std::string host;
   std::string container_id;
   std::string pod_uid;
+  // v1::ProfileType: CPU samples and off-CPU time of one process are separate series, so
+  // every sink keeps them apart with their own sample type.
+  uint32_t profile = 0;
 
   friend bool operator==(const SeriesKey&, const SeriesKey&) = default;
   friend auto operator<=>(const SeriesKey&, const SeriesKey&) = default;
   template <typename H>
   friend H AbslHashValue(H h, const SeriesKey& k) {
-    return H::combine(std::move(h), k.service, k.cluster, k.host, k.container_id, k.pod_uid);
+    return H::combine(std::move(h), k.service, k.cluster, k.host, k.container_id, k.pod_uid,
+                      k.profile);
   }
 };
+
+// How each profile type is named where it leaves us: the pprof sample/period type and the
+// Pyroscope series name (__name__). CPU keeps Pyroscope's process_cpu:cpu:nanoseconds:cpu:
+// nanoseconds; off-CPU is off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds.
+struct ProfileNames {
+  std::string_view sample_type;  // "cpu" | "off_cpu" (unit: nanoseconds)
+  std::string_view pyroscope;    // "process_cpu" | "off_cpu"
+  std::string_view file_suffix;  // appended to the service in file names: "" | ".off_cpu"
+};
+[[nodiscard]] ProfileNames NamesOf(uint32_t profile);
 
 // Tables shared by all series of a window. Index 0 of every table is the "none" entry (as in
 // OTLP), so an index is also a valid pprof id when non-zero.
@@ -223,13 +237,19 @@ struct Window {
   // input samples made which series (a sink refusing one series dead-letters only those).
   absl::flat_hash_map<std::string, std::vector<std::pair<uint32_t, uint32_t>>> batch_series;
 
-  // The series the samples of process `pid` of batch `batch_id` went to, or -1.
-  [[nodiscard]] int64_t SeriesOfBatchPid(const std::string& batch_id, uint32_t pid) const;
+  // The series the samples of process `pid` (of profile type `profile`) of batch `batch_id`
+  // went to, or -1.
+  [[nodiscard]] int64_t SeriesOfBatchPid(const std::string& batch_id, uint32_t pid,
+                                         uint32_t profile = 0) const;
 
   // Index of the series, adding it when new (and reporting that through *added).
   uint32_t SeriesIndex(const SeriesKey& key, bool* added = nullptr);
   // Indices of the series whose service is `service` (all series when empty).
   [[nodiscard]] std::vector<uint32_t> SeriesOf(std::string_view service) const;
+  // ... and whose profile type is `profile`.
+  [[nodiscard]] std::vector<uint32_t> SeriesOf(std::string_view service, uint32_t profile) const;
+  // Distinct (service, profile type) pairs, sorted.
+  [[nodiscard]] std::vector<std::pair<std::string, uint32_t>> ServiceProfiles() const;
   // Distinct services, sorted.
   [[nodiscard]] std::vector<std::string> Services() const;
   [[nodiscard]] SampleValue Total() const;
