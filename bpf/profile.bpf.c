@@ -177,7 +177,16 @@ struct walk_state {
 	__u8 stopped;   /* the walk ended before its step budget */
 	__u8 complete;  /* ... at the outermost frame */
 	__u8 failed;    /* ... because user memory could not be read */
+	__u8 cached;    /* the c_* fields hold the last mapping and table found */
 	struct fs_unwind_row row;
+	/* Consecutive frames are mostly in the same file: the last mapping's table, so the next
+	 * frame in it skips the mapping search and the table lookup. */
+	__u64 c_start;
+	__u64 c_end;
+	__u64 c_shift;
+	__u32 c_first;
+	__u32 c_count;
+	__u32 c_pc_end;
 };
 
 struct {
@@ -206,6 +215,13 @@ static __always_inline void find_row(struct walk_state *st, struct fs_unwind_pro
 	int j;
 
 	st->row.cfa_kind = FS_CFA_NONE;
+	if (st->cached && st->pc >= st->c_start && st->pc < st->c_end) {
+		rel = st->pc - st->c_shift;
+		first = st->c_first;
+		if (rel >= st->c_pc_end)
+			return;
+		goto rows;
+	}
 	st->lo = 0;
 	st->hi = proc->count;
 	for (j = 0; j < 9; j++) { /* 2^9 > FS_MAX_PROC_MAPPINGS */
@@ -238,11 +254,19 @@ static __always_inline void find_row(struct walk_state *st, struct fs_unwind_pro
 		st->missing++;
 		return;
 	}
+	st->c_start = m->start;
+	st->c_end = m->end;
+	st->c_shift = m->shift;
+	st->c_first = t->first_row;
+	st->c_count = t->row_count;
+	st->c_pc_end = t->pc_end;
+	st->cached = 1;
 	if (rel >= t->pc_end)
 		return;
 	first = t->first_row;
+rows:
 	st->lo = first;
-	st->hi = first + t->row_count;
+	st->hi = first + st->c_count;
 	for (j = 0; j < 25; j++) { /* 2^25 rows: far beyond any one table */
 		lo = st->lo;
 		hi = st->hi;

@@ -38,8 +38,8 @@ class UnwindMetrics {
         no_proc_(m.Counter("fs_agent_unwind_no_tables_samples_total",
                            "samples of processes whose tables were not loaded yet")),
         loaded_(m.Counter("fs_agent_unwind_tables_loaded_total", "unwind tables loaded")),
-        evicted_(m.Counter("fs_agent_unwind_tables_evicted_total",
-                           "unwind tables evicted for room")),
+        evicted_(
+            m.Counter("fs_agent_unwind_tables_evicted_total", "unwind tables evicted for room")),
         built_(m.Counter("fs_agent_unwind_tables_built_total", "unwind tables built from ELF")),
         failures_(m.Counter("fs_agent_unwind_build_failures_total",
                             "files whose unwind table could not be built")),
@@ -135,8 +135,8 @@ void AgentConfig::Declare(config::Schema& s) {
         "memory for unwind tables in BPF maps, allocated at start; least recently sampled "
         "tables are evicted beyond it (a whole Debian machine's running binaries need ~28MiB)");
   s.Require(
-      "agent.unwind.max_table_bytes",
-      [this] { return unwind_max_table_bytes.value >= (1u << 20); }, "at least 1MiB");
+      "agent.unwind.max_table_bytes", [this] { return unwind_max_table_bytes.value >= (1u << 20); },
+      "at least 1MiB");
   s.Add("agent.unwind.rescan_interval", &unwind_rescan_interval,
         "minimum time between two /proc/<pid>/maps rescans of a process whose samples run in "
         "code no table covers yet (dlopen, JIT)");
@@ -314,17 +314,20 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
 
   obs::Registry& m = ctx.metrics;
   obs::TotalMirror samples(m.Counter("fs_agent_samples_total", "samples written by BPF"));
-  obs::TotalMirror processed(m.Counter("fs_agent_samples_processed_total", "samples handed to the sink"));
-  obs::TotalMirror ring_drops(m.Counter("fs_agent_dropped_samples_total", "samples dropped",
-                           {{"where", "ring"}}));
-  obs::TotalMirror queue_drops(m.Counter("fs_agent_dropped_samples_total", "samples dropped",
-                            {{"where", "queue"}}));
-  obs::TotalMirror user_trunc(m.Counter("fs_agent_truncated_stacks_total", "stacks cut at the depth limit",
-                           {{"kind", "user"}}));
-  obs::TotalMirror kernel_trunc(m.Counter("fs_agent_truncated_stacks_total", "stacks cut at the depth limit",
-                             {{"kind", "kernel"}}));
-  obs::TotalMirror unknown(m.Counter("fs_agent_unknown_mappings_total", "user frames in no mapping"));
-  obs::TotalMirror bpf_ns(m.Counter("fs_agent_bpf_run_time_ns_total", "BPF program run time (BPF stats)"));
+  obs::TotalMirror processed(
+      m.Counter("fs_agent_samples_processed_total", "samples handed to the sink"));
+  obs::TotalMirror ring_drops(
+      m.Counter("fs_agent_dropped_samples_total", "samples dropped", {{"where", "ring"}}));
+  obs::TotalMirror queue_drops(
+      m.Counter("fs_agent_dropped_samples_total", "samples dropped", {{"where", "queue"}}));
+  obs::TotalMirror user_trunc(m.Counter("fs_agent_truncated_stacks_total",
+                                        "stacks cut at the depth limit", {{"kind", "user"}}));
+  obs::TotalMirror kernel_trunc(m.Counter("fs_agent_truncated_stacks_total",
+                                          "stacks cut at the depth limit", {{"kind", "kernel"}}));
+  obs::TotalMirror unknown(
+      m.Counter("fs_agent_unknown_mappings_total", "user frames in no mapping"));
+  obs::TotalMirror bpf_ns(
+      m.Counter("fs_agent_bpf_run_time_ns_total", "BPF program run time (BPF stats)"));
   obs::TotalMirror bpf_runs(m.Counter("fs_agent_bpf_runs_total", "BPF program runs (BPF stats)"));
   obs::Gauge& offset = m.Gauge("fs_agent_clock_offset_ns", "realtime minus monotonic");
   UnwindMetrics unwind_metrics(m);
@@ -359,6 +362,7 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
              {"filtered_by_comm", processor->stats().filtered_by_comm.load()},
              {"unknown_mappings", processor->stats().unknown_mappings.load()},
              {"bpf_ns_per_run", st.bpf_run_count ? st.bpf_run_ns / st.bpf_run_count : 0},
+             {"bpf_ns_per_sample", st.samples ? st.bpf_run_ns / st.samples : 0},
              {"off_cpu_events", st.off_cpu_events},
              {"off_cpu_short", st.off_cpu_short},
              {"cfi_frames", st.cfi_frames},

@@ -48,9 +48,9 @@ struct AgentConfig {
   bool kernel_stacks = true;
   // BPF ring size; 0 sizes it for half a second of worst-case samples.
   config::Bytes ring_size{0};
-  bool unwind = true;                                    // CFI unwinding (else fp only)
+  bool unwind = true;  // CFI unwinding (else fp only)
   std::chrono::nanoseconds off_cpu_threshold = std::chrono::milliseconds(1);  // 0 = off
-  std::string print_profile = "cpu";                     // --print: cpu | off-cpu
+  std::string print_profile = "cpu";  // --print: cpu | off-cpu
   config::Bytes unwind_max_table_bytes{uint64_t{64} << 20};
   std::chrono::nanoseconds unwind_rescan_interval = std::chrono::milliseconds(250);
   // Decoded samples buffered for the processor before the reader drops.

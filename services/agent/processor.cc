@@ -20,8 +20,8 @@ Result<std::unique_ptr<SampleProcessor>> SampleProcessor::Create(ProcessorOption
     try {
       p->cgroup_re_.emplace(p->options_.cgroup, std::regex::ECMAScript | std::regex::optimize);
     } catch (const std::regex_error& e) {
-      return InvalidArgument("cgroup filter \"{}\" is not a valid regex: {}",
-                             p->options_.cgroup, e.what());
+      return InvalidArgument("cgroup filter \"{}\" is not a valid regex: {}", p->options_.cgroup,
+                             e.what());
     }
   }
   return p;
@@ -40,8 +40,8 @@ SampleProcessor::Process& SampleProcessor::Lookup(uint32_t pid, const std::strin
     return it->second;
   }
   Process p;
-  Result<proc::ProcessInfo> info = proc::ReadProcessInfo(
-      pid, {.proc_root = options_.proc_root, .cmdline = options_.cmdline});
+  Result<proc::ProcessInfo> info =
+      proc::ReadProcessInfo(pid, {.proc_root = options_.proc_root, .cmdline = options_.cmdline});
   if (info.ok()) {
     p.info = std::move(*info);
   } else {
@@ -62,8 +62,7 @@ bool SampleProcessor::Matches(Process& p, const std::string& thread_comm) {
     bool ok = true;
     if (!options_.container_ids.empty()) {
       const std::string& id = p.info.cgroup.container_id;
-      ok = !id.empty() && std::any_of(options_.container_ids.begin(),
-                                      options_.container_ids.end(),
+      ok = !id.empty() && std::any_of(options_.container_ids.begin(), options_.container_ids.end(),
                                       [&](const std::string& want) {
                                         return !want.empty() && id.rfind(want, 0) == 0;
                                       });

@@ -35,12 +35,12 @@ struct ResolvedSample {
   uint32_t pid = 0;
   uint32_t tid = 0;
   uint32_t cpu = 0;
-  uint32_t flags = 0;  // bpf::SampleFlags
+  uint32_t flags = 0;     // bpf::SampleFlags
   bool off_cpu = false;   // an off-CPU event (the stacks a thread blocked in), not a CPU sample
   uint64_t value_ns = 0;  // off-CPU: nanoseconds blocked; CPU samples: 0 (the period)
-  std::string comm;    // thread comm at sample time
-  std::vector<UserFrame> user;     // leaf first
-  std::vector<uint64_t> kernel;    // leaf first
+  std::string comm;       // thread comm at sample time
+  std::vector<UserFrame> user;   // leaf first
+  std::vector<uint64_t> kernel;  // leaf first
 };
 
 // Where processed samples go: print mode's folded stacks, or the Kafka publisher.
@@ -55,7 +55,7 @@ class SampleWriter {
 };
 
 struct ProcessorOptions {
-  std::string comm;      // ECMAScript regex on thread comm, process comm or exe; "" = all
+  std::string comm;  // ECMAScript regex on thread comm, process comm or exe; "" = all
   // Container ids (or unique prefixes, as `docker ps` prints them); empty = all. A process
   // must match every filter that is set.
   std::vector<std::string> container_ids;
@@ -68,13 +68,13 @@ struct ProcessorOptions {
 };
 
 struct ProcessorStats {
-  std::atomic<uint64_t> samples{0};            // handed to the writer
+  std::atomic<uint64_t> samples{0};                // handed to the writer
   std::atomic<uint64_t> filtered_by_comm{0};       // samples dropped by any process filter
-  std::atomic<uint64_t> unknown_mappings{0};   // user frames in no mapping
-  std::atomic<uint64_t> processes{0};          // processes announced
+  std::atomic<uint64_t> unknown_mappings{0};       // user frames in no mapping
+  std::atomic<uint64_t> processes{0};              // processes announced
   std::atomic<uint64_t> process_read_failures{0};  // exited before we read /proc
-  std::atomic<uint64_t> exits{0};              // announced processes retired (OnExit)
-  std::atomic<uint64_t> exits_found_by_check{0};  // of those, found gone by the /proc check
+  std::atomic<uint64_t> exits{0};                  // announced processes retired (OnExit)
+  std::atomic<uint64_t> exits_found_by_check{0};   // of those, found gone by the /proc check
 };
 
 class SampleProcessor {
@@ -91,9 +91,9 @@ class SampleProcessor {
  private:
   struct Process {
     proc::ProcessInfo info;
-    std::optional<bool> comm_match;  // cached comm/exe verdict
+    std::optional<bool> comm_match;     // cached comm/exe verdict
     std::optional<bool> process_match;  // cached container/cgroup verdict
-    bool announced = false;          // OnProcess called
+    bool announced = false;             // OnProcess called
   };
 
   SampleProcessor(ProcessorOptions options, const bpf::ClockOffset* clock, SampleWriter* writer);

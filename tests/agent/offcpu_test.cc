@@ -2,6 +2,8 @@
 // times: `flamestream-agent --print --profile off-cpu` must give each blocking function the
 // time its thread really spent blocked (within 10%), with the kernel path it blocked in, and
 // leave out blocks shorter than the threshold.
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -9,15 +11,13 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "test_util.h"
 
 namespace flamestream::testing_agent {
 namespace {
 
-#define SKIP_UNLESS_PRIVILEGED()                                                       \
-  if (!Privileged()) {                                                                 \
+#define SKIP_UNLESS_PRIVILEGED()                                                               \
+  if (!Privileged()) {                                                                         \
     GTEST_SKIP() << "needs root or CAP_BPF+CAP_PERFMON+CAP_SYS_PTRACE (set CI=true to force)"; \
   }
 
@@ -31,8 +31,8 @@ OffCpuRun RunOffCpu(pid_t pid, const std::string& threshold) {
   OffCpuRun run;
   std::chrono::steady_clock::time_point start;
   const std::string out = RunWatchingStderr(
-      {BinPath("flamestream-agent"), "--print", "--profile", "off-cpu", "--duration", "4s",
-       "--pid", std::to_string(pid), "--set", "agent.print_symbolize=false", "--set",
+      {BinPath("flamestream-agent"), "--print", "--profile", "off-cpu", "--duration", "4s", "--pid",
+       std::to_string(pid), "--set", "agent.print_symbolize=false", "--set",
        "agent.off_cpu.threshold=" + threshold, "--log-level", "info"},
       [&](const std::string& line) {
         if (line.find("msg=sampling ") != std::string::npos ||
@@ -93,10 +93,9 @@ TEST(AgentOffCpu, BlockedTimePerStackMatchesTheTruth) {
   Child w = Child::Spawn({exe, "12"});
   const OffCpuRun run = RunOffCpu(w.pid(), "1ms");
   ASSERT_GT(run.window_s, 1.0) << "agent did not log its window";
-  const Blocked b = ByFunction(run, exe, fns,
-                               {{"sleeper", "do_nanosleep"},
-                                {"pipe_writer", "do_nanosleep"},
-                                {"pipe_reader", "pipe_read"}});
+  const Blocked b = ByFunction(
+      run, exe, fns,
+      {{"sleeper", "do_nanosleep"}, {"pipe_writer", "do_nanosleep"}, {"pipe_reader", "pipe_read"}});
   for (const auto& [fn, s] : b.seconds) std::printf("off-cpu: %s %.3f s\n", fn.c_str(), s);
   std::printf("off-cpu: window %.3f s; %s\n", run.window_s, run.stopped_line.c_str());
   // Each of these threads is blocked in its function all the time but for microseconds of
@@ -118,8 +117,8 @@ TEST(AgentOffCpu, ThresholdZeroTurnsItOffAndTheProfileFlagNeedsIt) {
   SKIP_UNLESS_PRIVILEGED();
   int status = -1;
   const std::string out = RunToCompletion(
-      {BinPath("flamestream-agent"), "--print", "--profile", "off-cpu", "--duration", "1s",
-       "--set", "agent.off_cpu.threshold=0", "--log-level", "error"},
+      {BinPath("flamestream-agent"), "--print", "--profile", "off-cpu", "--duration", "1s", "--set",
+       "agent.off_cpu.threshold=0", "--log-level", "error"},
       &status);
   EXPECT_NE(status, 0);
 }

@@ -6,6 +6,7 @@
 // signal handler interrupted. Offsets are compared after undoing that.
 #include <fcntl.h>
 #include <gelf.h>
+#include <gtest/gtest.h>
 #include <libelf.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,15 +23,13 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "test_util.h"
 
 namespace flamestream::testing_agent {
 namespace {
 
-#define SKIP_UNLESS_PRIVILEGED()                                                       \
-  if (!Privileged()) {                                                                 \
+#define SKIP_UNLESS_PRIVILEGED()                                                               \
+  if (!Privileged()) {                                                                         \
     GTEST_SKIP() << "needs root or CAP_BPF+CAP_PERFMON+CAP_SYS_PTRACE (set CI=true to force)"; \
   }
 
@@ -162,8 +161,8 @@ PerfStacks ParsePerf(const std::string& text) {
     frames.push_back(FrameKey(Basename(dso), *off));
     // perf cannot name __restore_rt (its return address minus one lies before the symbol)
     // and shows it as libc's "[unknown]"; the frame after it is the interrupted pc itself.
-    after_signal = sym == "__restore_rt" ||
-                   (sym == "[unknown]" && Basename(dso).rfind("libc.so", 0) == 0);
+    after_signal =
+        sym == "__restore_rt" || (sym == "[unknown]" && Basename(dso).rfind("libc.so", 0) == 0);
     last_sym = sym;
   }
   flush();
@@ -191,8 +190,8 @@ std::string RootOf(const std::string& key) { return key.substr(0, key.find(';'))
 
 struct Comparison {
   uint64_t samples = 0;
-  uint64_t matched = 0;  // agent samples whose exact stack perf also recorded
-  uint64_t rooted = 0;   // agent samples whose outermost frame is a root perf named
+  uint64_t matched = 0;   // agent samples whose exact stack perf also recorded
+  uint64_t rooted = 0;    // agent samples whose outermost frame is a root perf named
   std::string unmatched;  // the most frequent agent stacks perf never saw
 };
 
@@ -229,18 +228,27 @@ TwoRuns SampleBoth(pid_t pid, int seconds, const std::vector<std::string>& extra
           .string();
   std::thread perf([&] {
     (void)RunToCompletion({"/usr/bin/perf", "record", "-q", "-e", "cpu-clock", "-F",
-                           std::to_string(kHz), "--call-graph", "dwarf", "-p",
-                           std::to_string(pid), "-o", data, "--", "/bin/sleep",
-                           std::to_string(seconds)});
+                           std::to_string(kHz), "--call-graph", "dwarf", "-p", std::to_string(pid),
+                           "-o", data, "--", "/bin/sleep", std::to_string(seconds)});
   });
-  std::vector<std::string> args = {BinPath("flamestream-agent"), "--print", "--duration",
-                                   std::to_string(seconds) + "s", "--frequency",
-                                   std::to_string(kHz), "--pid", std::to_string(pid), "--set",
-                                   "agent.print_symbolize=false", "--set",
-                                   "agent.kernel_stacks=false", "--log-level", "info"};
+  std::vector<std::string> args = {BinPath("flamestream-agent"),
+                                   "--print",
+                                   "--duration",
+                                   std::to_string(seconds) + "s",
+                                   "--frequency",
+                                   std::to_string(kHz),
+                                   "--pid",
+                                   std::to_string(pid),
+                                   "--set",
+                                   "agent.print_symbolize=false",
+                                   "--set",
+                                   "agent.kernel_stacks=false",
+                                   "--log-level",
+                                   "info"};
   args.insert(args.end(), extra.begin(), extra.end());
   const std::string out = RunWatchingStderr(args, [&](const std::string& line) {
-    if (line.find("unwind") != std::string::npos || line.find("sampler stopped") != std::string::npos) {
+    if (line.find("unwind") != std::string::npos ||
+        line.find("sampler stopped") != std::string::npos) {
       run.agent_log += line + "\n";
     }
   });
@@ -255,14 +263,13 @@ TwoRuns SampleBoth(pid_t pid, int seconds, const std::vector<std::string>& extra
 
 void ExpectAgentEqualsPerf(const std::string& what, const TwoRuns& run) {
   const Comparison c = Compare(run.agent, run.perf);
-  std::printf("%s: agent %lu samples, %.1f%% equal to a perf --call-graph dwarf stack, %.1f%% "
-              "reach the thread's root; perf %lu samples, %.1f%% rooted\n%s",
-              what.c_str(), static_cast<unsigned long>(c.samples),
-              c.samples ? 100.0 * c.matched / c.samples : 0.0,
-              c.samples ? 100.0 * c.rooted / c.samples : 0.0,
-              static_cast<unsigned long>(run.perf.samples),
-              run.perf.samples ? 100.0 * run.perf.rooted / run.perf.samples : 0.0,
-              run.agent_log.c_str());
+  std::printf(
+      "%s: agent %lu samples, %.1f%% equal to a perf --call-graph dwarf stack, %.1f%% "
+      "reach the thread's root; perf %lu samples, %.1f%% rooted\n%s",
+      what.c_str(), static_cast<unsigned long>(c.samples),
+      c.samples ? 100.0 * c.matched / c.samples : 0.0,
+      c.samples ? 100.0 * c.rooted / c.samples : 0.0, static_cast<unsigned long>(run.perf.samples),
+      run.perf.samples ? 100.0 * run.perf.rooted / run.perf.samples : 0.0, run.agent_log.c_str());
   ASSERT_GT(c.samples, 300u);
   ASSERT_GT(run.perf.samples, 300u);
   // perf is the reference only where it reached the root itself.
@@ -339,11 +346,10 @@ TEST(AgentUnwind, DeepFramelessRecursionIsWalkedToTheRoot) {
   Child w = Child::Spawn({exe, "recurse", "20", "600"});
   // perf's dwarf mode copies 8 KiB of stack and cannot reach the root here: the agent alone.
   const std::string out =
-      RunToCompletion({BinPath("flamestream-agent"), "--print", "--duration", "3s",
-                       "--frequency", std::to_string(kHz), "--pid", std::to_string(w.pid()),
-                       "--set", "agent.print_symbolize=false", "--set",
-                       "agent.kernel_stacks=false", "--user-stack-depth", "1024", "--log-level",
-                       "warn"});
+      RunToCompletion({BinPath("flamestream-agent"), "--print", "--duration", "3s", "--frequency",
+                       std::to_string(kHz), "--pid", std::to_string(w.pid()), "--set",
+                       "agent.print_symbolize=false", "--set", "agent.kernel_stacks=false",
+                       "--user-stack-depth", "1024", "--log-level", "warn"});
   FunctionRanges fns = FunctionRanges::Load(exe);
   uint64_t total = 0, deep = 0;
   for (const FoldedLine& l : ParseFolded(out)) {
@@ -401,13 +407,13 @@ TEST(AgentUnwind, CorruptEhFrameFallsBackToFramePointersAndIsCounted) {
   Child w = Child::Spawn({copy, "spin", "20"});
   std::string log;
   int status = -1;
-  const std::string out = RunWatchingStderr(
-      {BinPath("flamestream-agent"), "--print", "--duration", "3s", "--frequency",
-       std::to_string(kHz), "--pid", std::to_string(w.pid()), "--set",
-       "agent.print_symbolize=false", "--log-level", "info"},
-      [&](const std::string& line) {
-        if (line.find("sampler stopped") != std::string::npos) log = line;
-      });
+  const std::string out =
+      RunWatchingStderr({BinPath("flamestream-agent"), "--print", "--duration", "3s", "--frequency",
+                         std::to_string(kHz), "--pid", std::to_string(w.pid()), "--set",
+                         "agent.print_symbolize=false", "--log-level", "info"},
+                        [&](const std::string& line) {
+                          if (line.find("sampler stopped") != std::string::npos) log = line;
+                        });
   (void)status;
   std::filesystem::remove(copy);
   const AgentStacks s = ParseAgent(out);

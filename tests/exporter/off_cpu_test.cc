@@ -5,8 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -35,7 +35,7 @@ std::string Slurp(const std::string& path) {
 }
 
 struct Totals {
-  std::map<std::string, int64_t> cpu_count;     // service -> CPU samples
+  std::map<std::string, int64_t> cpu_count;      // service -> CPU samples
   std::map<std::string, int64_t> off_cpu_nanos;  // service -> ns blocked
 };
 
@@ -141,7 +141,8 @@ TEST(OffCpuExport, FileSinkWritesAnOffCpuProfilePerServiceBesideTheCpuOne) {
     EXPECT_EQ(got_nanos[service], nanos) << service;
     EXPECT_EQ(got_count[service], want.cpu_count.at(service)) << service;
     // The flame-graph views of the off-CPU profile weigh stacks in microseconds blocked.
-    const std::string folded = dir.path() + "/" + sinks::SafeFileName(service + ".off_cpu") + ".folded";
+    const std::string folded =
+        dir.path() + "/" + sinks::SafeFileName(service + ".off_cpu") + ".folded";
     ASSERT_TRUE(fs::exists(folded)) << folded;
     std::istringstream text(Slurp(folded));
     int64_t us = 0;

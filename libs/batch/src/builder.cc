@@ -257,8 +257,8 @@ int64_t FloorTo(int64_t t, int64_t unit) {
 int64_t RoundDiv(int64_t a, int64_t b) {
   int64_t q = a / b;
   const int64_t r = a % b;
-  if (r >= b - r) ++q;          // r > 0 and r >= b / 2
-  if (-r >= b + r) --q;         // r < 0 and -r >= b / 2
+  if (r >= b - r) ++q;   // r > 0 and r >= b / 2
+  if (-r >= b + r) --q;  // r < 0 and -r >= b / 2
   return q;
 }
 
@@ -300,10 +300,9 @@ void BatchBuilder::EncodeCompact(v1::Samples* s, bool need_values, bool need_spa
     s->add_cpu(r.cpu);
     // Both times are multiples of unit, so the delta in units is exact. With unit 1 it wraps
     // like the plain encoding's; the cursor's wrapping sum restores the exact value either way.
-    const int64_t delta =
-        unit == 1 ? static_cast<int64_t>(static_cast<uint64_t>(r.timestamp_ns) -
-                                         static_cast<uint64_t>(prev))
-                  : r.timestamp_ns / unit - prev / unit;
+    const int64_t delta = unit == 1 ? static_cast<int64_t>(static_cast<uint64_t>(r.timestamp_ns) -
+                                                           static_cast<uint64_t>(prev))
+                                    : r.timestamp_ns / unit - prev / unit;
     const int64_t ticks = RoundDiv(delta, tick);
     s->add_timestamp_ticks(ticks);
     s->add_timestamp_rest(static_cast<int64_t>(

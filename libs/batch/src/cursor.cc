@@ -36,8 +36,7 @@ bool SampleCursor::Next(SampleRow* row) {
   row->timestamp_ns = timestamp_ns_;
   row->value_ns = s.value_ns_size() == 0 ? batch_.period_ns() : s.value_ns(i);
   row->span_index = s.span_index_size() == 0 ? 0 : s.span_index(i);
-  row->profile_type =
-      s.profile_type_size() == 0 ? 0 : static_cast<uint32_t>(s.profile_type(i));
+  row->profile_type = s.profile_type_size() == 0 ? 0 : static_cast<uint32_t>(s.profile_type(i));
   return true;
 }
 

@@ -15,9 +15,9 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
-#include <sstream>
 #include <limits>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "flamestream/bpf/capabilities.h"
@@ -86,8 +86,7 @@ uint64_t AutoRingBytes(int cpus, uint32_t hz, uint32_t user_depth) {
 // table is one memcpy; the maps stay owned by the skeleton, which must outlive this.
 class BpfUnwindMaps final : public UnwindMaps {
  public:
-  BpfUnwindMaps(void* rows, size_t mapped_bytes, uint64_t row_capacity, int tables_fd,
-                int procs_fd)
+  BpfUnwindMaps(void* rows, size_t mapped_bytes, uint64_t row_capacity, int tables_fd, int procs_fd)
       : rows_(static_cast<char*>(rows)),
         mapped_bytes_(mapped_bytes),
         row_capacity_(row_capacity),
@@ -286,10 +285,10 @@ Status Sampler::Impl::Open() {
                              config_.unwind.max_table_bytes);
     }
     ro->cfi_unwind = true;
-    for (auto [map, n] : {std::pair{skel_->maps.unwind_rows, blocks},
-                          std::pair{skel_->maps.unwind_tables, uint64_t{config_.unwind.max_tables}},
-                          std::pair{skel_->maps.unwind_procs,
-                                    uint64_t{config_.unwind.max_processes}}}) {
+    for (auto [map, n] :
+         {std::pair{skel_->maps.unwind_rows, blocks},
+          std::pair{skel_->maps.unwind_tables, uint64_t{config_.unwind.max_tables}},
+          std::pair{skel_->maps.unwind_procs, uint64_t{config_.unwind.max_processes}}}) {
       if (int err = bpf_map__set_max_entries(map, static_cast<__u32>(n)); err != 0) {
         return ErrnoError(-err, fmt::format("size {}", bpf_map__name(map)));
       }
@@ -322,10 +321,9 @@ Status Sampler::Impl::Open() {
                         bpf_map__fd(skel_->maps.unwind_rows), 0);
     if (rows == MAP_FAILED) return ErrnoError(errno, "mmap unwind_rows");
     unwinder_ = std::make_unique<Unwinder>(
-        config_.unwind,
-        std::make_unique<BpfUnwindMaps>(rows, bytes, blocks * FS_UNWIND_BLOCK_ROWS,
-                                        bpf_map__fd(skel_->maps.unwind_tables),
-                                        bpf_map__fd(skel_->maps.unwind_procs)));
+        config_.unwind, std::make_unique<BpfUnwindMaps>(rows, bytes, blocks * FS_UNWIND_BLOCK_ROWS,
+                                                        bpf_map__fd(skel_->maps.unwind_tables),
+                                                        bpf_map__fd(skel_->maps.unwind_procs)));
     for (uint32_t pid : config_.pids) unwinder_->ScanBeforeStart(pid);
   }
   for (uint32_t pid : config_.pids) {

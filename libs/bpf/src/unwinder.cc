@@ -14,7 +14,9 @@ namespace {
 constexpr auto kSweepInterval = std::chrono::seconds(10);
 constexpr size_t kMaxMapsBytes = size_t{16} << 20;
 
-std::string MapFilesName(const proc::Mapping& m) { return fmt::format("{:x}-{:x}", m.start, m.end); }
+std::string MapFilesName(const proc::Mapping& m) {
+  return fmt::format("{:x}-{:x}", m.start, m.end);
+}
 
 }  // namespace
 
@@ -133,8 +135,8 @@ void Unwinder::OnSample(uint32_t pid, bool bpf_has_entry, std::span<const uint64
                               [](uint64_t a, const Range& x) { return a < x.start; });
     need = r == v.known.begin() || addr >= std::prev(r)->end;
   }
-  if (need && (v.last_rescan == Clock::time_point{} ||
-               now - v.last_rescan >= config_.rescan_interval)) {
+  if (need &&
+      (v.last_rescan == Clock::time_point{} || now - v.last_rescan >= config_.rescan_interval)) {
     v.last_rescan = now;
     Enqueue({.pid = pid});
   }
@@ -284,8 +286,9 @@ void Unwinder::Scan(uint32_t pid, bool exec) {
     e.shift = *shift;
     e.table_id = t->id;
   }
-  std::sort(value->mappings, value->mappings + value->count,
-            [](const fs_unwind_mapping& a, const fs_unwind_mapping& b) { return a.start < b.start; });
+  std::sort(
+      value->mappings, value->mappings + value->count,
+      [](const fs_unwind_mapping& a, const fs_unwind_mapping& b) { return a.start < b.start; });
   if (Status st = maps_->PutProcess(pid, *value); !st.ok()) {
     log::Warn("unwind tables not loaded for a process", {{"pid", pid}, {"error", st}});
   }
@@ -350,8 +353,8 @@ Unwinder::Table* Unwinder::TableFor(uint32_t pid, const proc::Mapping& m,
   if (!built.ok()) {
     ++stats_.build_failures;
     t.no_cfi = true;
-    log::Debug("no unwind table for a mapping", {{"pid", pid}, {"path", m.path},
-                                                 {"error", built.status()}});
+    log::Debug("no unwind table for a mapping",
+               {{"pid", pid}, {"path", m.path}, {"error", built.status()}});
     return &t;
   }
   stats_.cfi_errors += bs.errors;
@@ -372,10 +375,8 @@ Unwinder::Table* Unwinder::TableFor(uint32_t pid, const proc::Mapping& m,
   maps_->WriteRows(first, built->rows);
   uint32_t id = next_id_++;
   if (id == 0) id = next_id_++;
-  const fs_unwind_table info{.first_row = first,
-                             .row_count = n,
-                             .pc_end = static_cast<__u32>(t.pc_end),
-                             .reserved = 0};
+  const fs_unwind_table info{
+      .first_row = first, .row_count = n, .pc_end = static_cast<__u32>(t.pc_end), .reserved = 0};
   if (Status st = maps_->PutTable(id, info); !st.ok()) {
     rows_.Free(first, n);
     ++stats_.over_budget;
@@ -408,7 +409,8 @@ bool Unwinder::Allocate(uint32_t rows, const std::set<std::string>& keep, uint32
       if (t.id == 0 || keep.contains(key)) continue;
       Clock::time_point used = t.last_use;
       for (uint32_t pid : t.pids) {
-        if (auto v = views_.find(pid); v != views_.end()) used = std::max(used, v->second.last_sample);
+        if (auto v = views_.find(pid); v != views_.end())
+          used = std::max(used, v->second.last_sample);
       }
       if (used < oldest) {
         oldest = used;

@@ -3,6 +3,7 @@
 #include "flamestream/bpf/unwinder.h"
 
 #include <dlfcn.h>
+#include <gtest/gtest.h>
 #include <link.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -13,8 +14,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-
-#include <gtest/gtest.h>
 
 #include "flamestream/unwind/table.h"
 

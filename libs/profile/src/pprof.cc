@@ -1,12 +1,12 @@
 #include "flamestream/profile/pprof.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <limits>
 #include <map>
 #include <memory>
 #include <tuple>
-
-#include <fmt/format.h>
 
 #include "flamestream/common/strings.h"
 #include "flamestream/pprofutil/profile_io.h"
@@ -47,7 +47,6 @@ struct OutKey {
   }
 };
 
-
 }  // namespace
 
 pp::Profile EncodePprof(const Window& window, const std::vector<uint32_t>& series,
@@ -61,10 +60,9 @@ pp::Profile EncodePprof(const Window& window, const std::vector<uint32_t>& serie
     vt->set_unit(st.Add(unit));
   };
   // Callers pass series of one profile type (Window::SeriesOf(service, profile)).
-  const ProfileNames names =
-      NamesOf(series.empty() || series[0] >= window.series.size()
-                  ? 0
-                  : window.series[series[0]].key.profile);
+  const ProfileNames names = NamesOf(series.empty() || series[0] >= window.series.size()
+                                         ? 0
+                                         : window.series[series[0]].key.profile);
   add_type(p.add_sample_type(), "samples", "count");
   add_type(p.add_sample_type(), names.sample_type, "nanoseconds");
   add_type(p.mutable_period_type(), names.sample_type, "nanoseconds");
@@ -203,8 +201,9 @@ struct SampleTypes {
 Result<SampleTypes> FindSampleTypes(const pp::Profile& p) {
   SampleTypes ix;
   auto str = [&](int64_t i) -> std::string_view {
-    return i >= 0 && i < p.string_table_size() ? std::string_view(p.string_table(static_cast<int>(i)))
-                                               : std::string_view();
+    return i >= 0 && i < p.string_table_size()
+               ? std::string_view(p.string_table(static_cast<int>(i)))
+               : std::string_view();
   };
   for (int i = 0; i < p.sample_type_size(); ++i) {
     const std::string_view type = str(p.sample_type(i).type());
@@ -269,17 +268,17 @@ Status ImportPprof(const pp::Profile& p, Window& window, uint32_t series) {
   FS_ASSIGN_OR_RETURN(SampleTypes ix, FindSampleTypes(p));
   Dictionary& d = window.dict;
   auto str = [&](int64_t i) -> std::string_view {
-    return i >= 0 && i < p.string_table_size() ? std::string_view(p.string_table(static_cast<int>(i)))
-                                               : std::string_view();
+    return i >= 0 && i < p.string_table_size()
+               ? std::string_view(p.string_table(static_cast<int>(i)))
+               : std::string_view();
   };
   absl::flat_hash_map<uint64_t, uint32_t> mappings;
   for (const pp::Mapping& m : p.mapping()) {
     const std::string_view filename = str(m.filename());
-    mappings[m.id()] = d.InternMapping(
-        {.filename = d.InternString(filename),
-         .build_id = d.InternString(str(m.build_id())),
-         .kernel = filename == "[kernel.kallsyms]",
-         .has_functions = m.has_functions()});
+    mappings[m.id()] = d.InternMapping({.filename = d.InternString(filename),
+                                        .build_id = d.InternString(str(m.build_id())),
+                                        .kernel = filename == "[kernel.kallsyms]",
+                                        .has_functions = m.has_functions()});
   }
   absl::flat_hash_map<uint64_t, uint32_t> functions;
   for (const pp::Function& f : p.function()) {

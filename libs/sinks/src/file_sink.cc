@@ -273,9 +273,8 @@ std::string FileSink::WindowPath(std::string_view service, int64_t start_ns) con
 
 void FileSink::OnNewSeries(profile::Window& window, uint32_t series) {
   const profile::SeriesKey& key = window.series[series].key;
-  const std::string path =
-      WindowPath(key.service + std::string(profile::NamesOf(key.profile).file_suffix),
-                 window.start_ns);
+  const std::string path = WindowPath(
+      key.service + std::string(profile::NamesOf(key.profile).file_suffix), window.start_ns);
   if (!fs::exists(path)) return;
   Result<std::string> bytes = ReadFile(path);
   Result<pp::Profile> existing =
@@ -495,8 +494,9 @@ Status FileSink::WriteViewsOf(const std::string& dir_name, std::string_view titl
     FS_ASSIGN_OR_RETURN(std::vector<profile::FoldedStack> stacks, profile::Fold(*p));
     // Off-CPU views weigh stacks by time blocked, in microseconds, not by events.
     const int64_t def = p->default_sample_type();
-    if (def > 0 && def < p->string_table_size() && p->string_table(static_cast<int>(def)) ==
-                                                       profile::NamesOf(v1::PROFILE_TYPE_OFF_CPU).sample_type) {
+    if (def > 0 && def < p->string_table_size() &&
+        p->string_table(static_cast<int>(def)) ==
+            profile::NamesOf(v1::PROFILE_TYPE_OFF_CPU).sample_type) {
       for (profile::FoldedStack& st : stacks) st.count = (st.nanos + 500) / 1000;
     }
     all.insert(all.end(), std::make_move_iterator(stacks.begin()),

@@ -119,7 +119,8 @@ Result<std::string> ReadFile(const std::string& path) {
 Result<std::shared_ptr<grpc::ChannelCredentials>> GrpcCredentials(const TlsConfig& tls) {
   if (!tls.enabled) {
     if (!tls.ca_file.empty() || !tls.cert_file.empty()) {
-      return InvalidArgument("exporter.otlp.tls.* files are set but exporter.otlp.tls.enabled is false");
+      return InvalidArgument(
+          "exporter.otlp.tls.* files are set but exporter.otlp.tls.enabled is false");
     }
     return grpc::InsecureChannelCredentials();
   }
@@ -144,7 +145,8 @@ Result<std::shared_ptr<grpc::ChannelCredentials>> GrpcCredentials(const TlsConfi
   std::vector<gx::IdentityKeyCertPair> identity;
   if (!cert.empty()) identity.push_back({.private_key = key, .certificate_chain = cert});
   if (!ca.empty() || !identity.empty()) {
-    opts.set_certificate_provider(std::make_shared<gx::StaticDataCertificateProvider>(ca, identity));
+    opts.set_certificate_provider(
+        std::make_shared<gx::StaticDataCertificateProvider>(ca, identity));
     if (!ca.empty()) opts.watch_root_certs();
     if (!identity.empty()) opts.watch_identity_key_cert_pairs();
   }
@@ -174,7 +176,8 @@ collector::ExportProfilesServiceRequest BuildExportRequest(const profile::Window
     otlp::Mapping* out = dict.d()->add_mapping_table();
     out->set_filename_strindex(dict.Str(d.str(dm.filename)));
     if (dm.build_id != 0) {
-      out->add_attribute_indices(dict.StringAttr("process.executable.build_id.gnu", d.str(dm.build_id)));
+      out->add_attribute_indices(
+          dict.StringAttr("process.executable.build_id.gnu", d.str(dm.build_id)));
     }
     return mappings[m] = dict.d()->mapping_table_size() - 1;
   };
@@ -291,7 +294,8 @@ OtlpSink::~OtlpSink() = default;
 Status OtlpSink::Start() {
   if (config_.protocol == "grpc") {
     if (grpc_) return OkStatus();
-    FS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds, GrpcCredentials(config_.tls));
+    FS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
+                        GrpcCredentials(config_.tls));
     grpc_ = std::make_unique<Grpc>();
     grpc_->channel = grpc::CreateChannel(config_.endpoint, creds);
     grpc_->stub = collector::ProfilesService::NewStub(grpc_->channel);
@@ -338,8 +342,8 @@ Status OtlpSink::Export(const profile::Window& window) {
       FS_ASSIGN_OR_RETURN(body, pprofutil::Gzip(body));
       headers["Content-Encoding"] = "gzip";
     }
-    FS_RETURN_IF_ERROR(
-        http_->Post("/v1development/profiles", body, "application/x-protobuf", headers, &last_response_));
+    FS_RETURN_IF_ERROR(http_->Post("/v1development/profiles", body, "application/x-protobuf",
+                                   headers, &last_response_));
   }
   if (resp.has_partial_success() && resp.partial_success().rejected_profiles() > 0) {
     // Per the OTLP spec a partial success must not be retried.

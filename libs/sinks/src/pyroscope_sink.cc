@@ -88,13 +88,14 @@ Result<std::vector<push::v1::PushRequest>> BuildPushRequests(const profile::Wind
 
 Status PyroscopeSink::Start() {
   if (poster_) return OkStatus();
-  FS_ASSIGN_OR_RETURN(poster_, internal::HttpPoster::Create({.url = config_.url,
-                                                             .basic_user = config_.basic_user,
-                                                             .basic_password = config_.basic_password,
-                                                             .bearer_token = config_.bearer_token,
-                                                             .tls = config_.tls,
-                                                             .timeout = config_.timeout},
-                                                            "exporter.pyroscope"));
+  FS_ASSIGN_OR_RETURN(poster_,
+                      internal::HttpPoster::Create({.url = config_.url,
+                                                    .basic_user = config_.basic_user,
+                                                    .basic_password = config_.basic_password,
+                                                    .bearer_token = config_.bearer_token,
+                                                    .tls = config_.tls,
+                                                    .timeout = config_.timeout},
+                                                   "exporter.pyroscope"));
   return OkStatus();
 }
 
@@ -144,8 +145,9 @@ Status PyroscopeSink::Export(const profile::Window& window) {
                       BuildPushRequests(window, config_, &todo));
   size_t next = 0;  // index into todo of the first series of requests[i]
   for (const push::v1::PushRequest& request : requests) {
-    const std::vector<uint32_t> series(todo.begin() + static_cast<ptrdiff_t>(next),
-                                       todo.begin() + static_cast<ptrdiff_t>(next) + request.series_size());
+    const std::vector<uint32_t> series(
+        todo.begin() + static_cast<ptrdiff_t>(next),
+        todo.begin() + static_cast<ptrdiff_t>(next) + request.series_size());
     next += series.size();
     Status st = Push(request, headers);
     if (st.ok()) {
@@ -173,12 +175,14 @@ Status PyroscopeSink::Export(const profile::Window& window) {
     }
   }
   progress_window_ = INT64_MIN;
-  const bool any_acked = std::find(progress_acked_.begin(), progress_acked_.end(), true) != progress_acked_.end();
+  const bool any_acked =
+      std::find(progress_acked_.begin(), progress_acked_.end(), true) != progress_acked_.end();
   if (!refused_.empty()) {
     log::Warn("pyroscope: series refused for good",
               {{"window_start", static_cast<long long>(window.start_ns)},
                {"refused", static_cast<unsigned long>(refused_.size())},
-               {"delivered", static_cast<unsigned long>(std::count(progress_acked_.begin(), progress_acked_.end(), true))},
+               {"delivered", static_cast<unsigned long>(
+                                 std::count(progress_acked_.begin(), progress_acked_.end(), true))},
                {"error", refused_.front().status}});
   }
   if (!refused_.empty() && !any_acked) {

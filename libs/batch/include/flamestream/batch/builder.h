@@ -77,9 +77,9 @@ struct SampleInput {
   uint32_t pid = 0;
   uint32_t tid = 0;
   uint32_t cpu = 0;
-  int64_t timestamp_ns = 0;  // unix wall-clock ns (absolute; the builder delta-encodes)
-  int64_t value_ns = 0;      // 0 = the batch's period_ns
-  uint32_t span_index = 0;   // 1-based; 0 = none
+  int64_t timestamp_ns = 0;   // unix wall-clock ns (absolute; the builder delta-encodes)
+  int64_t value_ns = 0;       // 0 = the batch's period_ns
+  uint32_t span_index = 0;    // 1-based; 0 = none
   uint32_t profile_type = 0;  // v1::ProfileType; 0 = CPU
 };
 

@@ -30,9 +30,9 @@ struct SampleRow {
   uint32_t pid = 0;          // host pid
   uint32_t tid = 0;          // host tid
   uint32_t cpu = 0;
-  int64_t timestamp_ns = 0;  // unix wall-clock nanoseconds
-  int64_t value_ns = 0;      // CPU nanoseconds this sample stands for
-  uint32_t span_index = 0;   // 1-based index into SampleBatch.spans; 0 = none
+  int64_t timestamp_ns = 0;   // unix wall-clock nanoseconds
+  int64_t value_ns = 0;       // CPU nanoseconds this sample stands for
+  uint32_t span_index = 0;    // 1-based index into SampleBatch.spans; 0 = none
   uint32_t profile_type = 0;  // v1::ProfileType: 0 CPU, 1 OFF_CPU (value_ns = time blocked)
 
   friend bool operator==(const SampleRow&, const SampleRow&) = default;

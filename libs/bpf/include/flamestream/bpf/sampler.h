@@ -31,8 +31,8 @@ namespace flamestream::bpf {
 
 enum class EventKind : uint32_t {
   kSample = 1,
-  kExec = 2,  // the process called execve(): mappings and comm changed
-  kExit = 3,  // the process exited (its last thread)
+  kExec = 2,    // the process called execve(): mappings and comm changed
+  kExit = 3,    // the process exited (its last thread)
   kOffCpu = 4,  // a thread ran again after blocking: value_ns off the CPU, the blocked stacks
 };
 
@@ -54,7 +54,7 @@ struct RawSample {
   uint32_t pid = 0;           // host tgid
   uint32_t tid = 0;           // host thread id
   uint32_t cpu = 0;
-  uint32_t flags = 0;  // SampleFlags
+  uint32_t flags = 0;     // SampleFlags
   uint64_t value_ns = 0;  // kOffCpu: nanoseconds the thread was blocked; else 0
   std::string comm;
   std::vector<uint64_t> kernel_frames;  // leaf first

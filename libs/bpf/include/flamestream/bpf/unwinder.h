@@ -29,9 +29,9 @@
 #include <cstdint>
 #include <deque>
 #include <map>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -52,8 +52,8 @@ struct UnwinderConfig {
   // Row pool size: every resident table's rows (12 bytes each) must fit. A whole Debian
   // machine's running binaries need ~28 MiB.
   uint64_t max_table_bytes = uint64_t{64} << 20;
-  uint32_t max_tables = 16384;     // resident tables (unwind_tables entries)
-  uint32_t max_processes = 8192;   // processes with tables (unwind_procs entries)
+  uint32_t max_tables = 16384;    // resident tables (unwind_tables entries)
+  uint32_t max_processes = 8192;  // processes with tables (unwind_procs entries)
   // Minimum time between two rescans of one process that sampled code no table covers (a
   // dlopen'ed library, a JIT page). The first scan after exec or first sight is immediate.
   std::chrono::milliseconds rescan_interval{250};
@@ -63,18 +63,18 @@ struct UnwinderConfig {
 };
 
 struct UnwinderStats {
-  uint64_t scans = 0;             // /proc/<pid>/maps reads
-  uint64_t processes = 0;         // processes with an entry now (gauge)
-  uint64_t tables_built = 0;      // BuildTable runs
-  uint64_t tables_loaded = 0;     // tables written into the row pool
-  uint64_t tables_evicted = 0;    // tables dropped from the pool for room
-  uint64_t tables_resident = 0;   // gauge
-  uint64_t table_bytes = 0;       // gauge: rows resident x 12
+  uint64_t scans = 0;            // /proc/<pid>/maps reads
+  uint64_t processes = 0;        // processes with an entry now (gauge)
+  uint64_t tables_built = 0;     // BuildTable runs
+  uint64_t tables_loaded = 0;    // tables written into the row pool
+  uint64_t tables_evicted = 0;   // tables dropped from the pool for room
+  uint64_t tables_resident = 0;  // gauge
+  uint64_t table_bytes = 0;      // gauge: rows resident x 12
   uint64_t table_capacity_bytes = 0;
-  uint64_t files_without_cfi = 0;  // build ids whose file has no usable CFI (fp only)
-  uint64_t build_failures = 0;     // files that could not be read or parsed
-  uint64_t cfi_errors = 0;         // corrupt CFI ranges dropped while building (fp there)
-  uint64_t over_budget = 0;        // tables that did not fit even after eviction
+  uint64_t files_without_cfi = 0;    // build ids whose file has no usable CFI (fp only)
+  uint64_t build_failures = 0;       // files that could not be read or parsed
+  uint64_t cfi_errors = 0;           // corrupt CFI ranges dropped while building (fp there)
+  uint64_t over_budget = 0;          // tables that did not fit even after eviction
   uint64_t mappings_over_limit = 0;  // executable mappings beyond FS_MAX_PROC_MAPPINGS
   uint64_t build_ns = 0;             // time spent building tables
 };
@@ -155,7 +155,7 @@ class Unwinder {
     std::vector<unwind::CodeSegment> segments;
     uint64_t base = 0;
     uint64_t pc_end = 0;
-    std::set<uint32_t> pids;  // processes whose entry names this table
+    std::set<uint32_t> pids;       // processes whose entry names this table
     Clock::time_point last_use{};  // last scan or exit of a process mapping it
   };
   struct Process {

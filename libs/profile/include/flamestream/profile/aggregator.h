@@ -61,8 +61,8 @@ struct LabelPolicy {
 };
 
 enum class SeriesGranularity {
-  kService,       // one series per service (the file sink: one file per service and window)
-  kServiceHost,   // service + cluster + host + container + pod (remote sinks)
+  kService,      // one series per service (the file sink: one file per service and window)
+  kServiceHost,  // service + cluster + host + container + pod (remote sinks)
 };
 
 // Identity of one series. Fields not used by the granularity are empty.

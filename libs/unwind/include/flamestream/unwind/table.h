@@ -46,10 +46,10 @@ struct CodeSegment {
 };
 
 struct UnwindTable {
-  std::string build_id;  // lower-case hex GNU build id ("" if the file has none)
+  std::string build_id;                    // lower-case hex GNU build id ("" if the file has none)
   std::vector<CodeSegment> code_segments;  // executable PT_LOADs, in program-header order
-  uint64_t base = 0;     // ELF vaddr that row.pc is relative to (the lowest covered address)
-  uint64_t end = 0;      // one past the highest covered vaddr
+  uint64_t base = 0;  // ELF vaddr that row.pc is relative to (the lowest covered address)
+  uint64_t end = 0;   // one past the highest covered vaddr
   // Sorted by pc, strictly increasing; consecutive rows never have identical rules.
   std::vector<fs_unwind_row> rows;
 
