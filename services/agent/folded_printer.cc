@@ -6,11 +6,10 @@ std::vector<std::string> FoldedPrinter::Frames(const ResolvedSample& sample, Fra
   std::vector<std::string> frames;
   frames.reserve(1 + sample.user.size() + sample.kernel.size());
   frames.push_back(sample.comm);
-  for (auto it = sample.user.rbegin(); it != sample.user.rend(); ++it) {
-    namer.NameUser(*it, &frames);
-  }
-  for (auto it = sample.kernel.rbegin(); it != sample.kernel.rend(); ++it) {
-    frames.push_back(namer.NameKernel(*it) + "_[k]");
+  // Root first: both stacks are stored leaf first.
+  for (size_t i = sample.user.size(); i-- > 0;) namer.NameUser(sample.user[i], &frames);
+  for (size_t i = sample.kernel.size(); i-- > 0;) {
+    frames.push_back(namer.NameKernel(sample.kernel[i]) + "_[k]");
   }
   return frames;
 }

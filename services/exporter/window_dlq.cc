@@ -51,7 +51,7 @@ InputRecord InputRecord::Of(const kafka::Message& msg) {
 Status WindowDlq::Write(const std::vector<std::shared_ptr<const InputRecord>>& inputs,
                         int64_t start_ns, int64_t window_ns, const Status& error,
                         const sinks::Response& response,
-                        std::function<void(const InputRecord&)> on_delivered,
+                        const std::function<void(const InputRecord&)>& on_delivered,
                         const SeriesSelection* only) {
   std::string services;
   if (only != nullptr) {

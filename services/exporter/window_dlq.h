@@ -77,7 +77,7 @@ class WindowDlq {
   // With `only`, each record is also cut to the samples of the selected series.
   Status Write(const std::vector<std::shared_ptr<const InputRecord>>& inputs, int64_t start_ns,
                int64_t window_ns, const Status& error, const sinks::Response& response,
-               std::function<void(const InputRecord&)> on_delivered,
+               const std::function<void(const InputRecord&)>& on_delivered,
                const SeriesSelection* only = nullptr);
 
  private:

@@ -303,7 +303,7 @@ TEST(AgentLibrary, NamedThreadsAreSampledByCpuTimeAndCarryTheirNames) {
   SKIP_UNLESS_PRIVILEGED();
   const std::string exe = "fs-workload-threads";
   Child w = Child::Spawn({BinPath(exe), "10", "2"});
-  const uint32_t pid = static_cast<uint32_t>(w.pid());
+  const auto pid = static_cast<uint32_t>(w.pid());
   std::map<uint32_t, std::string> names;  // tid -> name, as the kernel has it
   for (const auto& [tid, s] : ThreadCpuSeconds(w.pid())) names[tid] = ThreadName(w.pid(), tid);
   ASSERT_EQ(names.size(), 3u);

@@ -119,7 +119,7 @@ PerfStacks ParsePerf(const std::string& text) {
       out.roots.insert(frames.back());
     }
     std::string key;
-    for (auto it = frames.rbegin(); it != frames.rend(); ++it) key += *it + ";";
+    for (size_t i = frames.size(); i-- > 0;) key += frames[i] + ";";
     if (!bad) out.stacks[key]++;
     frames.clear();
     after_signal = false;
@@ -152,7 +152,7 @@ PerfStacks ParsePerf(const std::string& text) {
     if (!off && mapper.Known(dso)) off = ip;
     if (!off || dso.find('[') != std::string::npos) {
       bad = true;  // [unknown], [vdso]: not comparable by file offset
-      frames.push_back("?");
+      frames.emplace_back("?");
       last_sym = sym;
       continue;
     }

@@ -19,7 +19,7 @@ Status CheckStrx(const v1::SampleBatch& b, uint32_t strx, std::string_view what)
 
 Status ValidateTables(const v1::SampleBatch& b) {
   if (b.strings_size() == 0) return DataLoss("strings is empty (strings[0] must be \"\")");
-  if (!b.strings(0).empty()) return DataLoss("strings[0] is \"{}\", must be \"\"", b.strings(0));
+  if (!b.strings(0).empty()) return DataLoss(R"(strings[0] is "{}", must be "")", b.strings(0));
 
   for (int i = 0; i < b.mappings_size(); ++i) {
     FS_RETURN_IF_ERROR(

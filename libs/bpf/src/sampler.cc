@@ -47,7 +47,7 @@ constexpr int kPollTimeoutMs = 100;
 
 int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
   // Verifier logs run to megabytes; keep the end, where the reason is.
-  constexpr size_t kMaxMessage = 16 * 1024;
+  constexpr size_t kMaxMessage = size_t{16} * 1024;
   va_list copy;
   va_copy(copy, args);
   const int n = std::vsnprintf(nullptr, 0, format, copy);
@@ -79,7 +79,8 @@ uint64_t MaxEventBytes(uint32_t user_depth) {
 uint64_t AutoRingBytes(int cpus, uint32_t hz, uint32_t user_depth) {
   // Half a second of worst-case samples on every CPU, plus the ring's 8-byte record headers.
   const uint64_t want = static_cast<uint64_t>(cpus) * hz * (MaxEventBytes(user_depth) + 8) / 2;
-  return std::clamp<uint64_t>(std::bit_ceil(want), 256 * 1024, 256 * 1024 * 1024);
+  return std::clamp<uint64_t>(std::bit_ceil(want), uint64_t{256} * 1024,
+                              uint64_t{256} * 1024 * 1024);
 }
 
 // The unwinder's view of profile.bpf.c's three unwind maps. The row pool is mmapped, so a
@@ -315,7 +316,7 @@ Status Sampler::Impl::Open() {
     return ErrnoError(-err, "load BPF program (see libbpf log above)");
   }
   if (cfi) {
-    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
     const size_t bytes = (blocks * sizeof(fs_unwind_block) + page - 1) / page * page;
     void* rows = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
                         bpf_map__fd(skel_->maps.unwind_rows), 0);

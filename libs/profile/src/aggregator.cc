@@ -41,7 +41,7 @@ std::string UnresolvedFrameName(std::string_view mapping_path, uint64_t address)
 std::string WindowFileStem(int64_t start_ns) {
   const int64_t secs = FloorDiv(start_ns, 1'000'000'000);
   const int64_t frac = start_ns - secs * 1'000'000'000;
-  const time_t t = static_cast<time_t>(secs);
+  const auto t = static_cast<time_t>(secs);
   std::tm tm{};
   gmtime_r(&t, &tm);
   std::string stem = fmt::format("{:04}{:02}{:02}T{:02}{:02}{:02}", tm.tm_year + 1900,
@@ -68,7 +68,7 @@ uint32_t Dictionary::InternString(std::string_view s) {
   if (s.empty()) return 0;
   auto it = string_index_.find(absl::string_view(s.data(), s.size()));
   if (it != string_index_.end()) return it->second;
-  const uint32_t idx = static_cast<uint32_t>(strings_.size());
+  const auto idx = static_cast<uint32_t>(strings_.size());
   strings_.emplace_back(s);
   string_index_.emplace(strings_.back(), idx);
   return idx;
@@ -263,7 +263,7 @@ struct Aggregator::BatchContext {
   }
 };
 
-Aggregator::Aggregator(AggregatorOptions options)
+Aggregator::Aggregator(const AggregatorOptions& options)
     : options_(options),
       window_ns_(std::max<int64_t>(1, options.window.count())),
       sanitizer_(options.label_limits),

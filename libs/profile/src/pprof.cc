@@ -40,6 +40,7 @@ struct OutKey {
   uint32_t span;
   uint32_t thread;
   friend bool operator==(const OutKey&, const OutKey&) = default;
+  // NOLINTNEXTLINE(modernize-use-nullptr): the check misreads a defaulted <=>
   friend auto operator<=>(const OutKey&, const OutKey&) = default;
   template <typename H>
   friend H AbslHashValue(H h, const OutKey& k) {

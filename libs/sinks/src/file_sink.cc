@@ -212,7 +212,7 @@ std::string RenderFlameGraphPage(std::string_view title,
   }
   std::string json = "{\"title\":";
   JsonString(json, title);
-  json += ",\"unit\":\"samples\",\"names\":[";
+  json += R"(,"unit":"samples","names":[)";
   for (size_t i = 0; i < name_list.size(); ++i) {
     if (i != 0) json += ",";
     JsonString(json, name_list[i]);

@@ -278,7 +278,7 @@ struct AddResult {
 
 class Aggregator {
  public:
-  explicit Aggregator(AggregatorOptions options);
+  explicit Aggregator(const AggregatorOptions& options);
   ~Aggregator();
   Aggregator(const Aggregator&) = delete;
   Aggregator& operator=(const Aggregator&) = delete;
