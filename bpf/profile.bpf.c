@@ -83,7 +83,6 @@ struct {
 /* Unwind tables: see bpf/unwind.h. All three are sized by the loader. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct fs_unwind_block);

@@ -46,8 +46,7 @@ struct fs_unwind_row {
 /*
  * How the agent hands tables to the BPF unwinder (libs/bpf/unwinder.cc writes, profile.bpf.c reads):
  *
- *   unwind_rows    ARRAY of struct fs_unwind_block, mmapped by the agent: one pool of rows for
- *                  every table; a table is the run [first_row, first_row + row_count). Rows are
+ *   unwind_rows    ARRAY of struct fs_unwind_block: one pool of rows for every table; a table is the run [first_row, first_row + row_count). Rows are
  *                  12 bytes, but array elements are padded to 8 bytes, so they travel in blocks
  *                  of FS_UNWIND_BLOCK_ROWS (96 bytes): row i is block i / 8, slot i % 8.
  *   unwind_tables  HASH table id -> struct fs_unwind_table. Ids are never reused: a process

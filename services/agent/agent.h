@@ -51,7 +51,7 @@ struct AgentConfig {
   bool unwind = true;  // CFI unwinding (else fp only)
   std::chrono::nanoseconds off_cpu_threshold = std::chrono::milliseconds(1);  // 0 = off
   std::string print_profile = "cpu";  // --print: cpu | off-cpu
-  config::Bytes unwind_max_table_bytes{uint64_t{64} << 20};
+  config::Bytes unwind_max_table_bytes{uint64_t{32} << 20};
   std::chrono::nanoseconds unwind_rescan_interval = std::chrono::milliseconds(250);
   // Decoded samples buffered for the processor before the reader drops.
   uint64_t queue_capacity = 16384;

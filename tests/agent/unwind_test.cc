@@ -340,6 +340,25 @@ TEST(AgentUnwind, SignalHandlerFramesUnwindThroughRestoreRt) {
   EXPECT_GE(through * 100, in_handler * 95);
 }
 
+TEST(AgentUnwind, VdsoFramesUnwindThroughTheKernelsOwnTable) {
+  SKIP_UNLESS_PRIVILEGED();
+  Child w = Child::Spawn({BinPath("fs-workload-unwind"), "vdso", "20"});
+  const TwoRuns run = SampleBoth(w.pid(), 4);
+  // perf names vDSO frames [vdso] without a file offset, so compare reach, not frames.
+  uint64_t in_vdso = 0, rooted = 0;
+  for (const auto& [key, n] : run.agent.stacks) {
+    const bool vdso = key.find("[vdso]+") != std::string::npos;
+    if (!vdso) continue;
+    in_vdso += n;
+    if (run.perf.roots.contains(RootOf(key))) rooted += n;
+  }
+  std::printf("vdso: %lu of %lu samples in the vDSO, %lu of those reach _start\n",
+              static_cast<unsigned long>(in_vdso), static_cast<unsigned long>(run.agent.samples),
+              static_cast<unsigned long>(rooted));
+  EXPECT_GT(in_vdso * 2, run.agent.samples);
+  EXPECT_GE(rooted * 100, in_vdso * 95);
+}
+
 TEST(AgentUnwind, DeepFramelessRecursionIsWalkedToTheRoot) {
   SKIP_UNLESS_PRIVILEGED();
   const std::string exe = BinPath("fs-workload-unwind");

@@ -6,6 +6,7 @@
  *   fs-workload-unwind[-nopie] spin SECONDS           main thread and one pthread, both busy
  *   fs-workload-unwind[-nopie] signal SECONDS         a SIGPROF handler burns CPU on a timer
  *   fs-workload-unwind[-nopie] recurse SECONDS DEPTH  busy at the bottom of DEPTH frames
+ *   fs-workload-unwind[-nopie] vdso SECONDS           busy in clock_gettime (the vDSO)
  */
 #include <pthread.h>
 #include <signal.h>
@@ -69,6 +70,18 @@ __attribute__((noinline)) void handler(int sig)
 	sink = x;
 }
 
+__attribute__((noinline)) void vdso_loop(void)
+{
+	struct timespec ts;
+
+	do {
+		for (int i = 0; i < 1000; i++) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			sink += ts.tv_nsec;
+		}
+	} while (ts.tv_sec + ts.tv_nsec / 1e9 < t_end);
+}
+
 __attribute__((noinline)) int recurse(int depth)
 {
 	if (depth <= 0) {
@@ -102,6 +115,8 @@ int main(int argc, char **argv)
 		pthread_create(&t, NULL, thread_main, NULL);
 		spin();
 		pthread_join(t, NULL);
+	} else if (strcmp(mode, "vdso") == 0) {
+		vdso_loop();
 	} else if (strcmp(mode, "recurse") == 0) {
 		recurse(argc > 3 ? atoi(argv[3]) : 600);
 	} else {

@@ -3,7 +3,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/perf_event.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -83,25 +82,41 @@ uint64_t AutoRingBytes(int cpus, uint32_t hz, uint32_t user_depth) {
                               uint64_t{256} * 1024 * 1024);
 }
 
-// The unwinder's view of profile.bpf.c's three unwind maps. The row pool is mmapped, so a
-// table is one memcpy; the maps stay owned by the skeleton, which must outlive this.
+// The unwinder's view of profile.bpf.c's three unwind maps, which stay owned by the skeleton
+// (it must outlive this). Rows are written with map syscalls, not through an mmap of the pool:
+// a BPF array's mmap maps every page at once, which would put the whole pool in the agent's
+// RSS, used or not.
 class BpfUnwindMaps final : public UnwindMaps {
  public:
-  BpfUnwindMaps(void* rows, size_t mapped_bytes, uint64_t row_capacity, int tables_fd, int procs_fd)
-      : rows_(static_cast<char*>(rows)),
-        mapped_bytes_(mapped_bytes),
+  BpfUnwindMaps(int rows_fd, uint64_t row_capacity, int tables_fd, int procs_fd)
+      : rows_fd_(rows_fd),
         row_capacity_(row_capacity),
         tables_fd_(tables_fd),
         procs_fd_(procs_fd) {}
-  ~BpfUnwindMaps() override { ::munmap(rows_, mapped_bytes_); }
-  BpfUnwindMaps(const BpfUnwindMaps&) = delete;
-  BpfUnwindMaps& operator=(const BpfUnwindMaps&) = delete;
 
   [[nodiscard]] uint64_t row_capacity() const override { return row_capacity_; }
   void WriteRows(uint32_t first, std::span<const fs_unwind_row> rows) override {
-    if (first + rows.size() > row_capacity_) return;
-    // Blocks are packed rows (96 bytes, no padding), so row i sits at byte i * 12.
-    std::memcpy(rows_ + uint64_t{first} * sizeof(fs_unwind_row), rows.data(), rows.size_bytes());
+    if (rows.empty() || first + rows.size() > row_capacity_) return;
+    // Blocks are packed rows (96 bytes, no padding): the run is one byte range over the
+    // blocks it touches. The first and last may hold a neighbouring table's rows: read them
+    // first, so they are written back unchanged.
+    const uint32_t b0 = first / FS_UNWIND_BLOCK_ROWS;
+    const auto b1 = static_cast<uint32_t>((first + rows.size() - 1) / FS_UNWIND_BLOCK_ROWS);
+    std::vector<fs_unwind_block> blocks(b1 - b0 + 1);
+    std::vector<uint32_t> keys(blocks.size());
+    for (size_t i = 0; i < keys.size(); ++i) keys[i] = b0 + static_cast<uint32_t>(i);
+    (void)bpf_map_lookup_elem(rows_fd_, &keys.front(), &blocks.front());
+    (void)bpf_map_lookup_elem(rows_fd_, &keys.back(), &blocks.back());
+    std::memcpy(reinterpret_cast<char*>(blocks.data()) +
+                    (first % FS_UNWIND_BLOCK_ROWS) * sizeof(fs_unwind_row),
+                rows.data(), rows.size_bytes());
+    auto count = static_cast<__u32>(blocks.size());
+    if (bpf_map_update_batch(rows_fd_, keys.data(), blocks.data(), &count, nullptr) != 0) {
+      // Kernels without batch updates of arrays: one block at a time.
+      for (size_t i = 0; i < keys.size(); ++i) {
+        (void)bpf_map_update_elem(rows_fd_, &keys[i], &blocks[i], BPF_ANY);
+      }
+    }
   }
   Status PutTable(uint32_t id, const fs_unwind_table& table) override {
     if (bpf_map_update_elem(tables_fd_, &id, &table, BPF_ANY) != 0) {
@@ -119,8 +134,7 @@ class BpfUnwindMaps final : public UnwindMaps {
   void DeleteProcess(uint32_t pid) override { (void)bpf_map_delete_elem(procs_fd_, &pid); }
 
  private:
-  char* rows_;
-  size_t mapped_bytes_;
+  int rows_fd_;
   uint64_t row_capacity_;
   int tables_fd_;
   int procs_fd_;
@@ -316,13 +330,9 @@ Status Sampler::Impl::Open() {
     return ErrnoError(-err, "load BPF program (see libbpf log above)");
   }
   if (cfi) {
-    const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-    const size_t bytes = (blocks * sizeof(fs_unwind_block) + page - 1) / page * page;
-    void* rows = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
-                        bpf_map__fd(skel_->maps.unwind_rows), 0);
-    if (rows == MAP_FAILED) return ErrnoError(errno, "mmap unwind_rows");
     unwinder_ = std::make_unique<Unwinder>(
-        config_.unwind, std::make_unique<BpfUnwindMaps>(rows, bytes, blocks * FS_UNWIND_BLOCK_ROWS,
+        config_.unwind, std::make_unique<BpfUnwindMaps>(bpf_map__fd(skel_->maps.unwind_rows),
+                                                        blocks * FS_UNWIND_BLOCK_ROWS,
                                                         bpf_map__fd(skel_->maps.unwind_tables),
                                                         bpf_map__fd(skel_->maps.unwind_procs)));
     for (uint32_t pid : config_.pids) unwinder_->ScanBeforeStart(pid);

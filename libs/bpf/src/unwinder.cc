@@ -1,5 +1,7 @@
 #include "flamestream/bpf/unwinder.h"
 
+#include <malloc.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -13,6 +15,25 @@ namespace {
 
 constexpr auto kSweepInterval = std::chrono::seconds(10);
 constexpr size_t kMaxMapsBytes = size_t{16} << 20;
+
+// The table of the agent's own vDSO, if it has the size of the process's [vdso] mapping (the
+// same kernel maps the same image into every 64-bit process).
+Result<unwind::UnwindTable> VdsoTable(uint64_t mapping_bytes, unwind::BuildStats* stats) {
+  const auto base = static_cast<uintptr_t>(::getauxval(AT_SYSINFO_EHDR));
+  if (base == 0) return NotFound("no vDSO in this process");
+  FS_ASSIGN_OR_RETURN(std::string maps, proc::ReadProcFile("/proc/self/maps"));
+  for (const proc::Mapping& own : proc::ParseMaps(maps).mappings) {
+    if (own.start != base) continue;
+    if (own.end - own.start != mapping_bytes) {
+      return NotFound("the process's vDSO ({} bytes) is not this kernel's 64-bit one ({} bytes)",
+                      mapping_bytes, own.end - own.start);
+    }
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): AT_SYSINFO_EHDR is the vDSO's address
+    const auto* image = reinterpret_cast<const char*>(base);
+    return unwind::BuildTableFromImage(std::string_view(image, own.end - own.start), stats);
+  }
+  return NotFound("the vDSO is not in /proc/self/maps");
+}
 
 std::string MapFilesName(const proc::Mapping& m) {
   return fmt::format("{:x}-{:x}", m.start, m.end);
@@ -263,9 +284,10 @@ void Unwinder::Scan(uint32_t pid, bool exec) {
   uint64_t over_limit = 0;
   for (const proc::Mapping& m : maps.mappings) {
     if (!m.executable) continue;
-    known.push_back({m.start, m.end});  // anonymous/JIT/vdso code: nothing to load, fp there
-    if ((m.kind != proc::MappingKind::kFile && m.kind != proc::MappingKind::kDeleted) ||
-        m.inode == 0) {
+    known.push_back({m.start, m.end});  // anonymous/JIT code: nothing to load, fp there
+    const bool vdso = m.kind == proc::MappingKind::kVdso;
+    if (!vdso && ((m.kind != proc::MappingKind::kFile && m.kind != proc::MappingKind::kDeleted) ||
+                  m.inode == 0)) {
       continue;
     }
     std::string key;
@@ -317,15 +339,21 @@ Unwinder::Table* Unwinder::TableFor(uint32_t pid, const proc::Mapping& m,
   // The process's own view of the file first (its mount namespace); map_files also reaches
   // deleted files but needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE.
   std::vector<std::string> paths;
-  if (m.kind == proc::MappingKind::kFile && !m.path.empty() && m.path[0] == '/') {
-    paths.push_back(dir + "/root" + m.path);
+  const bool vdso = m.kind == proc::MappingKind::kVdso;
+  if (vdso) {
+    // Every process of this kernel maps the same vDSO image: the agent's own.
+    *key = "vdso";
+  } else {
+    if (m.kind == proc::MappingKind::kFile && !m.path.empty() && m.path[0] == '/') {
+      paths.push_back(dir + "/root" + m.path);
+    }
+    paths.push_back(dir + "/map_files/" + MapFilesName(m));
+    const proc::FileKey fk{.dev_major = m.dev_major, .dev_minor = m.dev_minor, .inode = m.inode};
+    Result<std::string> build_id = build_ids_.Get(fk, paths);
+    *key = build_id.ok() && !build_id->empty()
+               ? *build_id
+               : fmt::format("file:{:x}:{:x}:{}", m.dev_major, m.dev_minor, m.inode);
   }
-  paths.push_back(dir + "/map_files/" + MapFilesName(m));
-  const proc::FileKey fk{.dev_major = m.dev_major, .dev_minor = m.dev_minor, .inode = m.inode};
-  Result<std::string> build_id = build_ids_.Get(fk, paths);
-  *key = build_id.ok() && !build_id->empty()
-             ? *build_id
-             : fmt::format("file:{:x}:{:x}:{}", m.dev_major, m.dev_minor, m.inode);
   Table& t = tables_[*key];
   if (t.id != 0 || t.no_cfi) {
     t.last_use = Clock::now();
@@ -335,6 +363,7 @@ Unwinder::Table* Unwinder::TableFor(uint32_t pid, const proc::Mapping& m,
   const Clock::time_point started = Clock::now();
   Result<unwind::UnwindTable> built = NotFound("no readable path");
   unwind::BuildStats bs;
+  if (vdso) built = VdsoTable(m.end - m.start, &bs);
   for (const std::string& path : paths) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) continue;
@@ -347,6 +376,9 @@ Unwinder::Table* Unwinder::TableFor(uint32_t pid, const proc::Mapping& m,
     if (built.ok()) break;
   }
   const auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started);
+  // libdw's CFI cache and the intervals of a big binary are tens of MB, freed by now: give
+  // them back to the system instead of keeping them in malloc's arenas.
+  ::malloc_trim(0);
   std::lock_guard lock(mu_);
   stats_.build_ns += took.count();
   ++stats_.tables_built;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <link.h>
 #include <signal.h>
+#include <sys/auxv.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -153,6 +154,17 @@ TEST(Unwinder, ScanGivesTheBuildersRowForALiveAddress) {
     }
   }
   EXPECT_GT(compared, 0);
+  // The vDSO (clock_gettime, gettimeofday) has a table too, built from the agent's own image.
+  const auto vdso = static_cast<uint64_t>(::getauxval(AT_SYSINFO_EHDR));
+  ASSERT_NE(vdso, 0u);
+  bool vdso_mapped = false;
+  const fs_unwind_proc& proc = state->procs[self];
+  for (uint32_t i = 0; i < proc.count; ++i) {
+    if (proc.mappings[i].start != vdso) continue;
+    auto t = state->tables.find(proc.mappings[i].table_id);
+    vdso_mapped = t != state->tables.end() && t->second.row_count > 0;
+  }
+  EXPECT_TRUE(vdso_mapped);
   const UnwinderStats st = u.Stats();
   EXPECT_GE(st.tables_loaded, 2u);  // the test binary and libc at least
   EXPECT_EQ(st.tables_resident, st.tables_loaded);

@@ -49,9 +49,10 @@ namespace flamestream::bpf {
 
 struct UnwinderConfig {
   bool enabled = true;
-  // Row pool size: every resident table's rows (12 bytes each) must fit. A whole Debian
-  // machine's running binaries need ~28 MiB.
-  uint64_t max_table_bytes = uint64_t{64} << 20;
+  // Row pool size (kernel memory, allocated when the BPF program loads): every resident
+  // table's rows (12 bytes each) must fit. A whole Debian machine's running binaries need
+  // ~28 MiB; the tables of the processes an agent samples are usually a fraction of that.
+  uint64_t max_table_bytes = uint64_t{32} << 20;
   uint32_t max_tables = 16384;    // resident tables (unwind_tables entries)
   uint32_t max_processes = 8192;  // processes with tables (unwind_procs entries)
   // Minimum time between two rescans of one process that sampled code no table covers (a
