@@ -18,7 +18,9 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-std::string Bin(const std::string& name) { return std::string(std::getenv("FS_BIN_DIR")) + "/" + name; }
+std::string Bin(const std::string& name) {
+  return std::string(std::getenv("FS_BIN_DIR")) + "/" + name;
+}
 
 bool MaySkip() {
   const char* ci = std::getenv("CI");
@@ -29,11 +31,27 @@ using testing::RunCommand;
 
 std::vector<std::string> UpArgs(const fs::path& out, pid_t pid, int base) {
   // Ports away from the defaults, so a local Collector or a parallel test does not clash.
-  return {Bin("flamestream"), "up", "--duration", "10s", "--frequency", "99",
-          "--pid", std::to_string(pid), "--out", out.string(), "--no-status-line",
-          "--broker-port", std::to_string(base), "--otlp-grpc-port", std::to_string(base + 1),
-          "--otlp-http-port", std::to_string(base + 2), "--admin-port-base",
-          std::to_string(base + 3), "--bin-dir", std::getenv("FS_BIN_DIR")};
+  return {Bin("flamestream"),
+          "up",
+          "--duration",
+          "10s",
+          "--frequency",
+          "99",
+          "--pid",
+          std::to_string(pid),
+          "--out",
+          out.string(),
+          "--no-status-line",
+          "--broker-port",
+          std::to_string(base),
+          "--otlp-grpc-port",
+          std::to_string(base + 1),
+          "--otlp-http-port",
+          std::to_string(base + 2),
+          "--admin-port-base",
+          std::to_string(base + 3),
+          "--bin-dir",
+          std::getenv("FS_BIN_DIR")};
 }
 
 // Sums a folded file's values ("a;b;c 12" lines).
@@ -82,6 +100,48 @@ TEST(FlamestreamUp, LeavesSymbolizedProfilesAndAPageThenRunsAgainCleanly) {
   fs::remove_all(out);
 }
 
+// Off-CPU through every stage: a workload that sleeps and waits on a pipe leaves its own
+// "<service>.off_cpu" profile, symbolized, whose view weighs stacks in microseconds blocked.
+TEST(FlamestreamUp, OffCpuProfileOfABlockingWorkloadReachesTheFileSink) {
+  if (MaySkip()) {
+    GTEST_SKIP() << "needs root to load BPF (runs in CI, which is root)";
+  }
+  const fs::path out = fs::temp_directory_path() / ("fs-up-offcpu-" + std::to_string(getpid()));
+  fs::remove_all(out);
+  auto workload = testing::Subprocess::Start({.argv = {Bin("fs-workload-offcpu"), "40"}});
+  ASSERT_TRUE(workload.ok()) << workload.error();
+  auto [code, text] = RunCommand(UpArgs(out, (*workload)->pid(), 29300), 180s);
+  ASSERT_EQ(code, 0) << text;
+  const fs::path series = out / "fs-workload-offcpu.off_cpu";
+  ASSERT_TRUE(fs::is_directory(series)) << text;
+  std::ifstream in(out / "fs-workload-offcpu.off_cpu.folded");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string folded = ss.str();
+  uint64_t sleeper_us = 0, reader_us = 0;
+  std::istringstream lines(folded);
+  for (std::string line; std::getline(lines, line);) {
+    const size_t sp = line.rfind(' ');
+    if (sp == std::string::npos) continue;
+    const uint64_t v = std::stoull(line.substr(sp + 1));
+    // Symbolized user frames, then the kernel path the thread blocked in.
+    if (line.find(";sleeper;") != std::string::npos &&
+        line.find("do_nanosleep") != std::string::npos) {
+      sleeper_us += v;
+    }
+    if (line.find(";pipe_reader;") != std::string::npos &&
+        line.find("pipe_read") != std::string::npos) {
+      reader_us += v;
+    }
+  }
+  // The agent samples for most of the 10 s run; these threads are blocked all the time.
+  EXPECT_GT(sleeper_us, 5'000'000u) << folded;
+  EXPECT_LT(sleeper_us, 10'500'000u) << folded;
+  EXPECT_GT(reader_us, 5'000'000u) << folded;
+  EXPECT_LT(reader_us, 10'500'000u) << folded;
+  (void)(*workload)->Signal(SIGKILL);
+  fs::remove_all(out);
+}
 
 // Ctrl-C halfway through a 60 s run: `up` drains the real stages in pipeline order and exits 0;
 // every window file decodes, no temporary file is left behind, and the views written last
