@@ -16,22 +16,13 @@ constexpr int64_t kNow = 1'800'000'000 * kSec;
 // `samples` samples evenly spread over [start_ns, start_ns + spread_ns].
 v1::SampleBatch Batch(int64_t start_ns, int64_t spread_ns, int samples = 100) {
   v1::SampleBatch b = profile::testing::MakeCorrelatedBatch({.samples = samples});
-  const std::vector<batch::SampleRow> rows = batch::DecodeSamples(b);
-  const batch::SampleEncoding encoding = batch::EncodingOf(b);
-  b.clear_samples();
-  Result<batch::BatchBuilder> builder = batch::BatchBuilder::FromBatch(std::move(b));
-  EXPECT_TRUE(builder.ok());
-  builder->set_encoding(encoding);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const batch::SampleRow& r = rows[i];
-    const int64_t t =
-        start_ns + (rows.size() > 1 ? spread_ns / static_cast<int64_t>(rows.size() - 1) *
-                                          static_cast<int64_t>(i)
-                                    : 0);
-    builder->AddSample({.stack_index = r.stack_index, .pid = r.pid, .tid = r.tid, .cpu = r.cpu,
-                        .timestamp_ns = t, .value_ns = r.value_ns, .span_index = r.span_index});
-  }
-  return builder->Finish();
+  const auto n = static_cast<int64_t>(batch::SampleCount(b));
+  EXPECT_TRUE(batch::RewriteSamples(b, [&](batch::SampleInput& in, size_t i) {
+                in.timestamp_ns =
+                    start_ns + (n > 1 ? spread_ns / (n - 1) * static_cast<int64_t>(i) : 0);
+                return true;
+              }).ok());
+  return b;
 }
 
 TEST(SampleTimeGuard, KeepsABatchOfOrdinaryTimesAsItIs) {
@@ -43,7 +34,7 @@ TEST(SampleTimeGuard, KeepsABatchOfOrdinaryTimesAsItIs) {
   EXPECT_EQ(g->future, 0);
   EXPECT_EQ(b.SerializeAsString(), before);
   // A week-old replay batch is fine too: only the future and the window span are limited.
-  v1::SampleBatch old = Batch(kNow - 7 * 86400 * kSec, 5 * kSec);
+  v1::SampleBatch old = Batch(kNow - int64_t{7} * 86400 * kSec, 5 * kSec);
   EXPECT_TRUE(guard.Apply(old, kNow).ok());
 }
 
@@ -54,7 +45,8 @@ TEST(SampleTimeGuard, RemovesSamplesBeyondTheClockSkew) {
   // 100 samples from now - 10 s to a day ahead: those past now + 60 s are removed.
   v1::SampleBatch b = Batch(kNow - 10 * kSec, 86400 * kSec + 10 * kSec, 100);
   int64_t ahead = 0;
-  for (const batch::SampleRow& r : batch::DecodeSamples(b)) ahead += r.timestamp_ns > kNow + 60 * kSec;
+  for (const batch::SampleRow& r : batch::DecodeSamples(b))
+    ahead += r.timestamp_ns > kNow + 60 * kSec;
   ASSERT_GT(ahead, 90);
   Result<GuardOutcome> g = guard.Apply(b, kNow);
   ASSERT_TRUE(g.ok()) << g.error();
@@ -72,7 +64,8 @@ TEST(SampleTimeGuard, RemovesSamplesBeyondTheClockSkew) {
 // One small record whose samples span a year would open ~3 million 10 s windows.
 TEST(SampleTimeGuard, RefusesABatchSpanningTooManyWindows) {
   const SampleTimeGuard guard({.window = std::chrono::seconds(10), .max_windows_per_batch = 64});
-  v1::SampleBatch wide = Batch(kNow - 365 * 86400 * kSec, 365 * 86400 * kSec, 200);
+  v1::SampleBatch wide =
+      Batch(kNow - int64_t{365} * 86400 * kSec, int64_t{365} * 86400 * kSec, 200);
   const std::string before = wide.SerializeAsString();
   Result<GuardOutcome> g = guard.Apply(wide, kNow);
   ASSERT_FALSE(g.ok());

@@ -16,25 +16,17 @@ namespace {
 Status KeepSamplesOfSeries(v1::SampleBatch& batch, const SeriesSelection& only, size_t* kept) {
   const std::string id = batch::BatchIdString(batch.id());
   const std::vector<batch::SampleRow> rows = batch::DecodeSamples(batch);
-  std::vector<batch::SampleInput> keep;
-  for (const batch::SampleRow& r : rows) {
+  std::vector<bool> keep(rows.size(), false);
+  *kept = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const batch::SampleRow& r = rows[i];
     const int64_t s = only.window->SeriesOfBatchPid(id, r.pid, r.profile_type);
-    if (s < 0 || std::find(only.series.begin(), only.series.end(), static_cast<uint32_t>(s)) ==
-                     only.series.end()) {
-      continue;
-    }
-    keep.push_back(batch::ToSampleInput(r));
+    keep[i] = s >= 0 && std::find(only.series.begin(), only.series.end(),
+                                  static_cast<uint32_t>(s)) != only.series.end();
+    *kept += keep[i] ? 1 : 0;
   }
-  *kept = keep.size();
-  if (keep.size() == rows.size() || keep.empty()) return OkStatus();
-  const batch::SampleEncoding encoding = batch::EncodingOf(batch);
-  batch.clear_samples();
-  FS_ASSIGN_OR_RETURN(batch::BatchBuilder builder,
-                      batch::BatchBuilder::FromBatch(std::move(batch)));
-  builder.set_encoding(encoding);
-  for (const batch::SampleInput& s : keep) builder.AddSample(s);
-  batch = builder.Finish();
-  return OkStatus();
+  if (*kept == rows.size() || *kept == 0) return OkStatus();
+  return batch::RewriteSamples(batch, [&](batch::SampleInput&, size_t i) { return bool{keep[i]}; });
 }
 
 }  // namespace

@@ -43,21 +43,14 @@ struct Totals {
 std::vector<v1::SampleBatch> MixedBatches() {
   std::vector<v1::SampleBatch> out;
   for (v1::SampleBatch b : StandardBatches()) {
-    const std::vector<batch::SampleRow> rows = batch::DecodeSamples(b);
-    const batch::SampleEncoding encoding = batch::EncodingOf(b);
-    b.clear_samples();
-    Result<batch::BatchBuilder> builder = batch::BatchBuilder::FromBatch(std::move(b));
-    EXPECT_TRUE(builder.ok());
-    builder->set_encoding(encoding);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      batch::SampleInput in = batch::ToSampleInput(rows[i]);
-      if (i % 3 == 0) {
-        in.profile_type = v1::PROFILE_TYPE_OFF_CPU;
-        in.value_ns = kBlockedNs;
-      }
-      builder->AddSample(in);
-    }
-    out.push_back(builder->Finish());
+    EXPECT_TRUE(batch::RewriteSamples(b, [](batch::SampleInput& in, size_t i) {
+                  if (i % 3 == 0) {
+                    in.profile_type = v1::PROFILE_TYPE_OFF_CPU;
+                    in.value_ns = kBlockedNs;
+                  }
+                  return true;
+                }).ok());
+    out.push_back(std::move(b));
   }
   return out;
 }

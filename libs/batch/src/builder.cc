@@ -313,4 +313,19 @@ void BatchBuilder::EncodeCompact(v1::Samples* s, bool need_values, bool need_spa
   }
 }
 
+Status RewriteSamples(v1::SampleBatch& batch,
+                      const std::function<bool(SampleInput& in, size_t index)>& edit) {
+  const std::vector<SampleRow> rows = DecodeSamples(batch);
+  const SampleEncoding encoding = EncodingOf(batch);
+  batch.clear_samples();
+  FS_ASSIGN_OR_RETURN(BatchBuilder builder, BatchBuilder::FromBatch(std::move(batch)));
+  builder.set_encoding(encoding);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    SampleInput in = ToSampleInput(rows[i]);
+    if (edit(in, i)) builder.AddSample(in);
+  }
+  batch = builder.Finish();
+  return OkStatus();
+}
+
 }  // namespace flamestream::batch

@@ -27,6 +27,7 @@
 #include <absl/container/flat_hash_map.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -174,5 +175,14 @@ class BatchBuilder {
   std::vector<SampleInput> rows_;
   SampleEncoding encoding_;
 };
+
+// Rebuilds `batch`'s samples in place through `edit`, which sees each row in order as the
+// input that would append it and may change it, or drop it by returning false. Tables, header
+// and sample encoding stay as they were (FromBatch); the result passes Validate when the input
+// did and `edit` keeps indices valid.
+//
+//   RewriteSamples(batch, [](SampleInput& in, size_t i) { return in.pid != 42; });  // a filter
+Status RewriteSamples(::flamestream::v1::SampleBatch& batch,
+                      const std::function<bool(SampleInput& in, size_t index)>& edit);
 
 }  // namespace flamestream::batch
