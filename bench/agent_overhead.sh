@@ -109,8 +109,8 @@ gcc -O2 -fno-omit-frame-pointer -o "${work}/spin" "${work}/spin.c"
 workload="${work}/spin"
 
 # The CFI workload: built without frame pointers (GCC's -O2 default, like distribution
-# binaries), a chain of 30 frames whose leaf calls libm, so every sample needs the unwind tables
-# of the binary, libm and libc.
+# binaries), 30 frames deep (_start, libc's two, main, 25 of chain, leaf, sin) with the leaf in
+# libm, so every sample needs the unwind tables of the binary, libm and libc.
 cat >"${work}/spin_nofp.c" <<'EOF'
 #include <math.h>
 #include <stdint.h>
@@ -127,7 +127,7 @@ __attribute__((noinline)) static double chain(int depth, uint64_t n) {
 }
 int main(int argc, char** argv) {
   uint64_t iters = argc > 1 ? strtoull(argv[1], NULL, 10) : 100000000ull;
-  for (uint64_t done = 0; done < iters; done += 1000) sink += chain(30, 1000);
+  for (uint64_t done = 0; done < iters; done += 1000) sink += chain(24, 1000);
   return 0;
 }
 EOF
@@ -364,8 +364,8 @@ echo
 read -r cbase cbase_cpu <<<"${wall["baseline/cfi"]}"
 echo "### Frame-pointer-less workload: CFI unwinding in BPF vs perf --call-graph dwarf"
 echo
-echo "Workload: ${iters} iterations of a 30-frame recursive chain built with GCC's -O2 default (no frame"
-echo "pointers) whose leaf calls libm's sin(); every stack needs the binary's, libm's and libc's tables."
+echo "Workload: ${iters} iterations of a recursive chain, 30 frames per stack, built with GCC's -O2 default"
+echo "(no frame pointers), whose leaf calls libm's sin(); every stack needs the binary's, libm's and libc's tables."
 echo
 echo "| case | frequency (Hz) | median wall (s) | slowdown vs baseline | median workload CPU (s) | CPU ratio vs baseline |"
 echo "|---|---:|---:|---:|---:|---:|"
