@@ -100,5 +100,47 @@ TEST(BatchAssembly, EverySampleCarriesItsSpanAndTheProcessItsService) {
   EXPECT_EQ(out.processes(0).service_name(), "api");  // the smallest name seen
 }
 
+// An off-CPU event (a thread blocked 42 ms in a span) joins its span like a CPU sample and
+// keeps what it measures: a slow span that waits on a lock or I/O shows where.
+TEST(BatchAssembly, OffCpuEventsJoinTheirSpanAndKeepTheirTypeAndTime) {
+  batch::BatchBuilder b;
+  b.SetHeader("prod/node-a/agent", 2, "prod", "node-a");
+  b.mutable_batch().set_stage(v1::STAGE_SYMBOLIZED);
+  b.mutable_batch().set_period_ns(10'000'000);
+  const std::vector<uint32_t> frames = {};
+  const uint32_t stack = b.InternStack(frames);
+  v1::Process proc;
+  proc.set_host_pid(7);
+  b.AddProcess(proc);
+  b.AddSample({.stack_index = stack, .pid = 7, .tid = 7, .timestamp_ns = 1000});
+  b.AddSample({.stack_index = stack,
+               .pid = 7,
+               .tid = 7,
+               .timestamp_ns = 2000,
+               .value_ns = 42'000'000,
+               .profile_type = v1::PROFILE_TYPE_OFF_CPU});
+  Result<JoinBatch> jb = DecodeForJoin(b.Finish().SerializeAsString());
+  ASSERT_TRUE(jb.ok()) << jb.error();
+  const correlate::Emission span{.kind = correlate::MatchKind::kInterval,
+                                 .trace_id = correlate::TraceId::FromBytes(Id(16, 't')),
+                                 .span_id = correlate::SpanId::FromBytes(Id(8, 's')),
+                                 .span_name = "SELECT orders",
+                                 .service_name = "shop"};
+  EXPECT_FALSE(ApplyEmission(*jb, 0, span));
+  EXPECT_TRUE(ApplyEmission(*jb, 1, span));
+  v1::SampleBatch out;
+  ASSERT_TRUE(out.ParseFromString(FinishBatch(std::move(*jb))));
+  ASSERT_TRUE(batch::Validate(out).ok());
+  const std::vector<batch::SampleRow> rows = batch::DecodeSamples(out);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].profile_type, uint32_t{v1::PROFILE_TYPE_CPU});
+  EXPECT_EQ(rows[0].value_ns, 10'000'000);
+  EXPECT_EQ(rows[1].profile_type, uint32_t{v1::PROFILE_TYPE_OFF_CPU});
+  EXPECT_EQ(rows[1].value_ns, 42'000'000);
+  const v1::SpanRef* off = batch::SpanOf(out, rows[1].span_index);
+  ASSERT_NE(off, nullptr);
+  EXPECT_EQ(off->name(), "SELECT orders");
+}
+
 }  // namespace
 }  // namespace flamestream::correlator
