@@ -20,10 +20,10 @@
 namespace flamestream::agent {
 namespace {
 
-// The BPF unwinder's counters on /metrics.
-class UnwindMetrics {
+// The BPF unwinder's and the off-CPU profile's counters on /metrics.
+class StackMetrics {
  public:
-  explicit UnwindMetrics(obs::Registry& m)
+  explicit StackMetrics(obs::Registry& m)
       : cfi_(m.Counter("fs_agent_unwound_frames_total", "user frames unwound, by method",
                        {{"method", "cfi"}})),
         fp_(m.Counter("fs_agent_unwound_frames_total", "user frames unwound, by method",
@@ -53,7 +53,14 @@ class UnwindMetrics {
         bytes_(m.Gauge("fs_agent_unwind_table_bytes", "bytes of unwind rows resident")),
         capacity_(m.Gauge("fs_agent_unwind_table_capacity_bytes",
                           "unwind row pool size (agent.unwind.max_table_bytes)")),
-        processes_(m.Gauge("fs_agent_unwind_processes", "processes with unwind tables")) {}
+        processes_(m.Gauge("fs_agent_unwind_processes", "processes with unwind tables")),
+        off_cpu_(m.Counter("fs_agent_off_cpu_events_total",
+                           "off-CPU events recorded (blocks at least agent.off_cpu.threshold)")),
+        off_cpu_short_(m.Counter("fs_agent_off_cpu_short_blocks_total",
+                                 "blocks shorter than agent.off_cpu.threshold, not recorded")),
+        off_cpu_drops_(m.Counter("fs_agent_off_cpu_dropped_total",
+                                 "blocks not recorded: more threads blocked than the BPF map "
+                                 "holds")) {}
 
   void Update(const bpf::SamplerStats& st) {
     cfi_.Update(st.cfi_frames);
@@ -74,6 +81,9 @@ class UnwindMetrics {
     bytes_.Set(static_cast<double>(st.unwind.table_bytes));
     capacity_.Set(static_cast<double>(st.unwind.table_capacity_bytes));
     processes_.Set(static_cast<double>(st.unwind.processes));
+    off_cpu_.Update(st.off_cpu_events);
+    off_cpu_short_.Update(st.off_cpu_short);
+    off_cpu_drops_.Update(st.off_cpu_drops);
   }
 
  private:
@@ -83,6 +93,7 @@ class UnwindMetrics {
   obs::Gauge& bytes_;
   obs::Gauge& capacity_;
   obs::Gauge& processes_;
+  obs::TotalMirror off_cpu_, off_cpu_short_, off_cpu_drops_;
 };
 
 }  // namespace
@@ -330,7 +341,7 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
       m.Counter("fs_agent_bpf_run_time_ns_total", "BPF program run time (BPF stats)"));
   obs::TotalMirror bpf_runs(m.Counter("fs_agent_bpf_runs_total", "BPF program runs (BPF stats)"));
   obs::Gauge& offset = m.Gauge("fs_agent_clock_offset_ns", "realtime minus monotonic");
-  UnwindMetrics unwind_metrics(m);
+  StackMetrics stack_metrics(m);
   auto update = [&] {
     const bpf::SamplerStats st = sampler->Stats();
     samples.Update(st.samples);
@@ -343,7 +354,7 @@ Status RunAgent(const AgentConfig& config, PrivilegedSetup& setup, service::Cont
     bpf_ns.Update(st.bpf_run_ns);
     bpf_runs.Update(st.bpf_run_count);
     offset.Set(static_cast<double>(clock.offset_ns()));
-    unwind_metrics.Update(st);
+    stack_metrics.Update(st);
     return st;
   };
   while (!ctx.WaitForStop(config.stats_interval)) {
