@@ -16,7 +16,6 @@
 #include <fstream>
 #include <limits>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
 #include "flamestream/bpf/capabilities.h"

@@ -35,10 +35,6 @@ Result<unwind::UnwindTable> VdsoTable(uint64_t mapping_bytes, unwind::BuildStats
   return NotFound("the vDSO is not in /proc/self/maps");
 }
 
-std::string MapFilesName(const proc::Mapping& m) {
-  return fmt::format("{:x}-{:x}", m.start, m.end);
-}
-
 }  // namespace
 
 RowAllocator::RowAllocator(uint64_t capacity)
@@ -335,9 +331,8 @@ void Unwinder::Scan(uint32_t pid, bool exec) {
 
 Unwinder::Table* Unwinder::TableFor(uint32_t pid, const proc::Mapping& m,
                                     const std::set<std::string>& keep, std::string* key) {
-  const std::string dir = fmt::format("{}/{}", config_.proc_root, pid);
-  // The process's own view of the file first (its mount namespace); map_files also reaches
-  // deleted files but needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE.
+  // The process's own view of the file first (its mount namespace): the agent drops the
+  // capability map_files needs after start, so that one is the fallback (deleted files).
   std::vector<std::string> paths;
   const bool vdso = m.kind == proc::MappingKind::kVdso;
   if (vdso) {
@@ -345,9 +340,9 @@ Unwinder::Table* Unwinder::TableFor(uint32_t pid, const proc::Mapping& m,
     *key = "vdso";
   } else {
     if (m.kind == proc::MappingKind::kFile && !m.path.empty() && m.path[0] == '/') {
-      paths.push_back(dir + "/root" + m.path);
+      paths.push_back(proc::RootPath(config_.proc_root, pid, m));
     }
-    paths.push_back(dir + "/map_files/" + MapFilesName(m));
+    paths.push_back(proc::MapFilesPath(config_.proc_root, pid, m));
     const proc::FileKey fk{.dev_major = m.dev_major, .dev_minor = m.dev_minor, .inode = m.inode};
     Result<std::string> build_id = build_ids_.Get(fk, paths);
     *key = build_id.ok() && !build_id->empty()

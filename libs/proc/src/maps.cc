@@ -32,8 +32,7 @@ MappingKind Classify(std::string_view path, uint64_t inode) {
     return MappingKind::kVsyscall;
   }
   if (path.empty() || path.front() == '[' || path.starts_with("//anon") ||
-      path.starts_with("/memfd:") || path.starts_with("/dev/zero") ||
-      path.starts_with("/SYSV")) {
+      path.starts_with("/memfd:") || path.starts_with("/dev/zero") || path.starts_with("/SYSV")) {
     return MappingKind::kAnonymous;
   }
   if (path.ends_with(" (deleted)")) {
@@ -182,15 +181,21 @@ Result<MapsCache::Process*> MapsCache::Load(uint32_t pid, bool force) {
   return &p;
 }
 
+std::string MapFilesPath(const std::string& proc_root, uint32_t pid, const Mapping& m) {
+  return fmt::format("{}/{}/map_files/{:x}-{:x}", proc_root, pid, m.start, m.end);
+}
+
+std::string RootPath(const std::string& proc_root, uint32_t pid, const Mapping& m) {
+  return fmt::format("{}/{}/root{}", proc_root, pid, m.path);
+}
+
 const std::string& MapsCache::BuildIdFor(uint32_t pid, Process& p, size_t index) {
   if (!p.build_id_read[index]) {
     p.build_id_read[index] = true;
     const Mapping& m = p.mappings[index];
-    const std::string dir = fmt::format("{}/{}", options_.proc_root, pid);
     Result<std::string> id = build_ids_.Get(
         FileKey{.dev_major = m.dev_major, .dev_minor = m.dev_minor, .inode = m.inode},
-        {fmt::format("{}/map_files/{:x}-{:x}", dir, m.start, m.end),
-         fmt::format("{}/root{}", dir, m.path)});
+        {MapFilesPath(options_.proc_root, pid, m), RootPath(options_.proc_root, pid, m)});
     if (id.ok()) {
       p.build_ids[index] = *id;
     } else {

@@ -59,6 +59,12 @@ struct Mapping {
 // One line: "55d0c0de0000-55d0c0de2000 r-xp 00001000 fd:01 1234   /usr/bin/x".
 Result<Mapping> ParseMapsLine(std::string_view line);
 
+// Where another process's mapped file can be opened from here: "<proc_root>/<pid>/map_files/
+// <start>-<end>" (also deleted files; needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE) and
+// "<proc_root>/<pid>/root<path>" (the file as the process's mount namespace sees it).
+std::string MapFilesPath(const std::string& proc_root, uint32_t pid, const Mapping& m);
+std::string RootPath(const std::string& proc_root, uint32_t pid, const Mapping& m);
+
 struct ParsedMaps {
   std::vector<Mapping> mappings;  // sorted by start
   size_t malformed_lines = 0;
@@ -69,8 +75,8 @@ ParsedMaps ParseMaps(std::string_view content);
 // Where a user address lives.
 struct Location {
   MappingKind kind = MappingKind::kAnonymous;
-  std::string path;      // mapping path ("[vdso]", "" for anonymous)
-  std::string build_id;  // hex; empty when unknown or not file-backed
+  std::string path;          // mapping path ("[vdso]", "" for anonymous)
+  std::string build_id;      // hex; empty when unknown or not file-backed
   uint64_t file_offset = 0;  // for file mappings: addr - start + pgoff; else addr
   uint64_t mapping_start = 0;
   uint64_t mapping_end = 0;
@@ -86,7 +92,7 @@ struct MapsCacheOptions {
 };
 
 struct MapsCacheStats {
-  uint64_t loads = 0;            // maps files read
+  uint64_t loads = 0;              // maps files read
   uint64_t unknown_addresses = 0;  // addresses in no mapping even after a reload
   uint64_t build_id_failures = 0;
 };
